@@ -1,0 +1,111 @@
+"""MiniGPT configuration.
+
+Self-contained on purpose: `save_pretrained` copies this file next to every saved model, so it may import
+nothing from the project.
+"""
+
+from transformers import PretrainedConfig
+
+
+# Named sizes shared by the CLI, the app and the benchmarks. Only the architecture: the vocabulary size comes
+# from the tokenizer and the context from --block_size.
+PRESETS = {
+    # A few seconds a step on a laptop CPU: tests and first experiments.
+    "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 128},
+    # The default of `python train.py`: learns readable text in about five CPU minutes.
+    "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "max_position_embeddings": 256},
+    # nanoGPT's Shakespeare GPU recipe and the benchmark dimensions (6 x 6 x 384).
+    "base": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 6, "max_position_embeddings": 256},
+    # GPT-2 small (124M) shaped.
+    "gpt2": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 1024},
+}
+
+
+class MiniGPTConfig(PretrainedConfig):
+    r"""Configuration of a MiniGPT: a decoder-only GPT with pre-LayerNorm blocks and learned positions.
+
+    Names follow transformers (`hidden_size`, `num_hidden_layers`, ...). The book's names (`d_model`, `n_heads`,
+    `n_layers`, `context_size`) and GPT-2's (`n_embd`, `n_head`, `n_layer`, `n_positions`) are aliases that read
+    and write the same values.
+
+    Example:
+        >>> config = MiniGPTConfig.from_preset("tiny", vocab_size=512)
+        >>> config.d_model, config.n_embd, config.hidden_size
+        (128, 128, 128)
+    """
+
+    model_type = "minigpt"
+    keys_to_ignore_at_inference = ["cache"]
+    attribute_map = {
+        # the book
+        "d_model": "hidden_size",
+        "n_heads": "num_attention_heads",
+        "n_layers": "num_hidden_layers",
+        "context_size": "max_position_embeddings",
+        # GPT-2
+        "n_embd": "hidden_size",
+        "n_head": "num_attention_heads",
+        "n_layer": "num_hidden_layers",
+        "n_positions": "max_position_embeddings",
+        "n_inner": "intermediate_size",
+    }
+
+    vocab_size: int = 8192
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 6
+    intermediate_size: int | None = None  # None: 4 x hidden_size, as in GPT-2
+    max_position_embeddings: int = 256
+    hidden_act: str = "gelu_pytorch_tanh"  # GPT-2's tanh GELU, fused by PyTorch
+    hidden_dropout_prob: float | int = 0.0  # embeddings and both residual branches
+    attention_probs_dropout_prob: float | int = 0.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    attention_bias: bool = True
+    mlp_bias: bool = True
+    tie_word_embeddings: bool = True
+    use_cache: bool = True
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self, **kwargs):
+        # Aliases given to the constructor (d_model=..., n_layer=...) arrive as extra kwargs: apply them first so
+        # that the derived default below sees them.
+        for alias in [k for k in kwargs if k in self.attribute_map]:
+            setattr(self, alias, kwargs.pop(alias))
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        super().__post_init__(**kwargs)
+        # Checked here rather than through huggingface_hub's @strict, whose wrapper error is not a ValueError.
+        self.validate_architecture()
+
+    def validate_architecture(self):
+        """Raise a ValueError that says what to change."""
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"MiniGPTConfig: {name} must be a positive integer, got {value!r}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"MiniGPTConfig: hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}); change one of them, e.g. hidden_size="
+                f"{self.num_attention_heads * max(1, round(self.hidden_size / self.num_attention_heads))}."
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"MiniGPTConfig: {name} must be in [0, 1), got {value!r}.")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"MiniGPTConfig: layer_norm_eps must be positive, got {self.layer_norm_eps!r}.")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "MiniGPTConfig":
+        """A config from one of `PRESETS` (tiny, small, base, gpt2), with any field overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown MiniGPT preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+__all__ = ["MiniGPTConfig", "PRESETS"]

@@ -1,0 +1,351 @@
+"""MiniGPT: the GPT of the book, as a transformers causal language model.
+
+token + position embeddings -> N x [x + attn(ln(x)); x + mlp(ln(x))] -> final LayerNorm -> LM head (tied)
+
+Self-contained on purpose: `save_pretrained` copies this file (and configuration_minigpt.py) into every saved
+model, so that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` works in anyone's code.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils import can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+try:  # inside a saved model directory (remote code) the two files form a package
+    from .configuration_minigpt import MiniGPTConfig
+except ImportError:  # in the project itself they are top-level modules
+    from configuration_minigpt import MiniGPTConfig
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """softmax(q k^T / sqrt(d) + mask) v, written out: the chapter's attention, and the one that returns weights."""
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask  # additive: 0 where allowed, -inf (min float) where masked
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (batch, seq, heads, head_dim)
+    return output, weights
+
+
+class MiniGPTAttention(nn.Module):
+    """Causal multi-head self-attention; the kernel (eager, sdpa, flash) comes from transformers' interface."""
+
+    def __init__(self, config: MiniGPTConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx  # which slot of the KV cache is ours
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = True
+        # One matmul for q, k and v: fewer, larger kernels are faster than three small ones.
+        self.qkv_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.attention_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.o_proj.writes_to_residual = True  # scaled init, see MiniGPTPreTrainedModel._init_weights
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, seq, _ = hidden_states.shape
+        # (batch, seq, 3 * hidden) -> 3 x (batch, heads, seq, head_dim)
+        qkv = self.qkv_proj(hidden_states).view(batch, seq, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+        if cache is not None:  # append this step's keys/values and attend over all of them
+            key, value = cache.update(key, value, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        output = self.o_proj(output.reshape(batch, seq, -1))
+        return output, weights
+
+
+class MiniGPTMLP(nn.Module):
+    """Position-wise feed-forward: expand (4x), GELU, project back."""
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__()
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.act_fn = ACT2FN[config.hidden_act]
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
+        self.down_proj.writes_to_residual = True
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act_fn(self.up_proj(hidden_states)))
+
+
+class MiniGPTBlock(GradientCheckpointingLayer):
+    """Pre-LayerNorm transformer block: normalise, transform, add back to the residual stream."""
+
+    def __init__(self, config: MiniGPTConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.self_attn = MiniGPTAttention(config, layer_idx)
+        self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MiniGPTMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        attn_output, _ = self.self_attn(self.input_layernorm(hidden_states), attention_mask, cache=cache, **kwargs)
+        hidden_states = hidden_states + self.dropout(attn_output)
+        hidden_states = hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
+        return hidden_states
+
+
+class MiniGPTPreTrainedModel(PreTrainedModel):
+    config: MiniGPTConfig
+    config_class = MiniGPTConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MiniGPTBlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    # output_hidden_states / output_attentions are collected by hooks on these modules (capture_outputs)
+    _can_record_outputs = {"hidden_states": MiniGPTBlock, "attentions": MiniGPTAttention}
+
+    def _init_weights(self, module):
+        """GPT-2 init: N(0, 0.02) everywhere, and the projections that write into the residual stream scaled by
+        1/sqrt(2 * layers), so that the stream's variance does not grow with depth.
+
+        The flag sits on the Linear itself: for remote code, transformers skips init on modules that own no
+        parameters directly (such as the attention module)."""
+        super()._init_weights(module)
+        if getattr(module, "writes_to_residual", False):
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
+
+
+class MiniGPTModel(MiniGPTPreTrainedModel):
+    """The transformer without a head: returns the final hidden states (and the KV cache)."""
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.layers = nn.ModuleList(MiniGPTBlock(config, i) for i in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("MiniGPTModel: pass exactly one of input_ids or inputs_embeds.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+
+        past_length = cache.get_seq_length() if cache is not None else 0
+        seq_length = inputs_embeds.shape[1]
+        if past_length + seq_length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"MiniGPT: {past_length + seq_length} tokens exceed the context of {self.config.max_position_embeddings}"
+                " (max_position_embeddings); shorten the prompt or max_new_tokens."
+            )
+        if position_ids is None:
+            # generate() passes position_ids built from the attention mask (left padding); plain calls count on
+            position_ids = torch.arange(past_length, past_length + seq_length, device=inputs_embeds.device)[None]
+
+        # None for plain causal attention with sdpa (its is_causal path), an explicit mask with padding or eager.
+        mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+
+        hidden_states = self.dropout(inputs_embeds + self.embed_positions(position_ids))
+        for block in self.layers:
+            hidden_states = block(hidden_states, mask, cache=cache, **kwargs)
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
+
+
+class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
+    """MiniGPT with the language-model head: next-token logits, the loss, and everything generate() offers."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: MiniGPTConfig):
+        super().__init__(config)
+        self.model = MiniGPTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""labels: token ids (-100 = ignore); they are shifted inside the loss, so pass labels = input_ids.
+        logits_to_keep: compute logits for the last N positions only (generate() asks for 1)."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+
+        loss = None
+        if labels is not None:
+            # transformers' loss: shifts the labels and, under gradient accumulation, divides by the token count
+            # of the whole accumulated batch (num_items_in_batch in kwargs) instead of averaging averages.
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    @classmethod
+    def from_gpt2(cls, model_or_name_or_path, **from_pretrained_kwargs) -> "MiniGPTForCausalLM":
+        """A MiniGPT with the weights of a transformers GPT-2 (an instance, a local directory or a Hub name).
+
+        GPT-2 is this same architecture; its Conv1D layers store weights transposed relative to nn.Linear.
+        """
+        from transformers import GPT2LMHeadModel
+
+        gpt2 = model_or_name_or_path
+        if not isinstance(gpt2, GPT2LMHeadModel):
+            gpt2 = GPT2LMHeadModel.from_pretrained(model_or_name_or_path, **from_pretrained_kwargs)
+        g = gpt2.config
+        config = MiniGPTConfig(
+            vocab_size=g.vocab_size,
+            hidden_size=g.n_embd,
+            num_hidden_layers=g.n_layer,
+            num_attention_heads=g.n_head,
+            intermediate_size=g.n_inner or 4 * g.n_embd,
+            max_position_embeddings=g.n_positions,
+            hidden_act=g.activation_function,
+            layer_norm_eps=g.layer_norm_epsilon,
+            initializer_range=g.initializer_range,
+            tie_word_embeddings=g.tie_word_embeddings,
+            bos_token_id=g.bos_token_id,
+            eos_token_id=g.eos_token_id,
+            pad_token_id=g.pad_token_id,
+        )
+        source = gpt2.state_dict()
+        state = {
+            "model.embed_tokens.weight": source["transformer.wte.weight"],
+            "model.embed_positions.weight": source["transformer.wpe.weight"],
+            "model.norm.weight": source["transformer.ln_f.weight"],
+            "model.norm.bias": source["transformer.ln_f.bias"],
+            "lm_head.weight": source["lm_head.weight"],
+        }
+        renames = {  # GPT-2 name -> MiniGPT name, inside block i; Conv1D weights are (in, out): transpose
+            "ln_1": "input_layernorm",
+            "attn.c_attn": "self_attn.qkv_proj",
+            "attn.c_proj": "self_attn.o_proj",
+            "ln_2": "post_attention_layernorm",
+            "mlp.c_fc": "mlp.up_proj",
+            "mlp.c_proj": "mlp.down_proj",
+        }
+        for i in range(g.n_layer):
+            for old, new in renames.items():
+                weight = source[f"transformer.h.{i}.{old}.weight"]
+                state[f"model.layers.{i}.{new}.weight"] = weight if old.startswith("ln") else weight.t()
+                state[f"model.layers.{i}.{new}.bias"] = source[f"transformer.h.{i}.{old}.bias"]
+
+        model = cls(config).to(gpt2.dtype)
+        model.load_state_dict({k: v.detach().clone() for k, v in state.items()})
+        model.generation_config = gpt2.generation_config
+        return model.eval() if not gpt2.training else model
+
+
+# Auto classes: in this process (AutoModelForCausalLM.from_config / from_pretrained on our model_type) and as
+# remote code (save_pretrained writes auto_map into config.json and copies both files).
+MiniGPTConfig.register_for_auto_class()
+MiniGPTModel.register_for_auto_class("AutoModel")
+MiniGPTForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+
+
+def _register_in_process():
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    try:
+        AutoConfig.register(MiniGPTConfig.model_type, MiniGPTConfig, exist_ok=True)
+        AutoModel.register(MiniGPTConfig, MiniGPTModel, exist_ok=True)
+        AutoModelForCausalLM.register(MiniGPTConfig, MiniGPTForCausalLM, exist_ok=True)
+    except ValueError:  # a remote-code copy of these classes was registered first: keep that one
+        pass
+
+
+_register_in_process()
+
+__all__ = ["MiniGPTPreTrainedModel", "MiniGPTModel", "MiniGPTForCausalLM"]

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny, randomly initialised models (no download, milliseconds to build)."""
+
+import pytest
+import torch
+
+from configuration_minigpt import MiniGPTConfig
+from modeling_minigpt import MiniGPTForCausalLM
+
+collect_ignore = ["_transformers_suite"]  # transformers' own test files, extracted by fetch_transformers_tests.py
+
+VOCAB = 64
+EOS, PAD = 1, 0
+
+
+def make_tiny_model(seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> MiniGPTForCausalLM:
+    torch.manual_seed(seed)
+    config = MiniGPTConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+        bos_token_id=EOS, eos_token_id=EOS, pad_token_id=PAD, **overrides,
+    )
+    model = MiniGPTForCausalLM._from_config(config, attn_implementation=attn_implementation)
+    # Default init gives nearly flat next-token distributions; a larger embedding gives a spread like a real model's.
+    with torch.no_grad():
+        model.model.embed_tokens.weight.normal_(0, 0.15)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    return make_tiny_model()
+
+
+@pytest.fixture
+def prompt():
+    torch.manual_seed(1)
+    return torch.randint(2, VOCAB, (1, 6))

@@ -1,0 +1,378 @@
+"""Tests for corpus.py: real datasets, real tokenizers, no network."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+from transformers import AutoTokenizer
+
+import corpus
+from corpus import CorpusError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = PROJECT_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def private_datasets_cache(tmp_path_factory):
+    # load_dataset caches parsed files; keep that out of the user's ~/.cache.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    return corpus.load_text_datasets()
+
+
+@pytest.fixture(scope="module")
+def bpe(builtin):
+    return corpus.train_tokenizer(builtin["train"], kind="bpe", vocab_size=1024)
+
+
+def dataset_dict(train: list[str], validation: list[str]) -> datasets.DatasetDict:
+    return datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": train}),
+        validation=datasets.Dataset.from_dict({"text": validation}),
+    )
+
+
+def write_table(path: Path, rows: dict[str, list]) -> Path:
+    table = datasets.Dataset.from_dict(rows)
+    {".jsonl": table.to_json, ".csv": table.to_csv, ".parquet": table.to_parquet}[path.suffix](str(path))
+    return path
+
+
+# --- loading ------------------------------------------------------------------
+
+
+def test_builtin_corpus_text_is_the_python_reference_and_deterministic():
+    text = corpus.builtin_corpus_text()
+    assert len(text) > 300_000
+    assert 'The "pass" statement' in text
+    assert text == corpus.builtin_corpus_text()
+    assert corpus.BUILTIN_CORPUS_NAME == "python-reference"
+
+
+def test_builtin_corpus_splits_whole_topics_disjointly(builtin):
+    assert set(builtin) == {"train", "validation"}
+    for split in builtin.values():
+        assert split.column_names == ["text"]
+        assert len(split) > 0
+    train, validation = set(builtin["train"]["text"]), set(builtin["validation"]["text"])
+    assert not train & validation
+    # 79 topics, of which "if" and "else" share one text: 78 distinct documents, 10 % held out.
+    assert len(train) + len(validation) == 78 == len(builtin["train"]) + len(builtin["validation"])
+    assert len(validation) == 8
+
+
+def test_split_is_deterministic_in_seed_and_follows_percentage(builtin):
+    again = corpus.load_text_datasets(seed=42)
+    assert list(again["validation"]["text"]) == list(builtin["validation"]["text"])
+    other_seed = corpus.load_text_datasets(seed=7)
+    assert list(other_seed["validation"]["text"]) != list(builtin["validation"]["text"])
+    assert len(corpus.load_text_datasets(validation_split_percentage=50)["validation"]) == 39
+
+
+def test_small_percentage_still_holds_out_one_document(tmp_path):
+    path = tmp_path / "two.txt"
+    path.write_text("first paragraph\n\nsecond paragraph\n", encoding="utf-8")
+    raw = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=1)
+    assert len(raw["train"]) == 1 and len(raw["validation"]) == 1
+
+
+def test_max_train_samples_limits_train_only(builtin):
+    raw = corpus.load_text_datasets(max_train_samples=5)
+    assert len(raw["train"]) == 5
+    assert len(raw["validation"]) == len(builtin["validation"])
+
+
+@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="shared/data/tinyshakespeare.txt is absent")
+def test_tiny_shakespeare_text_file_is_split_by_paragraph():
+    raw = corpus.load_text_datasets(train_file=str(SHAKESPEARE))
+    documents = len(raw["train"]) + len(raw["validation"])
+    assert documents > 5000
+    assert len(raw["validation"]) == round(documents * 0.1)
+    assert raw["train"][0]["text"].startswith("First Citizen:")
+    assert all("\n\n" not in text for text in raw["validation"]["text"])
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_structured_files_with_custom_text_column(tmp_path, suffix):
+    rows = {"body": [f"document number {i}" for i in range(20)], "id": list(range(20))}
+    path = write_table(tmp_path / f"train{suffix}", rows)
+    raw = corpus.load_text_datasets(train_file=str(path), text_column="body", validation_split_percentage=20)
+    assert raw["train"].column_names == ["text"] == raw["validation"].column_names
+    assert len(raw["validation"]) == 4
+    assert sorted([*raw["train"]["text"], *raw["validation"]["text"]]) == sorted(rows["body"])
+
+
+def test_validation_file_is_used_instead_of_a_split(tmp_path):
+    train = write_table(tmp_path / "train.jsonl", {"body": ["a b c", "d e f"]})
+    validation = write_table(tmp_path / "valid.csv", {"body": ["held out", "   ", None]})
+    raw = corpus.load_text_datasets(train_file=str(train), validation_file=str(validation), text_column="body")
+    assert list(raw["train"]["text"]) == ["a b c", "d e f"]
+    assert list(raw["validation"]["text"]) == ["held out"]  # blank and missing cells are dropped
+
+
+def test_describe_source():
+    assert corpus.describe_source() == "python-reference (built-in)"
+    assert corpus.describe_source("data/train.txt", "data/valid.txt") == "train.txt, validation: valid.txt"
+    assert corpus.describe_source(dataset_name="wikitext", dataset_config_name="wikitext-2-raw-v1") == (
+        "wikitext/wikitext-2-raw-v1 (Hugging Face Hub)"
+    )
+
+
+# --- loading errors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("percentage", [0, 100, -5, 150])
+def test_bad_split_percentage(percentage):
+    with pytest.raises(CorpusError, match="--validation_split_percentage must be between 0 and 100"):
+        corpus.load_text_datasets(validation_split_percentage=percentage)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CorpusError, match=r"--train_file .*nope\.txt: file not found"):
+        corpus.load_text_datasets(train_file=str(tmp_path / "nope.txt"))
+
+
+def test_unsupported_extension(tmp_path):
+    path = tmp_path / "book.docx"
+    path.write_bytes(b"x")
+    with pytest.raises(CorpusError, match=r"book\.docx: unsupported extension '\.docx'; use one of \.txt"):
+        corpus.load_text_datasets(train_file=str(path))
+
+
+def test_empty_corpus(tmp_path):
+    path = tmp_path / "blank.txt"
+    path.write_text("  \n\n\t\n\n \n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"blank\.txt is empty \(no non-whitespace text\)"):
+        corpus.load_text_datasets(train_file=str(path))
+
+
+def test_single_document_cannot_be_split(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("one line\nanother line\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="single document.*blank lines or pass --validation_file"):
+        corpus.load_text_datasets(train_file=str(path))
+
+
+def test_missing_text_column_names_the_columns(tmp_path):
+    path = write_table(tmp_path / "data.jsonl", {"body": ["a", "b"], "id": [1, 2]})
+    with pytest.raises(CorpusError) as error:
+        corpus.load_text_datasets(train_file=str(path))
+    message = str(error.value)
+    assert "no column 'text'" in message and "body, id" in message and "--text_column" in message
+
+
+def test_non_text_column_is_refused(tmp_path):
+    path = write_table(tmp_path / "data.parquet", {"body": ["a", "b"], "id": [1, 2]})
+    with pytest.raises(CorpusError, match="column 'id' holds .*int64.*not text"):
+        corpus.load_text_datasets(train_file=str(path), text_column="id")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "offset"),
+    [
+        ("latin1.txt", b"caf\xe9 au lait\n\nmore text\n", 3),
+        ("latin1.jsonl", b'{"text": "caf\xe9"}\n', 13),
+        # a valid two-byte character cut by the 1 MiB read boundary, then a bad byte
+        ("boundary.csv", b"text\n" + b"a" * (2**20 - 6) + "é".encode() + b"\xff\n", 2**20 + 1),
+    ],
+)
+def test_non_utf8_bytes(tmp_path, name, content, offset):
+    path = tmp_path / name
+    path.write_bytes(content)
+    expected = rf"{name}: the file is not UTF-8 text \(bad byte at offset {offset}\); re-save it as UTF-8"
+    with pytest.raises(CorpusError, match=expected):
+        corpus.load_text_datasets(train_file=str(path))
+
+
+def test_file_cut_inside_a_character(tmp_path):
+    path = tmp_path / "cut.txt"
+    path.write_bytes("abc\n\ndé".encode()[:-1])
+    with pytest.raises(CorpusError, match=r"cut\.txt: the file ends inside a UTF-8 character; re-save it as UTF-8"):
+        corpus.load_text_datasets(train_file=str(path))
+
+
+def test_malformed_file_gives_a_one_line_error(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"text": "a"\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"broken\.jsonl: could not read it as json") as error:
+        corpus.load_text_datasets(train_file=str(path))
+    assert "\n" not in str(error.value)
+
+
+def test_conflicting_sources():
+    with pytest.raises(CorpusError, match="either --dataset_name or --train_file"):
+        corpus.load_text_datasets(train_file="a.txt", dataset_name="wikitext")
+    with pytest.raises(CorpusError, match="--validation_file needs a --train_file"):
+        corpus.load_text_datasets(validation_file="a.txt")
+
+
+def test_hub_dataset_offline_is_a_corpus_error(tmp_path):
+    # Offline mode is read when datasets is imported, hence a fresh interpreter.
+    script = (
+        "import corpus\n"
+        "try:\n"
+        "    corpus.load_text_datasets(dataset_name='minigpt-tests/not-a-real-dataset')\n"
+        "except corpus.CorpusError as error:\n"
+        "    print('CorpusError:', error)\n"
+    )
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "CorpusError: --dataset_name minigpt-tests/not-a-real-dataset: the dataset could not be reached" in (
+        result.stdout
+    )
+    assert "--train_file" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+# --- tokenizers ---------------------------------------------------------------
+
+SAMPLE = 'def f(x):\n    return x ** 2  # "squares" , twice\n\nThe  "pass" statement.'
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_tokenizer_round_trips_and_survives_save_and_load(builtin, tmp_path, kind):
+    tokenizer = corpus.train_tokenizer(builtin["train"], kind=kind, vocab_size=1024)
+    ids = tokenizer(SAMPLE)["input_ids"]
+    assert tokenizer.decode(ids) == SAMPLE
+    assert tokenizer.bos_token == tokenizer.eos_token == "<|endoftext|>"
+    assert tokenizer.pad_token == "<|pad|>" and tokenizer.pad_token_id != tokenizer.eos_token_id
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded(SAMPLE)["input_ids"] == ids
+    assert reloaded.decode(ids) == SAMPLE
+    assert (reloaded.eos_token, reloaded.pad_token) == ("<|endoftext|>", "<|pad|>")
+
+
+def test_bpe_respects_vocab_size_and_encodes_any_text(bpe):
+    assert len(bpe) == 1024
+    text = "naïve café 漢字 🙂"  # characters the Python reference may lack: bytes cover them
+    assert bpe.decode(bpe(text)["input_ids"]) == text
+    assert bpe.unk_token is None
+
+
+def test_char_tokenizer_learns_train_split_only():
+    raw = dataset_dict(["abc abc", "cab"], ["abc§"])
+    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    vocabulary = tokenizer.get_vocab()
+    assert {"a", "b", "c", " "} <= set(vocabulary) and "§" not in vocabulary
+    assert len(tokenizer) == 3 + 4  # eos, pad, unk + the four characters
+    ids = tokenizer("c§")["input_ids"]
+    assert ids == [vocabulary["c"], tokenizer.unk_token_id]
+    assert tokenizer.unk_token == "<|unk|>"
+
+
+def test_bad_tokenizer_arguments(builtin):
+    with pytest.raises(CorpusError, match="unknown tokenizer kind 'wordpiece'"):
+        corpus.train_tokenizer(builtin["train"], kind="wordpiece")
+    with pytest.raises(CorpusError, match="--vocab_size 200 is too small.*at least 258"):
+        corpus.train_tokenizer(builtin["train"], kind="bpe", vocab_size=200)
+
+
+# --- tokenize and group -------------------------------------------------------
+
+
+def test_blocks_are_full_and_documents_end_with_eos():
+    raw = dataset_dict(["hello world", "abc", "the end of it"], ["hello abc", "world"])
+    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    grouped = corpus.tokenize_and_group(raw, tokenizer, block_size=4)
+    assert grouped["train"].column_names == ["input_ids"]
+    for split in grouped.values():
+        assert all(len(ids) == 4 for ids in split["input_ids"])
+    stream = [token for ids in grouped["train"]["input_ids"] for token in ids]
+    eos = tokenizer.eos_token
+    expected = tokenizer(f"hello world{eos}abc{eos}the end of it{eos}")["input_ids"]
+    assert stream == expected[: len(expected) // 4 * 4]
+    assert len(grouped["train"]) == 29 // 4
+
+
+def test_builtin_corpus_groups_into_full_blocks(builtin, bpe):
+    grouped = corpus.tokenize_and_group(builtin, bpe, block_size=128)
+    assert len(grouped["train"]) > 500 and len(grouped["validation"]) > 10
+    assert set(map(len, grouped["validation"]["input_ids"])) == {128}
+    eos_count = sum(ids.count(bpe.eos_token_id) for ids in grouped["train"]["input_ids"])
+    assert eos_count in (len(builtin["train"]), len(builtin["train"]) - 1)  # the last may fall in the dropped tail
+
+
+def test_second_call_is_served_from_the_cache(builtin, bpe, tmp_path, monkeypatch):
+    first = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [corpus._cache_key(builtin, bpe, 64)]
+
+    def must_not_tokenize(*args, **kwargs):
+        raise AssertionError("tokenized again instead of using the cache")
+
+    monkeypatch.setattr(corpus, "_tokenize_and_chunk", must_not_tokenize)
+    same_corpus_again = corpus.load_text_datasets()
+    second = corpus.tokenize_and_group(same_corpus_again, bpe, block_size=64, cache_dir=str(tmp_path))
+    assert list(second["train"]["input_ids"]) == list(first["train"]["input_ids"])
+    assert list(second["validation"]["input_ids"]) == list(first["validation"]["input_ids"])
+    with pytest.raises(AssertionError, match="tokenized again"):  # a new block size is a new key
+        corpus.tokenize_and_group(builtin, bpe, block_size=32, cache_dir=str(tmp_path))
+
+
+def test_a_crash_while_saving_leaves_no_cache_entry(builtin, bpe, tmp_path, monkeypatch):
+    def save_half_then_crash(self, path, **kwargs):
+        (Path(path) / "half-written.arrow").write_bytes(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", save_half_then_crash)
+    with pytest.raises(OSError, match="No space left"):
+        corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_written_meanwhile_by_another_process_is_used(builtin, bpe, tmp_path, monkeypatch):
+    target = tmp_path / corpus._cache_key(builtin, bpe, 64)
+    real_save = datasets.DatasetDict.save_to_disk
+
+    def other_process_wins(self, path, **kwargs):
+        real_save(self, str(target))  # the other process renames its copy into place first
+        real_save(self, path, **kwargs)
+
+    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", other_process_wins)
+    grouped = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+    assert len(grouped["train"]) > 0
+
+
+def test_cache_key_depends_on_corpus_tokenizer_and_block_size(builtin, bpe):
+    char = corpus.train_tokenizer(builtin["train"], kind="char")
+    other_corpus = corpus.load_text_datasets(seed=1)
+    keys = {
+        corpus._cache_key(builtin, bpe, 64),
+        corpus._cache_key(builtin, bpe, 65),
+        corpus._cache_key(builtin, char, 64),
+        corpus._cache_key(other_corpus, bpe, 64),
+    }
+    assert len(keys) == 4
+
+
+def test_corpus_shorter_than_one_block():
+    raw = dataset_dict(["tiny"], ["tiny"])
+    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    with pytest.raises(CorpusError, match=r"training text has only 5 tokens, less than one block of 8: lower --block_size"):
+        corpus.tokenize_and_group(raw, tokenizer, block_size=8)
+
+
+def test_validation_without_a_full_block(tmp_path):
+    raw = dataset_dict(["a long enough training text"], ["short"])
+    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    with pytest.raises(CorpusError, match=r"validation split has only 6 tokens.*--validation_split_percentage"):
+        corpus.tokenize_and_group(raw, tokenizer, block_size=8, cache_dir=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []  # a refused corpus is not cached
+
+
+def test_block_size_must_be_positive(builtin, bpe):
+    with pytest.raises(CorpusError, match="--block_size must be at least 1"):
+        corpus.tokenize_and_group(builtin, bpe, block_size=0)
