@@ -374,7 +374,7 @@ def _tokenize_and_chunk(texts: list[str], tokenizer, block_size: int) -> dict[st
     """One batch of documents -> as many full blocks as their tokens fill."""
     documents = tokenizer(texts, add_special_tokens=False)["input_ids"]
     eos = [tokenizer.eos_token_id]
-    stream = list(itertools.chain.from_iterable(ids for ids in documents))
+    stream = list(itertools.chain.from_iterable(ids + eos for ids in documents))
     usable = len(stream) - len(stream) % block_size
     return {"input_ids": [stream[start : start + block_size] for start in range(0, usable, block_size)]}
 

@@ -34,3 +34,19 @@ def tiny_model():
 def prompt():
     torch.manual_seed(1)
     return torch.randint(2, VOCAB, (1, 6))
+
+
+def run_without_project(script: str, tmp_path, timeout: int = 300) -> str:
+    """Run Python code in a fresh process that cannot import the project (as a user's own code would), offline.
+    Returns its stdout; fails the test with its stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    guard = 'import importlib.util\nassert importlib.util.find_spec("modeling_minigpt") is None\n'
+    done = subprocess.run([sys.executable, "-c", guard + script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

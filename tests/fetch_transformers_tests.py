@@ -128,10 +128,11 @@ _OFFLINE_MARKERS = (
 class FetchError(RuntimeError):
     """The suite could not be fetched. ``offline`` is True when pip could not reach the index."""
 
-    def __init__(self, message: str, offline: bool = False, unavailable: bool = False):
+    def __init__(self, message: str, offline: bool = False, unavailable: bool = False, summary: str | None = None):
         super().__init__(message)
         self.offline = offline
         self.unavailable = unavailable
+        self.summary = summary or message.splitlines()[0]
 
 
 def installed_version() -> str:
@@ -154,8 +155,18 @@ def _pip_download(requirement: str, dest: Path, binary: bool) -> Path:
         unavailable = not offline and (
             "No matching distribution found" in out or "Could not find a version" in out
         )
-        tail = "\n".join(out.strip().splitlines()[-15:])
-        raise FetchError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{tail}", offline, unavailable)
+        lines = out.strip().splitlines()
+        cause = next((ln.strip() for ln in lines if any(m in ln for m in _OFFLINE_MARKERS)), None) if offline else None
+        if offline:
+            summary = f"no network to the package index ({cause[:300]})"
+        elif unavailable:
+            summary = f"{requirement} is not on the package index ({lines[-1] if lines else ''})"
+        else:
+            summary = lines[-1] if lines else ""
+        tail = "\n".join(lines[-15:])
+        raise FetchError(
+            f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {summary}\n{tail}", offline, unavailable, summary
+        )
     name, _, version = requirement.partition("==")
     norm = re.sub(r"[-_.]+", "[-_.]", name)
     for path in sorted(dest.iterdir()):
@@ -249,6 +260,7 @@ def is_current(version: str | None = None) -> bool:
         stamp.is_file()
         and stamp.read_text() == _stamp(version)
         and (SUITE_DIR / PACKAGE / "test_modeling_common.py").is_file()
+        and (SUITE_DIR / "conftest.py").is_file()
         and (
             importlib.util.find_spec("parameterized") is not None
             or (VENDOR_DIR / "parameterized" / "__init__.py").is_file()

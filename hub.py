@@ -1,0 +1,35 @@
+"""Sharing a finished run on the Hugging Face Hub, with clear messages when that cannot work."""
+
+from pathlib import Path
+
+from huggingface_hub import HfApi, get_token
+
+
+class HubError(RuntimeError):
+    """The Hub cannot be used right now (no token, offline, no permission): one line saying what to do."""
+
+
+def check_hub_access(repo_id: str, token: str | None = None) -> str:
+    """Fail fast, before any training: a token must exist and the Hub must answer. Returns the user name."""
+    token = token or get_token()
+    if not token:
+        raise HubError(f"cannot push to {repo_id!r}: no Hugging Face token; set HF_TOKEN or run `hf auth login`")
+    try:
+        return HfApi(token=token).whoami()["name"]
+    except Exception as error:  # offline, DNS, HTTP 401...: all mean the same to the user
+        raise HubError(f"cannot reach the Hugging Face Hub to push {repo_id!r} ({type(error).__name__}); "
+                       "check the network and the token, or drop --push_to_hub") from None
+
+
+def push_folder(folder: str, repo_id: str, token: str | None = None) -> str:
+    """Upload a finished model directory (not its checkpoints) to a model repo; returns the repo URL."""
+    token = token or get_token()
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, exist_ok=True, repo_type="model").repo_id
+        api.upload_folder(folder_path=folder, repo_id=url, commit_message="Upload MiniGPT",
+                          ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".saving/**", "*.tmp*"])
+    except Exception as error:
+        raise HubError(f"pushing {Path(folder).name} to {repo_id!r} failed ({type(error).__name__}: "
+                       f"{str(error).splitlines()[0] if str(error) else ''}); the local copy is complete") from None
+    return f"https://huggingface.co/{url}"

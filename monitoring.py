@@ -1,0 +1,231 @@
+"""What a learner watches while MiniGPT trains: loss and perplexity, tokens seen, speed, samples, overfitting.
+
+Everything hangs off transformers' Trainer: a Trainer subclass enriches each log entry, and callbacks write the
+loss history and plot, print sample text at every evaluation, warn about overfitting and stop on request.
+The CLI and the app use the same pieces.
+"""
+
+import csv
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from throughput import mfu
+
+logger = logging.getLogger("minigpt")
+
+HISTORY_FILE = "loss_history.csv"
+PLOT_FILE = "loss_plot.png"
+SAMPLES_FILE = "samples.md"
+
+
+def perplexity(loss: float) -> float:
+    """exp(cross entropy): the number of equally likely tokens the model is 'choosing between'."""
+    return math.exp(loss) if loss < 700 else float("inf")
+
+
+class MiniGPTTrainer(Trainer):
+    """The HF Trainer, whose log entries also carry perplexity, tokens seen, tokens/s and MFU.
+
+    Adding them in `log` (not in a callback) puts them in `state.log_history`: they are printed, saved in
+    every checkpoint's trainer_state.json and survive a resume.
+    """
+
+    def __init__(self, *args, block_size: int, peak_flops: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.block_size = block_size
+        self.peak_flops = peak_flops
+        self._clock = None  # (time, step) at the previous training log, eval time excluded
+        self._eval_seconds = 0.0
+
+    @property
+    def tokens_per_step(self) -> int:
+        args = self.args
+        return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * self.block_size
+
+    def evaluate(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self._eval_seconds += time.perf_counter() - start
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        step = self.state.global_step
+        logs["tokens_seen"] = step * self.tokens_per_step
+        if "loss" in logs:
+            logs["perplexity"] = round(perplexity(logs["loss"]), 3)
+            now = time.perf_counter()
+            if self._clock is not None and step > self._clock[1]:
+                seconds = now - self._clock[0] - self._eval_seconds
+                logs["tokens_per_second"] = round((step - self._clock[1]) * self.tokens_per_step / seconds, 1)
+                if self.peak_flops:
+                    model = self.accelerator.unwrap_model(self.model)
+                    logs["mfu"] = round(mfu(logs["tokens_per_second"] / self.args.world_size, model.config,
+                                            self.block_size, self.peak_flops), 4)
+            self._clock, self._eval_seconds = (now, step), 0.0
+        if "eval_loss" in logs:
+            logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 3)
+        super().log(logs, start_time)
+
+    def _inner_training_loop(self, *args, **kwargs):
+        self._clock, self._eval_seconds = (time.perf_counter(), self.state.global_step), 0.0
+        return super()._inner_training_loop(*args, **kwargs)
+
+
+def history_rows(log_history: list[dict]) -> list[dict]:
+    """One row per logged step: step, tokens seen, train loss, eval loss, eval perplexity (blank when absent)."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "loss" not in entry and "eval_loss" not in entry:
+            continue
+        row = rows.setdefault(entry["step"], {"step": entry["step"], "tokens_seen": entry.get("tokens_seen", ""),
+                                              "train_loss": "", "eval_loss": "", "eval_perplexity": ""})
+        if "loss" in entry:
+            row["train_loss"] = entry["loss"]
+        if "eval_loss" in entry:
+            row["eval_loss"] = entry["eval_loss"]
+            row["eval_perplexity"] = entry.get("eval_perplexity", perplexity(entry["eval_loss"]))
+    return [rows[step] for step in sorted(rows)]
+
+
+def write_history(log_history: list[dict], output_dir: str) -> None:
+    """loss_history.csv and loss_plot.png in output_dir, each replaced atomically."""
+    rows = history_rows(log_history)
+    if not rows:
+        return
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (HISTORY_FILE + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(out / HISTORY_FILE)
+    plot_losses(rows, out / PLOT_FILE)
+
+
+def plot_losses(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key, label, style in (("train_loss", "train", "-"), ("eval_loss", "validation", "o-")):
+        points = [(r["tokens_seen"], r[key]) for r in rows if r[key] != "" and r["tokens_seen"] != ""]
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=4)
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.set_title("MiniGPT: train vs validation loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+class LossHistoryCallback(TrainerCallback):
+    """Refresh the loss history file and plot at every evaluation (and at the end)."""
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if args.should_save:
+            write_history(state.log_history, args.output_dir)
+
+    on_train_end = on_evaluate
+
+
+class SampleTextCallback(TrainerCallback):
+    """At every evaluation, continue fixed prompts greedily and with one seeded sample: the visible path from
+    gibberish to text. Uses a forked RNG so that sampling never changes the training run."""
+
+    def __init__(self, tokenizer, prompts: list[str], max_new_tokens: int = 48, seed: int = 0):
+        self.tokenizer = tokenizer
+        self.prompts = prompts
+        self.max_new_tokens = max_new_tokens
+        self.seed = seed
+        self.samples: list[dict] = []
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if not args.should_save or model is None or (self.samples and self.samples[-1]["step"] == state.global_step):
+            return  # not the main process, or this step was sampled already (the final evaluation)
+        tokens_seen = next((e["tokens_seen"] for e in reversed(state.log_history) if "tokens_seen" in e), 0)
+        for prompt in self.prompts:
+            greedy = self.complete(model, prompt, do_sample=False)
+            sampled = self.complete(model, prompt, do_sample=True, temperature=0.8, top_k=50)
+            sample = {"step": state.global_step, "tokens_seen": tokens_seen, "prompt": prompt,
+                      "greedy": greedy, "sampled": sampled}
+            self.samples.append(sample)
+            logger.info("sample @ step %d | greedy: %r | sampled: %r", state.global_step, prompt + greedy,
+                           prompt + sampled)
+        self._write(args.output_dir)
+
+    @torch.no_grad()
+    def complete(self, model, prompt: str, **generate_kwargs) -> str:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        ids = self.tokenizer(prompt, return_tensors="pt").input_ids.to(device)
+        if ids.shape[1] == 0:  # an empty prompt: start from the end-of-text token
+            ids = torch.tensor([[self.tokenizer.eos_token_id]], device=device)
+        context = model.config.max_position_embeddings
+        ids = ids[:, -(context // 2):]  # a prompt longer than half the context keeps its end
+        limit = context - ids.shape[1]
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=min(self.max_new_tokens, limit),
+                                 pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
+        model.train(was_training)
+        return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    def _write(self, output_dir: str) -> None:
+        lines = ["# Samples at each evaluation\n"]
+        for s in self.samples:
+            lines.append(f"## step {s['step']} ({s['tokens_seen']:,} tokens seen), prompt {s['prompt']!r}\n")
+            lines.append(f"greedy:\n\n```\n{s['prompt'] + s['greedy']}\n```\n")
+            lines.append(f"sampled (temperature 0.8, top-k 50):\n\n```\n{s['prompt'] + s['sampled']}\n```\n")
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / SAMPLES_FILE).write_text("\n".join(lines))
+
+
+class OverfittingCallback(TrainerCallback):
+    """Say so when validation loss has risen for `patience` evaluations in a row while training loss fell:
+    the model is memorising its training text instead of learning the language."""
+
+    def __init__(self, patience: int = 3):
+        self.patience = patience
+        self.warned_at: int | None = None
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        evals = [(e["step"], e["eval_loss"]) for e in state.log_history if "eval_loss" in e]
+        if len(evals) <= self.patience or self.warned_at is not None:
+            return
+        recent = evals[-(self.patience + 1):]
+        rising = all(b[1] > a[1] for a, b in zip(recent, recent[1:]))
+        train = [e["loss"] for e in state.log_history if "loss" in e and e["step"] > recent[0][0]]
+        falling = len(train) >= 2 and train[-1] < train[0]
+        if rising and falling:
+            self.warned_at = state.global_step
+            logger.warning(
+                "overfitting: validation loss rose for %d evaluations (%.3f -> %.3f) while training loss fell "
+                "(%.3f -> %.3f). Use --early_stopping_patience N to stop and keep the best model, more data, "
+                "dropout, or a smaller model.", self.patience, recent[0][1], recent[-1][1], train[0], train[-1])
+
+
+class StopOnEventCallback(TrainerCallback):
+    """End training at the next step once `event` is set (the app's Stop button); the model stays usable."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.event.is_set():
+            control.should_training_stop = True

@@ -1,0 +1,277 @@
+"""The pre-training pipeline end to end: real corpora, real tokenizers, real (tiny) Trainer runs."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_without_project
+
+import train
+from monitoring import OverfittingCallback
+from training import MiniGPTTrainingArguments, checkpoint_is_complete, find_resumable_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+TINY = ["--preset", "tiny", "--config_overrides", "n_embd=64,n_layer=2,n_head=2", "--block_size", "32",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "5",
+        "--dataloader_num_workers", "0", "--seed", "7"]
+
+
+def corpus_file(tmp_path, name="corpus.txt", paragraphs=120) -> Path:
+    words = "the model reads a text and learns to predict the next token of the text".split()
+    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) + "." for i in range(paragraphs)]
+    path = tmp_path / name
+    path.write_text("\n\n".join(lines))
+    return path
+
+
+def run_cli(*args) -> int:
+    try:
+        return train.main([str(a) for a in args])
+    except SystemExit as exit:  # argparse's own errors (unknown flag, invalid choice)
+        return exit.code
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("--train_file", corpus_file(tmp_path), "--output_dir", out, "--max_steps", 40,
+                   "--eval_steps", 20, "--save_steps", 20, "--vocab_size", 300, "--learning_rate", 3e-3, *TINY) == 0
+    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+                 "configuration_minigpt.py", "modeling_minigpt.py", "loss_history.csv", "loss_plot.png",
+                 "all_results.json", "eval_results.json", "train_results.json", "README.md", "samples.md"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
+
+    history = (out / "loss_history.csv").read_text().splitlines()
+    assert history[0] == "step,tokens_seen,train_loss,eval_loss,eval_perplexity"
+    evals = [float(line.split(",")[3]) for line in history[1:] if line.split(",")[3]]
+    assert len(evals) >= 3 and evals[-1] < evals[0] - 1.0, evals  # step 0 (before) vs after
+
+    results = read_json(out / "all_results.json")
+    assert results["eval_perplexity"] == pytest.approx(2.718281828 ** results["eval_loss"], rel=1e-6)
+    generation = read_json(out / "generation_config.json")
+    assert generation["do_sample"] is True and 0 < generation["temperature"] < 1.5
+
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation\n")
+    assert "license:" in card and "tags:" in card and "loss_plot.png" in card
+    assert "trust_remote_code=True" in card and "| learning_rate | 0.003 |" in card
+    assert "before training (step 0)" in card
+
+    stdout = run_without_project(textwrap.dedent(f"""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        model = AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained({str(out)!r})
+        ids = tokenizer("the model", return_tensors="pt")
+        torch.manual_seed(0)
+        out = model.generate(**ids, max_new_tokens=12)
+        print(type(model).__name__, out.shape[1] > ids.input_ids.shape[1], repr(tokenizer.decode(out[0])))
+    """), tmp_path)
+    assert stdout.startswith("MiniGPTForCausalLM True"), stdout
+
+
+@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="shared/data/tinyshakespeare.txt is not beside the checkout")
+def test_tiny_shakespeare_char_level(tmp_path):
+    out = tmp_path / "shakespeare"
+    assert run_cli("--train_file", SHAKESPEARE, "--tokenizer_type", "char", "--max_train_samples", 800,
+                   "--output_dir", out, "--max_steps", 60, "--eval_steps", 30, "--save_steps", 60,
+                   "--learning_rate", 3e-3, *TINY) == 0
+    results = read_json(out / "all_results.json")
+    config = read_json(out / "config.json")
+    assert config["vocab_size"] < 100  # characters, not BPE pieces
+    assert results["eval_loss"] < 3.3  # uniform over ~65 characters is 4.2 nats
+    assert 0 < results["eval_bits_per_byte"] < 5
+
+
+def test_builtin_corpus_offline_with_no_corpus_flag(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    out = tmp_path / "builtin"
+    assert run_cli("--output_dir", out, "--max_steps", 10, "--eval_steps", 10, "--save_steps", 10,
+                   "--vocab_size", 512, *TINY) == 0
+    assert "python-reference (built-in)" in (out / "README.md").read_text()
+    assert "The" in (out / "samples.md").read_text()
+
+
+def test_eval_only_reports_loss_and_perplexity_of_a_saved_model(tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert run_cli("--train_file", corpus_file(tmp_path), "--output_dir", model_dir, "--max_steps", 10,
+                   "--eval_steps", 10, "--save_steps", 10, "--vocab_size", 300, *TINY) == 0
+    other = corpus_file(tmp_path, "other.txt", paragraphs=60)
+    eval_dir = tmp_path / "eval"
+    capsys.readouterr()
+    assert run_cli("--do_train", "false", "--model_name_or_path", model_dir, "--train_file", other,
+                   "--output_dir", eval_dir, "--block_size", 32) == 0
+    printed = capsys.readouterr().out
+    results = read_json(eval_dir / "eval_results.json")
+    assert "eval_loss" in results and "eval_perplexity" in results
+    assert f"eval_perplexity={results['eval_perplexity']:.4g}" in printed
+    assert not (eval_dir / "model.safetensors").exists()
+
+
+BAD_INPUTS = [
+    ("empty.txt", "   \n\n  ", [], "empty"),
+    ("short.txt", "too short\n\nfor one block", ["--block_size", "64"], "block"),
+    ("latin1.txt", "caf\xe9 ol\xe9 " * 200, [], "UTF-8"),
+    ("data.csv", "title,body\nfoo,bar\n", [], "--text_column"),
+    ("ok.txt", None, ["--preset", "huge"], "huge"),
+    ("ok.txt", None, ["--config_overrides", "n_layer"], "key=value"),
+    ("ok.txt", None, ["--config_overrides", "hidden_size=100,num_attention_heads=3"], "divisible"),
+    ("ok.txt", None, ["--config_overrides", "colour=3"], "unknown field"),
+    ("ok.txt", None, ["--model_name_or_path", "/nonexistent/model"], "--model_name_or_path"),
+    ("ok.txt", None, ["--push_to_hub", "--hub_model_id", "someone/minigpt"], "push"),
+]
+
+
+@pytest.mark.parametrize("name, content, extra, message", BAD_INPUTS, ids=[b[0] + b[3] for b in BAD_INPUTS])
+def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, name, content, extra, message):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no cached login either
+    path = tmp_path / name
+    if content is None:
+        path = corpus_file(tmp_path, name)
+    elif name == "latin1.txt":
+        path.write_bytes(content.encode("latin-1"))
+    else:
+        path.write_text(content)
+    out = tmp_path / "out"
+    args = ["--train_file", path, "--output_dir", out, "--max_steps", 5, *TINY, *extra]
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error: " in line]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err[-2000:]
+    assert not out.exists()
+
+
+def test_empty_validation_split_is_reported(tmp_path, capsys):
+    validation = tmp_path / "validation.txt"
+    validation.write_text("tiny")
+    assert run_cli("--train_file", corpus_file(tmp_path), "--validation_file", validation,
+                   "--output_dir", tmp_path / "out", *TINY) == 2
+    assert "validation" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def _train_command(corpus, out, max_steps=30):
+    return [sys.executable, str(ROOT / "train.py"), "--train_file", str(corpus), "--output_dir", str(out),
+            "--max_steps", str(max_steps), "--eval_steps", "10", "--save_steps", "5", "--save_total_limit", "2",
+            "--vocab_size", "300", "--eval_on_start", "false", *TINY]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    corpus = corpus_file(tmp_path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    reference = tmp_path / "reference"
+    subprocess.run(_train_command(corpus, reference), check=True, env=env, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(corpus, killed), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (killed / "checkpoint-15" / "trainer_state.json").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 15
+    process.wait()
+    assert not (killed / "model.safetensors").exists(), "the run was meant to die before the end"
+
+    resumed = subprocess.run(_train_command(corpus, killed), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from" in resumed.stderr + resumed.stdout
+    final, expected = read_json(killed / "all_results.json"), read_json(reference / "all_results.json")
+    assert final["eval_loss"] == pytest.approx(expected["eval_loss"], abs=2e-3)
+    state = read_json(sorted(killed.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+                      / "trainer_state.json")
+    assert state["global_step"] == 30
+    assert len(list(killed.glob("checkpoint-*"))) <= 2  # save_total_limit
+
+
+def test_half_written_checkpoint_is_never_picked(tmp_path):
+    good = tmp_path / "checkpoint-10"
+    good.mkdir()
+    (good / "model.safetensors").write_bytes(b"x")
+    (good / "trainer_state.json").write_text('{"global_step": 10}')
+    torn = tmp_path / "checkpoint-20"
+    torn.mkdir()
+    (torn / "model.safetensors").write_bytes(b"x")
+    (torn / "trainer_state.json").write_text('{"global_st')  # killed while writing
+    assert checkpoint_is_complete(good) and not checkpoint_is_complete(torn)
+    assert find_resumable_checkpoint(str(tmp_path)) == str(good)
+    assert not torn.exists()
+
+
+def test_ddp_with_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(ROOT / "train.py"), "--train_file", str(corpus_file(tmp_path)), "--output_dir", str(out),
+               "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10", "--vocab_size", "300",
+               "--ddp_backend", "gloo", *TINY]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = read_json(out / "all_results.json")
+    assert results["train_tokens"] == 10 * 8 * 2 * 32  # steps x batch x 2 processes x block
+    assert (out / "model.safetensors").is_file() and (out / "checkpoint-10" / "trainer_state.json").is_file()
+    assert done.stdout.count("model saved in") == 1  # one process writes the final model
+
+
+def test_early_stopping_keeps_the_best_model(tmp_path):
+    # Random letters: the model can only learn their frequencies, then memorises the training text, so
+    # validation loss bottoms out early and rises again: overfitting in a few seconds.
+    rng = random.Random(0)
+    for split in ("train", "validation"):
+        paragraphs = ("".join(rng.choice("abcdefgh") for _ in range(60)) for _ in range(12))
+        (tmp_path / f"{split}.txt").write_text("\n\n".join(paragraphs))
+    out = tmp_path / "early"
+    assert run_cli("--train_file", tmp_path / "train.txt", "--validation_file", tmp_path / "validation.txt",
+                   "--tokenizer_type", "char", "--output_dir", out, "--max_steps", 300, "--eval_steps", 10,
+                   "--learning_rate", 3e-3, "--warmup_steps", 0, "--lr_scheduler_type", "constant",
+                   "--early_stopping_patience", 3, *TINY) == 0
+    state = read_json(sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+                      / "trainer_state.json")
+    assert state["global_step"] < 300, "early stopping should have ended the run"
+    evals = [e["eval_loss"] for e in state["log_history"] if "eval_loss" in e]
+    assert min(evals) < evals[-1]
+    assert read_json(out / "all_results.json")["eval_loss"] == pytest.approx(min(evals[1:]), abs=1e-4)
+
+
+class _State:
+    def __init__(self, log_history):
+        self.log_history = log_history
+        self.global_step = log_history[-1]["step"]
+
+
+def test_overfitting_is_reported_when_validation_rises_and_training_falls(caplog):
+    callback = OverfittingCallback(patience=3)
+    history = []
+    for step, (train, val) in enumerate([(5, 5.0), (4, 4.5), (3, 4.6), (2, 4.7), (1, 4.8)], start=1):
+        history += [{"step": step * 10, "loss": train}, {"step": step * 10, "eval_loss": val}]
+        callback.on_evaluate(None, _State(history), None)
+    assert callback.warned_at == 50
+    assert "overfitting" in caplog.text
+
+    healthy = OverfittingCallback(patience=3)
+    history = []
+    for step, val in enumerate([5.0, 4.5, 4.4, 4.3, 4.2], start=1):
+        history += [{"step": step, "loss": 6 - step}, {"step": step, "eval_loss": val}]
+        healthy.on_evaluate(None, _State(history), None)
+    assert healthy.warned_at is None
+
+
+def test_defaults_train_well_without_any_flag():
+    args = MiniGPTTrainingArguments()
+    assert args.lr_scheduler_type == "cosine" and 0 < args.warmup_steps < 1
+    assert args.weight_decay > 0 and args.max_grad_norm > 0
+    assert args.eval_strategy == "steps" and args.do_train and args.do_eval

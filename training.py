@@ -1,0 +1,417 @@
+"""The pre-training pipeline, one path for the CLI, the app, the tests and the benchmarks:
+
+    corpus -> DatasetDict(train, validation) -> tokenizer (train split) -> block_size chunks
+      -> MiniGPTTrainer (HF Trainer) with monitoring callbacks -> checkpoints (resumable)
+      -> save_pretrained(output_dir) + tokenizer + generation config + history + plot + model card -> Hub (optional)
+
+Arguments are dataclasses for HfArgumentParser, named as in transformers' run_clm.py.
+"""
+
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import (
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    EarlyStoppingCallback,
+    GenerationConfig,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from configuration_minigpt import PRESETS, MiniGPTConfig
+from corpus import BUILTIN_CORPUS_NAME, describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
+from model_card import write_model_card
+from modeling_minigpt import MiniGPTForCausalLM
+from monitoring import (
+    LossHistoryCallback,
+    MiniGPTTrainer,
+    OverfittingCallback,
+    SampleTextCallback,
+    StopOnEventCallback,
+    perplexity,
+    write_history,
+)
+from throughput import measured_matmul_peak
+
+logger = logging.getLogger("minigpt")
+
+BUILTIN_PROMPTS = ["The", "def"]
+
+
+class SetupError(ValueError):
+    """A bad argument combination, reported as one line that says what to change."""
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Continue from a saved MiniGPT directory, or start from GPT-2 weights (a local GPT-2 "
+                          "directory or a Hub name such as 'gpt2'). Leave empty to train from scratch."},
+    )
+    preset: str = field(
+        default="small", metadata={"help": "Model size when training from scratch.", "choices": list(PRESETS)}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Override config fields, e.g. 'n_layer=6,hidden_dropout_prob=0.1' (book and GPT-2 names "
+                          "work too)."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Reuse a saved tokenizer (a directory) instead of training one."}
+    )
+    tokenizer_type: str = field(
+        default="bpe",
+        metadata={"help": "Tokenizer to train: byte-level BPE, or character level as in the book.",
+                  "choices": ["bpe", "char"]},
+    )
+    vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size (char: the text decides)."})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention kernel: sdpa (default), eager, flash_attention_2, ..."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hugging Face Hub."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    train_file: str | None = field(default=None, metadata={"help": "A .txt, .jsonl/.json, .csv or .parquet file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Same formats; else split off train."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (jsonl/csv/parquet/Hub)."})
+    validation_split_percentage: float = field(
+        default=10, metadata={"help": "Percent of the documents held out for validation when no validation file."}
+    )
+    block_size: int | None = field(
+        default=None, metadata={"help": "Tokens per training sequence (the context). Default: the preset's."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many train documents."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenizing."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again even if cached."})
+    sample_prompts: str | None = field(
+        default=None, metadata={"help": "Prompts continued at every evaluation, separated by '|'."}
+    )
+
+
+def _default_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class MiniGPTTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments (every flag works) with defaults that train a small GPT well."""
+
+    output_dir: str | None = field(default="runs/minigpt", metadata={"help": "Where checkpoints and the model go."})
+    do_train: bool = field(default=True, metadata={"help": "Train (--do_train false: evaluate only)."})
+    do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split."})
+    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.1
+    adam_beta2: float = 0.99
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction < 1 of all steps."})
+    lr_scheduler_type: str = "cosine"
+    eval_strategy: str = "steps"
+    eval_steps: float | None = 100
+    eval_on_start: bool = field(default=True, metadata={"help": "Evaluate before training: the 'before'."})
+    logging_steps: float = 20
+    save_steps: float = 100
+    save_total_limit: int | None = 2
+    bf16: bool = field(default_factory=_default_bf16, metadata={"help": "bf16 autocast (default on capable GPUs)."})
+    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning only helps a GPU
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop after this many evaluations without a better validation loss; keep the best model."},
+    )
+
+    def __post_init__(self):
+        if self.early_stopping_patience is not None:
+            self.load_best_model_at_end = True
+            self.metric_for_best_model = "eval_loss"
+            self.greater_is_better = False
+            self.save_steps = self.eval_steps
+        super().__post_init__()
+
+
+@dataclass
+class RunResult:
+    output_dir: str
+    metrics: dict
+    samples: list[dict]
+    resumed_from: str | None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_is_complete(path: Path) -> bool:
+    """Trainer writes trainer_state.json last: a checkpoint whose state file parses was fully written."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (path / "model.safetensors").is_file()
+
+
+def find_resumable_checkpoint(output_dir: str) -> str | None:
+    """The newest complete checkpoint-N in output_dir; half-written ones (a killed save) are removed."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    checkpoints = sorted(
+        (p for p in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    for path in reversed(checkpoints):
+        if checkpoint_is_complete(path):
+            return str(path)
+        logger.warning("removing %s: it was not completely written (the run was interrupted while saving)", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model and tokenizer
+
+
+def parse_config_overrides(overrides: str | None) -> dict:
+    """'n_layer=6,hidden_dropout_prob=0.1' -> {'n_layer': 6, 'hidden_dropout_prob': 0.1}."""
+    result = {}
+    for item in filter(None, (overrides or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SetupError(f"--config_overrides: {item!r} is not key=value; write e.g. 'n_layer=6,n_head=6'")
+        try:
+            result[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            result[key.strip()] = value.strip()
+    unknown = [k for k in result if k not in MiniGPTConfig.__dataclass_fields__ and k not in MiniGPTConfig.attribute_map]
+    if unknown:
+        raise SetupError(f"--config_overrides: unknown field(s) {', '.join(unknown)}; see configuration_minigpt.py")
+    return result
+
+
+def load_pretrained(name_or_path: str, attn_implementation: str | None = None) -> MiniGPTForCausalLM:
+    """A saved MiniGPT, or GPT-2 weights (local directory or Hub name) converted with from_gpt2."""
+    from transformers import AutoConfig
+
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1  # Hub: "org/name"
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise SetupError(f"--model_name_or_path {name_or_path!r}: no such directory; pass a saved model's folder")
+    try:
+        model_type = AutoConfig.from_pretrained(name_or_path).model_type
+    except (OSError, ValueError) as error:
+        raise SetupError(
+            f"--model_name_or_path {name_or_path!r}: no model there ({str(error).splitlines()[0]}); pass a saved "
+            "MiniGPT directory, a GPT-2 directory, or a Hub name when online"
+        ) from None
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if model_type == "minigpt":
+        return MiniGPTForCausalLM.from_pretrained(name_or_path, **kwargs)
+    if model_type == "gpt2":
+        return MiniGPTForCausalLM.from_gpt2(name_or_path)
+    raise SetupError(f"--model_name_or_path {name_or_path!r} is a {model_type!r} model; MiniGPT loads minigpt or gpt2")
+
+
+def build_model(model_args: ModelArguments, tokenizer, block_size: int) -> MiniGPTForCausalLM:
+    """A fresh MiniGPT sized by the preset, the overrides, the tokenizer's vocabulary and the block size."""
+    settings = {
+        **PRESETS[model_args.preset],
+        "max_position_embeddings": block_size,
+        **parse_config_overrides(model_args.config_overrides),
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    try:
+        config = MiniGPTConfig(**settings)
+    except (TypeError, ValueError) as error:
+        raise SetupError(str(error).splitlines()[0]) from None
+    kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    return MiniGPTForCausalLM._from_config(config, **kwargs)
+
+
+def sampling_generation_config(model, tokenizer) -> GenerationConfig:
+    """What generate() does by default with a saved model: sampling that reads well for a small GPT."""
+    return GenerationConfig(
+        do_sample=True, temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
+        max_new_tokens=min(200, model.config.max_position_embeddings),
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def default_prompts(data_args: DataArguments, raw: datasets.DatasetDict) -> list[str]:
+    if data_args.sample_prompts:
+        return [p for p in data_args.sample_prompts.split("|")]
+    if not (data_args.train_file or data_args.dataset_name):
+        return BUILTIN_PROMPTS
+    first_line = raw["validation"][0]["text"].strip().splitlines()[0]
+    return [" ".join(first_line.split()[:3])[:24]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+
+
+def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> None:
+    if not (args.do_train or args.do_eval):
+        raise SetupError("nothing to do: pass --do_train and/or --do_eval")
+    if not args.do_train and not model_args.model_name_or_path:
+        raise SetupError("evaluation only (--do_train false) needs --model_name_or_path of a saved model")
+    if model_args.preset not in PRESETS:
+        raise SetupError(f"--preset {model_args.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
+    if data_args.block_size is not None and data_args.block_size < 2:
+        raise SetupError(f"--block_size must be at least 2, got {data_args.block_size}")
+    if args.push_to_hub:
+        from hub import check_hub_access
+
+        check_hub_access(args.hub_model_id or Path(args.output_dir).name, args.hub_token)
+
+
+def run_training(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: MiniGPTTrainingArguments,
+    callbacks: Sequence[TrainerCallback] = (),
+    stop_event: threading.Event | None = None,
+) -> RunResult:
+    """Train (or only evaluate) and write the finished model to args.output_dir. Raises SetupError/CorpusError
+    on bad input before anything is written."""
+    check_arguments(model_args, data_args, args)
+    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
+    raw = load_text_datasets(
+        train_file=data_args.train_file, validation_file=data_args.validation_file,
+        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+        text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
+        seed=args.seed, max_train_samples=data_args.max_train_samples,
+    )
+
+    resume_from = args.resume_from_checkpoint
+    if args.do_train and resume_from is None:
+        resume_from = find_resumable_checkpoint(args.output_dir)
+    if resume_from:
+        logger.info("Resuming from %s (delete it or use another --output_dir to start fresh)", resume_from)
+
+    # Model and tokenizer: from the checkpoint being resumed, a saved model, or new.
+    model_source = resume_from or model_args.model_name_or_path
+    model = load_pretrained(model_source, model_args.attn_implementation) if model_source else None
+    tokenizer_source = model_args.tokenizer_name or model_source
+    if tokenizer_source:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+        except (OSError, ValueError) as error:
+            raise SetupError(f"no tokenizer in {tokenizer_source!r} ({str(error).splitlines()[0]}); "
+                             "pass --tokenizer_name of a saved tokenizer") from None
+    else:
+        tokenizer = train_tokenizer(raw["train"], kind=model_args.tokenizer_type, vocab_size=model_args.vocab_size)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    if model is not None:
+        block_size = data_args.block_size or model.config.max_position_embeddings
+    else:
+        block_size = data_args.block_size or PRESETS[model_args.preset]["max_position_embeddings"]
+        model = build_model(model_args, tokenizer, block_size)
+    if block_size > model.config.max_position_embeddings:
+        raise SetupError(f"--block_size {block_size} exceeds the model's context of "
+                         f"{model.config.max_position_embeddings}; lower --block_size")
+    if len(tokenizer) > model.config.vocab_size:
+        raise SetupError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}; "
+                         "use the model's own tokenizer")
+
+    cache_dir = None if data_args.overwrite_cache else os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
+    with args.main_process_first(desc="tokenizing"):
+        chunks = tokenize_and_group(raw, tokenizer, block_size, cache_dir=cache_dir,
+                                    num_proc=data_args.preprocessing_num_workers)
+
+    model.generation_config = sampling_generation_config(model, tokenizer)
+    samples = SampleTextCallback(tokenizer, default_prompts(data_args, raw), seed=args.seed)
+    all_callbacks = [LossHistoryCallback(), samples, OverfittingCallback(), *callbacks]
+    if args.early_stopping_patience is not None:
+        all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+    if stop_event is not None:
+        all_callbacks.append(StopOnEventCallback(stop_event))
+
+    device_type = args.device.type
+    peak = measured_matmul_peak(device_type, torch.bfloat16 if args.bf16 else torch.float32)
+    trainer = MiniGPTTrainer(
+        model=model,
+        args=args,
+        train_dataset=chunks["train"] if args.do_train else None,
+        eval_dataset=chunks["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=all_callbacks,
+        block_size=block_size,
+        peak_flops=peak,
+    )
+
+    metrics = {}
+    if args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=resume_from)
+        metrics.update(train_result.metrics)
+        metrics["train_tokens"] = trainer.state.global_step * trainer.tokens_per_step
+    if args.do_eval:
+        eval_metrics = trainer.evaluate()
+        eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
+        metrics.update(eval_metrics)
+        metrics["eval_bits_per_byte"] = bits_per_byte(eval_metrics["eval_loss"], chunks["validation"], tokenizer)
+
+    if trainer.is_world_process_zero():
+        source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
+                                 data_args.dataset_config_name)
+        if args.do_train:
+            save_final_model(trainer, tokenizer, args.output_dir)
+            write_history(trainer.state.log_history, args.output_dir)
+        # {train,eval}_results.json, both also merged into all_results.json
+        for split in ("train", "eval"):
+            split_metrics = {k: v for k, v in metrics.items() if k.startswith("eval_") == (split == "eval")}
+            if split_metrics:
+                trainer.save_metrics(split, split_metrics)
+        if args.do_train:
+            write_model_card(args.output_dir, model=trainer.model, args=args, model_args=model_args,
+                             data_args=data_args, source=source, metrics=metrics, log_history=trainer.state.log_history,
+                             samples=samples.samples, block_size=block_size)
+            if args.push_to_hub:
+                from hub import push_folder
+
+                push_folder(args.output_dir, args.hub_model_id or Path(args.output_dir).name, args.hub_token)
+    return RunResult(args.output_dir, metrics, samples.samples, resume_from)
+
+
+def bits_per_byte(loss: float, validation: datasets.Dataset, tokenizer) -> float:
+    """nats/token -> bits/byte, so that tokenizers of different granularity compare fairly."""
+    ids = [i for row in validation["input_ids"] for i in row]
+    n_bytes = len(tokenizer.decode(ids, skip_special_tokens=True).encode("utf-8"))
+    return loss * len(ids) / n_bytes / math.log(2)
+
+
+def save_final_model(trainer, tokenizer, output_dir: str) -> None:
+    """save_pretrained into a temporary folder, then move each file into place: no half-written model."""
+    final = Path(output_dir)
+    tmp = final / ".saving"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    for path in tmp.iterdir():
+        os.replace(path, final / path.name)
+    tmp.rmdir()
+
+
+__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "SetupError", "RunResult",
+           "BUILTIN_CORPUS_NAME"]
