@@ -147,8 +147,9 @@ class SampleTextCallback(TrainerCallback):
     """At every evaluation, continue fixed prompts greedily and with one seeded sample: the visible path from
     gibberish to text. Uses a forked RNG so that sampling never changes the training run."""
 
-    def __init__(self, tokenizer, prompts: list[str], max_new_tokens: int = 48, seed: int = 0):
+    def __init__(self, tokenizer, prompts: list[str], max_new_tokens: int = 48, seed: int = 0, on_sample=None):
         self.tokenizer = tokenizer
+        self.on_sample = on_sample
         self.prompts = prompts
         self.max_new_tokens = max_new_tokens
         self.seed = seed
@@ -164,6 +165,8 @@ class SampleTextCallback(TrainerCallback):
             sample = {"step": state.global_step, "tokens_seen": tokens_seen, "prompt": prompt,
                       "greedy": greedy, "sampled": sampled}
             self.samples.append(sample)
+            if self.on_sample is not None:
+                self.on_sample(sample)
             logger.info("sample @ step %d | greedy: %r | sampled: %r", state.global_step, prompt + greedy,
                            prompt + sampled)
         self._write(args.output_dir)

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,9 +288,13 @@ def run_training(
     args: MiniGPTTrainingArguments,
     callbacks: Sequence[TrainerCallback] = (),
     stop_event: threading.Event | None = None,
+    on_sample: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Train (or only evaluate) and write the finished model to args.output_dir. Raises SetupError/CorpusError
-    on bad input before anything is written."""
+    on bad input before anything is written.
+
+    callbacks: extra TrainerCallbacks (the app's progress reporting); stop_event: set it to end training at the
+    next step and still save a usable model; on_sample: called with each evaluation's sample text."""
     check_arguments(model_args, data_args, args)
     set_seed(args.seed)  # before the model is built: its initial weights are part of the run
     raw = load_text_datasets(
@@ -339,7 +343,7 @@ def run_training(
                                     num_proc=data_args.preprocessing_num_workers)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
-    samples = SampleTextCallback(tokenizer, default_prompts(data_args, raw), seed=args.seed)
+    samples = SampleTextCallback(tokenizer, default_prompts(data_args, raw), seed=args.seed, on_sample=on_sample)
     all_callbacks = [LossHistoryCallback(), samples, OverfittingCallback(), *callbacks]
     if args.early_stopping_patience is not None:
         all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
