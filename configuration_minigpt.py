@@ -13,7 +13,7 @@ PRESETS = {
     # A few seconds a step on a laptop CPU: tests and first experiments.
     "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 128},
     # The default of `python train.py`: learns readable text in about five CPU minutes.
-    "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "max_position_embeddings": 256},
+    "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "max_position_embeddings": 128},
     # nanoGPT's Shakespeare GPU recipe and the benchmark dimensions (6 x 6 x 384).
     "base": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 6, "max_position_embeddings": 256},
     # GPT-2 small (124M) shaped.

@@ -8,6 +8,7 @@ model, so that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True
 
 import math
 from collections.abc import Callable
+from typing import Unpack
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
-from transformers.utils import can_return_tuple
+from transformers.utils import TransformersKwargs, can_return_tuple
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
@@ -185,7 +186,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("MiniGPTModel: pass exactly one of input_ids or inputs_embeds.")
@@ -196,7 +197,9 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
 
         past_length = cache.get_seq_length() if cache is not None else 0
         seq_length = inputs_embeds.shape[1]
-        if past_length + seq_length > self.config.max_position_embeddings:
+        # Learned positions end at the context size: say so instead of an index error deep in the embedding.
+        # (A static cache reports its length as a tensor and bounds itself; compiled graphs skip the check.)
+        if isinstance(past_length, int) and past_length + seq_length > self.config.max_position_embeddings:
             raise ValueError(
                 f"MiniGPT: {past_length + seq_length} tokens exceed the context of {self.config.max_position_embeddings}"
                 " (max_position_embeddings); shorten the prompt or max_new_tokens."
@@ -244,7 +247,7 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         r"""labels: token ids (-100 = ignore); they are shifted inside the loss, so pass labels = input_ids.
         logits_to_keep: compute logits for the last N positions only (generate() asks for 1)."""

@@ -232,3 +232,18 @@ class StopOnEventCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.event.is_set():
             control.should_training_stop = True
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """End training once `seconds` of wall time have passed since it began (quality-per-minute benchmarks)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.start >= self.seconds:
+            control.should_training_stop = True

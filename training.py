@@ -142,6 +142,8 @@ class MiniGPTTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "eval_loss"
             self.greater_is_better = False
             self.save_steps = self.eval_steps
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
 
 
@@ -350,19 +352,8 @@ def run_training(
     if stop_event is not None:
         all_callbacks.append(StopOnEventCallback(stop_event))
 
-    device_type = args.device.type
-    peak = measured_matmul_peak(device_type, torch.bfloat16 if args.bf16 else torch.float32)
-    trainer = MiniGPTTrainer(
-        model=model,
-        args=args,
-        train_dataset=chunks["train"] if args.do_train else None,
-        eval_dataset=chunks["validation"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-        callbacks=all_callbacks,
-        block_size=block_size,
-        peak_flops=peak,
-    )
+    trainer = build_trainer(model, tokenizer, args, chunks["train"] if args.do_train else None, chunks["validation"],
+                            block_size, all_callbacks)
 
     metrics = {}
     if args.do_train:
@@ -395,6 +386,23 @@ def run_training(
 
                 push_folder(args.output_dir, args.hub_model_id or Path(args.output_dir).name, args.hub_token)
     return RunResult(args.output_dir, metrics, samples.samples, resume_from)
+
+
+def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_size: int, callbacks=()):
+    """The Trainer every MiniGPT run uses (also for GPT-2 in the benchmarks): labels = input_ids, shifted inside
+    the model's loss; MFU measured against this device's matmul peak."""
+    peak = measured_matmul_peak(args.device.type, torch.bfloat16 if args.bf16 else torch.float32)
+    return MiniGPTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=list(callbacks),
+        block_size=block_size,
+        peak_flops=peak,
+    )
 
 
 def bits_per_byte(loss: float, validation: datasets.Dataset, tokenizer) -> float:

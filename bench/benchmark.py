@@ -1,0 +1,223 @@
+"""MiniGPT vs transformers' GPT-2, side by side in one run on whatever device is here.
+
+    python bench/benchmark.py                  # everything (about 15 minutes on 2 CPU cores)
+    python bench/benchmark.py --skip-quality   # speed only (a few minutes)
+
+Prints markdown tables and writes JSON (bench/results-<device>.json). Training goes through the same Trainer as
+train.py (training.build_trainer), quality through the same pipeline (training.run_training).
+"""
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback  # noqa: E402
+from transformers import logging as hf_logging  # noqa: E402
+
+from configuration_minigpt import PRESETS, MiniGPTConfig  # noqa: E402
+from corpus import load_text_datasets, tokenize_and_group, train_tokenizer  # noqa: E402
+from modeling_minigpt import MiniGPTForCausalLM  # noqa: E402
+from monitoring import TimeBudgetCallback  # noqa: E402
+from throughput import measured_matmul_peak, mfu  # noqa: E402
+from training import (  # noqa: E402
+    DataArguments,
+    MiniGPTTrainingArguments,
+    ModelArguments,
+    build_trainer,
+    run_training,
+)
+
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+DIMS = {  # name -> (layers, heads, width, context); vocabulary 8192 for both
+    "default preset (small)": (PRESETS["small"]["num_hidden_layers"], PRESETS["small"]["num_attention_heads"],
+                               PRESETS["small"]["hidden_size"], PRESETS["small"]["max_position_embeddings"]),
+    "6 x 6 x 384 (base)": (6, 6, 384, 256),
+}
+VOCAB = 8192
+NANOGPT = dict(n_layer=4, n_head=4, n_embd=128, block=64, batch=12, lr=1e-3, steps=2000)
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return f"{model}, {torch.get_num_threads()} threads"
+
+
+def minigpt(layers, heads, width, context, attn="sdpa"):
+    config = MiniGPTConfig(vocab_size=VOCAB, num_hidden_layers=layers, num_attention_heads=heads,
+                           hidden_size=width, max_position_embeddings=context, eos_token_id=0, pad_token_id=0)
+    return MiniGPTForCausalLM._from_config(config, attn_implementation=attn)
+
+
+def gpt2(layers, heads, width, context, attn="sdpa"):
+    config = GPT2Config(vocab_size=VOCAB, n_layer=layers, n_head=heads, n_embd=width, n_positions=context,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+                        pad_token_id=0)
+    return GPT2LMHeadModel._from_config(config, attn_implementation=attn)
+
+
+@cache
+def corpus_chunks(context: int):
+    """Real tokens (the built-in corpus, BPE with an 8192 vocabulary), cut into blocks of `context`."""
+    raw = load_text_datasets()
+    tokenizer = train_tokenizer(raw["train"], "bpe", VOCAB)
+    return tokenizer, tokenize_and_group(raw, tokenizer, context)
+
+
+def training_speed(factory, dims, bf16: bool, steps: int, batch: int = 8) -> dict:
+    layers, heads, width, context = dims
+    tokenizer, chunks = corpus_chunks(context)
+    torch.manual_seed(0)
+    model = factory(layers, heads, width, context)
+    warmup = 2
+    with tempfile.TemporaryDirectory() as tmp:
+        args = MiniGPTTrainingArguments(
+            output_dir=tmp, max_steps=warmup + steps, per_device_train_batch_size=batch, logging_steps=1,
+            eval_strategy="no", save_strategy="no", eval_on_start=False, bf16=bf16, disable_tqdm=True,
+            learning_rate=3e-4, warmup_steps=0,
+        )
+        trainer = build_trainer(model, tokenizer, args, chunks["train"], None, context)
+        trainer.remove_callback(PrinterCallback)  # the tables are the output
+        trainer.train()
+    logs = [e for e in trainer.state.log_history if "tokens_per_second" in e and e["step"] > warmup]
+    seconds = sum(trainer.tokens_per_step / e["tokens_per_second"] for e in logs)
+    tokens_per_second = len(logs) * trainer.tokens_per_step / seconds
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return {"tokens_per_second": tokens_per_second, "final_loss": losses[-1]}
+
+
+@torch.inference_mode()
+def generation_speed(model, batch: int, new_tokens: int = 128, prompt_len: int = 16, **generate_kwargs) -> dict:
+    model.eval()
+    prompt = torch.randint(1, VOCAB, (batch, prompt_len), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(prompt)
+    kwargs = dict(attention_mask=mask, do_sample=False, use_cache=True, pad_token_id=0, **generate_kwargs)
+    model.generate(prompt, max_new_tokens=8, min_new_tokens=8, **kwargs)  # warm up
+    start = time.perf_counter()
+    model.generate(prompt, max_new_tokens=1, min_new_tokens=1, **kwargs)
+    first = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return {"tokens_per_second": batch * new_tokens / best, "time_to_first_token_ms": 1000 * first}
+
+
+def quality_per_minute() -> dict:
+    """nanoGPT's CPU recipe through train.py's pipeline, then the default recipe in the same wall time."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        n = NANOGPT
+        start = time.perf_counter()
+        nano = run_training(
+            ModelArguments(tokenizer_type="char", preset="tiny",
+                           config_overrides=f"n_layer={n['n_layer']},n_head={n['n_head']},n_embd={n['n_embd']}"),
+            DataArguments(train_file=str(SHAKESPEARE), block_size=n["block"]),
+            MiniGPTTrainingArguments(output_dir=f"{tmp}/nano", max_steps=n["steps"],
+                                     per_device_train_batch_size=n["batch"], learning_rate=n["lr"],
+                                     warmup_steps=100, eval_strategy="no", eval_on_start=False, save_strategy="no",
+                                     logging_steps=200, disable_tqdm=True),
+        )
+        budget = time.perf_counter() - start
+        results["nanoGPT recipe (char, 4x4x128, 2000 steps)"] = {
+            "seconds": budget, "eval_loss": nano.metrics["eval_loss"],
+            "bits_per_byte": nano.metrics["eval_bits_per_byte"]}
+
+        start = time.perf_counter()
+        ours = run_training(
+            ModelArguments(tokenizer_type="bpe", vocab_size=1024, preset="small",
+                           config_overrides="hidden_dropout_prob=0.1"),
+            DataArguments(train_file=str(SHAKESPEARE), block_size=128),
+            MiniGPTTrainingArguments(output_dir=f"{tmp}/ours", max_steps=400, eval_strategy="no",
+                                     eval_on_start=False, save_strategy="no", logging_steps=50, disable_tqdm=True),
+            callbacks=[TimeBudgetCallback(budget * 0.9)],  # leave room for setup and the final evaluation
+        )
+        results["MiniGPT default recipe (BPE 1024, small, same wall time)"] = {
+            "seconds": time.perf_counter() - start, "eval_loss": ours.metrics["eval_loss"],
+            "bits_per_byte": ours.metrics["eval_bits_per_byte"]}
+    return results
+
+
+def table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-quality", action="store_true", help="skip the Tiny Shakespeare quality run")
+    parser.add_argument("--train-steps", type=int, default=6, help="timed training steps per measurement")
+    parser.add_argument("--json", default=None, help="where to write the results (default bench/results-<device>.json)")
+    opts = parser.parse_args(argv)
+    hf_logging.set_verbosity_error()
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16_ok = device == "cpu" or torch.cuda.is_bf16_supported()
+    peaks = {"fp32": measured_matmul_peak(device, torch.float32)}
+    if bf16_ok:
+        peaks["bf16"] = measured_matmul_peak(device, torch.bfloat16)
+    report = {"device": device_name(), "torch": torch.__version__, "peak_flops": peaks, "training": [],
+              "generation": [], "quality": {}}
+    print(f"# MiniGPT benchmark on {report['device']} (torch {torch.__version__})\n")
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
+
+    rows = []
+    for dims_name, dims in DIMS.items():
+        for precision in ["fp32"] + (["bf16"] if bf16_ok else []):
+            for name, factory in (("MiniGPT", minigpt), ("GPT-2", gpt2)):
+                r = training_speed(factory, dims, precision == "bf16", opts.train_steps)
+                config = minigpt(*dims).config
+                r["mfu"] = mfu(r["tokens_per_second"], config, dims[3], peaks[precision])
+                r.update(dims=dims_name, precision=precision, model=name)
+                report["training"].append(r)
+                rows.append([dims_name, precision, name, f"{r['tokens_per_second']:,.0f}", f"{100 * r['mfu']:.0f}%"])
+                print(f"  training {dims_name} {precision} {name}: {r['tokens_per_second']:,.0f} tokens/s",
+                      file=sys.stderr)
+    print("## Training (batch 8, AdamW, Trainer)\n")
+    print(table(["dimensions", "precision", "model", "tokens/s", "MFU"], rows) + "\n")
+
+    rows = []
+    dims = DIMS["6 x 6 x 384 (base)"]
+    for batch in (1, 8):
+        torch.manual_seed(0)
+        mini = generation_speed(minigpt(*dims), batch)
+        gpt2_runs = {attn: generation_speed(gpt2(*dims, attn=attn), batch) for attn in ("eager", "sdpa")}
+        best_attn = max(gpt2_runs, key=lambda a: gpt2_runs[a]["tokens_per_second"])
+        for name, r in (("MiniGPT", mini), (f"GPT-2 ({best_attn})", gpt2_runs[best_attn])):
+            r.update(batch=batch, model=name)
+            report["generation"].append(r)
+            rows.append([batch, name, f"{r['tokens_per_second']:,.0f}", f"{r['time_to_first_token_ms']:.1f}"])
+        rows.append([batch, "ratio", f"{mini['tokens_per_second'] / gpt2_runs[best_attn]['tokens_per_second']:.2f}x",
+                     ""])
+    print("## Generation (6 x 6 x 384, greedy, KV cache, 128 new tokens)\n")
+    print(table(["batch", "model", "new tokens/s", "time to first token (ms)"], rows) + "\n")
+
+    if not opts.skip_quality and SHAKESPEARE.exists():
+        report["quality"] = quality_per_minute()
+        rows = [[name, f"{r['seconds']:.0f}", f"{r['eval_loss']:.3f}", f"{r['bits_per_byte']:.3f}"]
+                for name, r in report["quality"].items()]
+        print("## Quality per CPU-minute (Tiny Shakespeare validation)\n")
+        print(table(["recipe", "wall time (s)", "val loss (nats/token)", "bits per byte"], rows) + "\n")
+
+    path = Path(opts.json or ROOT / "bench" / f"results-{device}.json")
+    path.write_text(json.dumps(report, indent=2))
+    print(f"results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The models the app offers, and a thread-safe cache of the loaded ones.
+
+    untrained    a random MiniGPT with a BPE tokenizer trained on the built-in corpus: ready at start, no training
+    run/<name>   a finished training run in the app's runs folder (found at start, added when a run ends)
+    dir/<name>   a saved model folder named when the app was launched (`python app.py --model DIR`)
+    latest       the newest finished run (Compare's default "after training"); None while there is none
+
+Weights load from safetensors only (`use_safetensors=True`; a folder without *.safetensors is refused): a pickle
+file from an upload or a stranger's folder is never unpickled.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from configuration_minigpt import PRESETS, MiniGPTConfig
+from corpus import load_text_datasets, train_tokenizer
+from modeling_minigpt import MiniGPTForCausalLM
+
+logger = logging.getLogger("minigpt.app")
+
+UNTRAINED = "untrained"
+LATEST = "latest"
+APP_RUN_FILE = "app_run.json"  # what the app knows about a run it trained (settings, corpus, stopped early)
+
+
+class ModelError(ValueError):
+    """A model cannot be offered or loaded: one line saying why."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    key: str
+    kind: str  # untrained | run | dir
+    name: str
+    path: str | None
+    created: float
+    summary: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def label(self, lang: str = "en") -> str:
+        s = self.summary
+        size = s.get("size", "")
+        if self.kind == "untrained":
+            return (f"não treinado: pesos aleatórios ({size})" if lang == "pt"
+                    else f"untrained: random weights ({size})")
+        bits = [size] if size else []
+        if s.get("eval_loss") is not None:
+            bits.append(f"{'perda val.' if lang == 'pt' else 'val loss'} {s['eval_loss']:.2f}")
+        if s.get("stopped"):
+            bits.append("interrompido" if lang == "pt" else "stopped early")
+        prefix = "pasta" if lang == "pt" and self.kind == "dir" else "dir" if self.kind == "dir" else ""
+        name = f"{prefix}: {self.name}" if prefix else self.name
+        return f"{name} ({', '.join(bits)})" if bits else name
+
+
+def is_finished_model_dir(path: Path) -> bool:
+    """save_final_model moves every file into place and then removes .saving: a folder with weights, config and
+    tokenizer and no .saving was completely written."""
+    return (
+        path.is_dir()
+        and any(path.glob("*.safetensors"))
+        and (path / "config.json").is_file()
+        and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file())
+        and not (path / ".saving").exists()
+    )
+
+
+def _size_of(config: dict) -> str:
+    for name, preset in PRESETS.items():
+        if all(config.get(k) == v for k, v in preset.items() if k != "max_position_embeddings"):
+            return name
+    layers, width = config.get("num_hidden_layers"), config.get("hidden_size")
+    return f"{layers}x{width}" if layers and width else ""
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def summarize_model_dir(path: Path) -> dict:
+    config = _read_json(path / "config.json")
+    results = _read_json(path / "all_results.json")
+    app_run = _read_json(path / APP_RUN_FILE)
+    return {
+        "size": app_run.get("preset") or _size_of(config),
+        "context": config.get("max_position_embeddings") or config.get("n_positions"),
+        "vocab_size": config.get("vocab_size"),
+        "eval_loss": results.get("eval_loss"),
+        "eval_perplexity": results.get("eval_perplexity"),
+        "steps": app_run.get("steps"),
+        "stopped": app_run.get("stopped", False),
+        "corpus": app_run.get("corpus"),
+    }
+
+
+def load_model_dir(path: str | Path):
+    """(model, tokenizer) from a saved MiniGPT (or GPT-2) folder, from safetensors only, in eval mode."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: no such folder")
+    if not any(path.glob("*.safetensors")):
+        raise ModelError(f"{path.name}: no .safetensors weights (only safetensors files are loaded)")
+    model_type = _read_json(path / "config.json").get("model_type")
+    try:
+        if model_type == "minigpt":
+            model = MiniGPTForCausalLM.from_pretrained(path, use_safetensors=True)
+        elif model_type == "gpt2":
+            model = MiniGPTForCausalLM.from_gpt2(str(path), use_safetensors=True)
+        else:
+            raise ModelError(f"{path.name}: a {model_type or 'unknown'} model; the app loads MiniGPT or GPT-2 folders")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except ModelError:
+        raise
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path.name}: cannot be loaded ({str(error).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
+def build_untrained(preset: str = "tiny", vocab_size: int = 2048, seed: int = 0):
+    """A random MiniGPT of `preset` with a BPE tokenizer trained on the built-in corpus (a fraction of a second):
+    the chapter's model before training. Its initial weights come from `seed`, without touching the global RNG."""
+    tokenizer = train_tokenizer(load_text_datasets()["train"], kind="bpe", vocab_size=vocab_size)
+    config = MiniGPTConfig.from_preset(
+        preset, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MiniGPTForCausalLM(config)
+    return model.eval(), tokenizer
+
+
+class ModelRegistry:
+    """Every model the app offers, and the loaded ones (LRU cache). Safe to use from many threads."""
+
+    def __init__(self, runs_dir: str | Path, model_dirs=(), untrained_preset: str = "tiny",
+                 untrained_vocab_size: int = 2048, cache_size: int = 4):
+        self.runs_dir = Path(runs_dir)
+        self.cache_size = cache_size
+        self._lock = threading.RLock()
+        self._entries: dict[str, ModelEntry] = {}
+        self._loaded: OrderedDict[str, tuple] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        self.version = 0  # grows whenever the list of models changes: the app refreshes its dropdowns then
+
+        start = time.perf_counter()
+        model, tokenizer = build_untrained(untrained_preset, untrained_vocab_size)
+        self._untrained = (model, tokenizer)
+        self._add(ModelEntry(UNTRAINED, "untrained", UNTRAINED, None, 0.0,
+                             {"size": untrained_preset, "context": model.config.max_position_embeddings,
+                              "vocab_size": model.config.vocab_size}))
+        logger.info("untrained %s model ready in %.1fs", untrained_preset, time.perf_counter() - start)
+        for folder in model_dirs:
+            self.add_dir(folder)
+        self.scan_runs()
+
+    # -- the list ---------------------------------------------------------------------------------------------
+
+    def _add(self, entry: ModelEntry) -> ModelEntry:
+        with self._lock:
+            self._entries[entry.key] = entry
+            self._loaded.pop(entry.key, None)  # a re-added run (same folder) is loaded afresh
+            self.version += 1
+        return entry
+
+    def add_dir(self, folder: str | Path) -> ModelEntry:
+        """A saved model folder named at launch; refused (ModelError) unless it is a complete safetensors model."""
+        path = Path(folder).expanduser().resolve()
+        if not is_finished_model_dir(path):
+            raise ModelError(f"{folder}: not a saved model folder (needs *.safetensors, config.json and a tokenizer)")
+        name = path.name
+        with self._lock:
+            taken = {e.name for e in self._entries.values() if e.kind == "dir"}
+            suffix = 2
+            while name in taken:
+                name, suffix = f"{path.name}-{suffix}", suffix + 1
+            return self._add(ModelEntry(f"dir/{name}", "dir", name, str(path), path.stat().st_mtime,
+                                        summarize_model_dir(path)))
+
+    def add_run(self, folder: str | Path) -> ModelEntry:
+        path = Path(folder).resolve()
+        if not is_finished_model_dir(path):
+            raise ModelError(f"{path.name}: the run did not leave a complete model")
+        return self._add(ModelEntry(f"run/{path.name}", "run", path.name, str(path), path.stat().st_mtime,
+                                    summarize_model_dir(path)))
+
+    def scan_runs(self) -> None:
+        """Register every finished run already in the runs folder (earlier app sessions, train.py runs)."""
+        if not self.runs_dir.is_dir():
+            return
+        for path in sorted(self.runs_dir.iterdir()):
+            if is_finished_model_dir(path) and f"run/{path.name}" not in self._entries:
+                self.add_run(path)
+
+    def entries(self) -> list[ModelEntry]:
+        """untrained first, then runs (newest first), then launch-time folders."""
+        with self._lock:
+            entries = list(self._entries.values())
+        order = {"untrained": 0, "run": 1, "dir": 2}
+        return sorted(entries, key=lambda e: (order[e.kind], -e.created if e.kind == "run" else 0, e.name))
+
+    def runs(self) -> list[ModelEntry]:
+        return [e for e in self.entries() if e.kind == "run"]
+
+    def latest_run(self) -> ModelEntry | None:
+        runs = self.runs()
+        return runs[0] if runs else None
+
+    def resolve(self, key: str) -> ModelEntry | None:
+        """The entry for `key` ('latest': the newest run, None while there is none); ModelError if unknown."""
+        key = (key or "").strip()
+        if key == LATEST:
+            return self.latest_run()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:  # a run's bare folder name is accepted too (API convenience)
+                entry = self._entries.get(f"run/{key}") or self._entries.get(f"dir/{key}")
+        if entry is None:
+            known = ", ".join(e.key for e in self.entries())
+            raise ModelError(f"unknown model {key!r}; available: {known}")
+        return entry
+
+    def choices(self, lang: str = "en", with_latest: bool = False) -> list[tuple[str, str]]:
+        """(label, key) pairs for a dropdown."""
+        pairs = [(e.label(lang), e.key) for e in self.entries()]
+        if with_latest:
+            latest = self.latest_run()
+            label = ("o mais recente treinado" if lang == "pt" else "latest trained")
+            label += f" ({latest.name})" if latest else (" (nenhum ainda)" if lang == "pt" else " (none yet)")
+            pairs.insert(1, (label, LATEST))
+        return pairs
+
+    # -- loading ----------------------------------------------------------------------------------------------
+
+    def get(self, key: str):
+        """(entry, model, tokenizer); loads on first use, one load per model even when many threads ask at once."""
+        entry = self.resolve(key)
+        if entry is None:
+            raise ModelError("no trained model yet: train one first")
+        if entry.kind == "untrained":
+            return (entry, *self._untrained)
+        with self._lock:
+            if entry.key in self._loaded:
+                self._loaded.move_to_end(entry.key)
+                return (entry, *self._loaded[entry.key])
+            loading = self._loading.setdefault(entry.key, threading.Lock())
+        with loading:
+            with self._lock:
+                if entry.key in self._loaded:
+                    return (entry, *self._loaded[entry.key])
+            model, tokenizer = load_model_dir(entry.path)
+            with self._lock:
+                self._loaded[entry.key] = (model, tokenizer)
+                while len(self._loaded) > self.cache_size:
+                    self._loaded.popitem(last=False)
+            return entry, model, tokenizer
+
+
+__all__ = ["ModelRegistry", "ModelEntry", "ModelError", "UNTRAINED", "LATEST", "load_model_dir", "build_untrained",
+           "is_finished_model_dir"]
