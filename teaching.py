@@ -31,7 +31,13 @@ SAMPLED = ("sample", "top_k", "top_p")
 
 
 class TeachingError(ValueError):
-    """Bad input for a decoding or inspection call: one line that says what to change."""
+    """Bad input for a decoding or inspection call: one line that says what to change. `key` and `values` name
+    the problem so that a UI can say it in its own language."""
+
+    def __init__(self, message: str, key: str = "", **values):
+        super().__init__(message)
+        self.key = key
+        self.values = values
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -86,13 +92,14 @@ class SeededSampler(LogitsProcessor):
 
 
 class StopOnEvent(StoppingCriteria):
-    """Ends generate() at the next token once `event` is set (a cancelled request, a closed page)."""
+    """Ends generate() at the next token once any of `events` is set (a cancelled request, a closed page)."""
 
-    def __init__(self, event):
-        self.event = event
+    def __init__(self, *events):
+        self.events = [event for event in events if event is not None]
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        stop = any(event.is_set() for event in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass
@@ -113,18 +120,22 @@ class DecodingSettings:
         if self.strategy not in STRATEGIES:
             raise TeachingError(f"unknown strategy {self.strategy!r}: use one of {', '.join(STRATEGIES)}")
         if not 1 <= self.max_new_tokens <= 4096:
-            raise TeachingError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}")
+            raise TeachingError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}",
+                                "max_new_tokens", value=self.max_new_tokens)
         if not self.repetition_penalty > 0:
             raise TeachingError(f"repetition_penalty must be positive (1 = off), got {self.repetition_penalty}")
         if self.strategy in SAMPLED and not self.temperature > 0:
             raise TeachingError(f"temperature {self.temperature} with sampling: it must be above 0 "
-                                "(temperature 0 is greedy decoding: choose the greedy strategy)")
+                                "(temperature 0 is greedy decoding: choose the greedy strategy)",
+                                "temperature", value=self.temperature)
         if self.strategy == "top_k" and not self.top_k >= 1:
-            raise TeachingError(f"top-k sampling needs top_k of at least 1, got {self.top_k}")
+            raise TeachingError(f"top-k sampling needs top_k of at least 1, got {self.top_k}", "top_k",
+                                value=self.top_k)
         if self.strategy == "top_p" and not 0 < self.top_p <= 1:
-            raise TeachingError(f"top-p sampling needs 0 < top_p <= 1, got {self.top_p}")
+            raise TeachingError(f"top-p sampling needs 0 < top_p <= 1, got {self.top_p}", "top_p", value=self.top_p)
         if self.strategy == "beam" and not 2 <= self.num_beams <= 16:
-            raise TeachingError(f"beam search needs num_beams between 2 and 16, got {self.num_beams}")
+            raise TeachingError(f"beam search needs num_beams between 2 and 16, got {self.num_beams}", "num_beams",
+                                value=self.num_beams)
         if self.strategy in SAMPLED and not 0 <= self.seed < 2**63:
             raise TeachingError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
         return self
@@ -178,11 +189,12 @@ class DecodingSettings:
 def encode_prompt(tokenizer, prompt: str, context: int, reserve: int = 1) -> torch.LongTensor:
     """(1, n) ids of a non-empty prompt that leaves `reserve` positions of the context free."""
     if not prompt or not prompt.strip():
-        raise TeachingError("the prompt is empty: type a few words for the model to continue")
+        raise TeachingError("the prompt is empty: type a few words for the model to continue", "empty_prompt")
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
     if ids.shape[1] + reserve > context:
         raise TeachingError(f"the prompt has {ids.shape[1]} tokens but the model's context is {context}: "
-                            f"shorten it to at most {context - reserve} tokens")
+                            f"shorten it to at most {context - reserve} tokens", "prompt_too_long",
+                            tokens=ids.shape[1], context=context, limit=context - reserve)
     return ids
 
 
@@ -237,7 +249,8 @@ def next_token_distribution(
     """The model's next-token distribution for `prompt`: softmax of the raw logits ('before') and after
     transformers' processors in generate()'s order ('after'); tokens the processors cut have p_after == 0."""
     if not temperature > 0:
-        raise TeachingError(f"temperature must be above 0, got {temperature} (temperature 0 is greedy decoding)")
+        raise TeachingError(f"temperature must be above 0, got {temperature} (temperature 0 is greedy decoding)",
+                            "temperature", value=temperature)
     if top_k < 0:
         raise TeachingError(f"top_k must be 0 (off) or more, got {top_k}")
     if not 0 < top_p <= 1:
@@ -315,7 +328,7 @@ def token_surprises(model, tokenizer, text: str) -> SurpriseView:
     too. The mean over the tokens is the cross entropy, the same number as the training loss, and
     exp(cross entropy) is the perplexity. Text beyond the context is left out (truncated=True)."""
     if not text or not text.strip():
-        raise TeachingError("the text is empty: paste a sentence to measure")
+        raise TeachingError("the text is empty: paste a sentence to measure", "empty_text")
     context = model.config.max_position_embeddings
     ids = tokenizer(text, add_special_tokens=False).input_ids
     truncated = len(ids) > context - 1

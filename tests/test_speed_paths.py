@@ -1,0 +1,72 @@
+"""Every speed path gives the same results as the plain one (timings live in bench/benchmark.py, not here)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_tiny_model
+from transformers import CompileConfig
+
+import train
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import benchmark  # noqa: E402
+
+SETTINGS = dict(max_new_tokens=24, min_new_tokens=24, do_sample=False)
+
+
+@pytest.fixture
+def prompts():
+    return torch.randint(2, 64, (2, 7), generator=torch.Generator().manual_seed(4))
+
+
+def test_static_cache_generation_equals_dynamic(prompts):
+    model = make_tiny_model()
+    mask = torch.ones_like(prompts)
+    plain = model.generate(prompts, attention_mask=mask, **SETTINGS)
+    static = model.generate(prompts, attention_mask=mask, cache_implementation="static", **SETTINGS)
+    assert torch.equal(plain, static)
+
+
+def test_compiled_static_cache_generation_equals_plain(prompts):
+    model = make_tiny_model()
+    mask = torch.ones_like(prompts)
+    compile_config = CompileConfig(fullgraph=True, dynamic=False)
+    compile_config._compile_all_devices = True  # transformers compiles on GPUs only unless told
+    plain = model.generate(prompts, attention_mask=mask, **SETTINGS)
+    compiled = model.generate(prompts, attention_mask=mask, cache_implementation="static",
+                              compile_config=compile_config, **SETTINGS)
+    assert torch.equal(plain, compiled)
+
+
+def test_bf16_weights_generate_the_same_first_tokens(prompts):
+    model = make_tiny_model()
+    fp32 = model.generate(prompts[:1], max_new_tokens=4, do_sample=False)
+    bf16 = model.to(torch.bfloat16).generate(prompts[:1], max_new_tokens=4, do_sample=False)
+    assert torch.equal(fp32, bf16)
+
+
+def test_bf16_autocast_training_loss_is_close_to_fp32(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    words = "a small model learns the next token of a text by reading it many times".split()
+    corpus.write_text("\n\n".join(" ".join(words[(i + j) % len(words)] for j in range(14)) for i in range(150)))
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        flags = ["--bf16", "true"] if precision == "bf16" else []
+        assert train.main(["--train_file", str(corpus), "--output_dir", str(out), "--preset", "tiny",
+                           "--block_size", "32", "--vocab_size", "300", "--max_steps", "30", "--eval_steps", "30",
+                           "--save_steps", "30", "--per_device_train_batch_size", "8", "--seed", "3", *flags]) == 0
+        losses[precision] = json.loads((out / "all_results.json").read_text())["eval_loss"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03), losses
+
+
+def test_benchmark_models_have_identical_dimensions():
+    dims = benchmark.DIMS["6 x 6 x 384 (base)"]
+    mini, gpt2 = benchmark.minigpt(*dims), benchmark.gpt2(*dims)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(mini) == count(gpt2)  # same architecture, same parameter count
