@@ -32,7 +32,7 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 import uuid  # noqa: E402
 import zipfile  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -63,7 +63,7 @@ DEFAULT_TEXT = "The if statement is used for conditional execution."
 GENERATE_CONCURRENCY = 8  # generations (and probability views) running at once, training or not
 
 TRAIN_DEFAULTS = dict(corpus_source="builtin", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
-                      length_unit="steps", max_steps=500, epochs=1.0, batch_size=16, learning_rate=3e-3,
+                      length_unit="steps", max_steps=400, epochs=1.0, batch_size=16, learning_rate=3e-3,
                       block_size=128, seed=42)
 GEN_DEFAULTS = dict(strategy="top_p", temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
                     max_new_tokens=60, seed=0, num_beams=4)
@@ -245,6 +245,7 @@ MESSAGES = {
         "col_token": "token", "col_p_before": "p before", "col_p_after": "p after", "col_kept": "kept",
         "col_logit": "logit", "col_rank": "rank", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
         "col_position": "position", "probability": "probability", "col_step": "step",
+        "legend_split": "split", "legend_cut": "top-k / top-p", "prompt": "prompt",
     },
     "pt": {
         "busy": "Já há um treino rodando (começou há {ago}): o progresso dele aparece aqui. Só um treino roda por "
@@ -291,6 +292,7 @@ MESSAGES = {
         "col_token": "token", "col_p_before": "p antes", "col_p_after": "p depois", "col_kept": "mantido",
         "col_logit": "logit", "col_rank": "posição", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
         "col_position": "posição", "probability": "probabilidade", "col_step": "passo",
+        "legend_split": "conjunto", "legend_cut": "top-k / top-p", "prompt": "prompt",
     },
 }
 
@@ -409,6 +411,7 @@ class JobSnapshot:
     samples: list
     error: str | None
     entry_key: str | None
+    stop_requested_at: int | None  # the step the training was at when Stop was pressed
 
     @property
     def done(self) -> bool:
@@ -419,13 +422,13 @@ class TrainingJob:
     """One training run in a worker thread. Trainer callbacks write its progress here under a condition
     variable; any number of viewers (the starting request, every visitor's timer) read snapshots of it."""
 
-    def __init__(self, run_name: str, output_dir: Path, settings: dict, model_args, data_args, training_args,
+    def __init__(self, run_name: str, output_dir: Path, settings: dict, model_args, data_args, training_kwargs,
                  cleanup: Path | None = None):
         self.id = uuid.uuid4().hex[:12]
         self.run_name = run_name
         self.output_dir = output_dir
         self.settings = settings
-        self.model_args, self.data_args, self.training_args = model_args, data_args, training_args
+        self.model_args, self.data_args, self.training_kwargs = model_args, data_args, training_kwargs
         self.cleanup = cleanup
         self.stop_event = threading.Event()
         self._cond = threading.Condition()
@@ -438,6 +441,7 @@ class TrainingJob:
         self._samples: list[dict] = []
         self._error = None
         self._entry_key = None
+        self._stop_requested_at = None
         self.thread: threading.Thread | None = None
 
     def _update(self, **changes) -> None:
@@ -454,7 +458,7 @@ class TrainingJob:
                 settings=dict(self.settings), started=self._started, ended=self._ended, step=self._step,
                 max_steps=self._max_steps, epoch=self._epoch, tokens_seen=self._tokens_seen,
                 tokens_per_second=self._tps, points=list(self._points), samples=list(self._samples),
-                error=self._error, entry_key=self._entry_key,
+                error=self._error, entry_key=self._entry_key, stop_requested_at=self._stop_requested_at,
             )
 
     def wait(self, after_version: int, timeout: float) -> JobSnapshot:
@@ -468,9 +472,10 @@ class TrainingJob:
             return self._state in ("starting", "running", "stopping")
 
     def request_stop(self) -> None:
-        self.stop_event.set()
         with self._cond:
+            self.stop_event.set()
             if self._state in ("starting", "running"):
+                self._stop_requested_at = self._step
                 self._state = "stopping"
                 self._version += 1
                 self._cond.notify_all()
@@ -534,6 +539,10 @@ class JobBoard:
     def __init__(self):
         self._lock = threading.Lock()
         self.current: TrainingJob | None = None
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self.current is not None and self.current.active
 
     def start(self, job: TrainingJob, work) -> bool:
         with self._lock:
@@ -650,18 +659,19 @@ def prepare_job(ctx: AppContext, lang: str, corpus_source, files, hub_dataset, p
     if length_unit not in ("steps", "epochs"):
         raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang]["length_unit"], rule="steps | epochs",
                            value=length_unit))
-    between = "entre" if lang == "pt" else "between"
-    vocab_size = _check_number(lang, "vocab_size", vocab_size, f"{between} 300 / 32768", lambda v: 300 <= v <= 32768,
-                               int)
+    def between(low, high) -> str:
+        return f"entre {low} e {high}" if lang == "pt" else f"between {low} and {high}"
+
+    vocab_size = _check_number(lang, "vocab_size", vocab_size, between(300, 32768), lambda v: 300 <= v <= 32768, int)
     if length_unit == "steps":
-        steps = _check_number(lang, "max_steps", max_steps, f"{between} 1 / 100000", lambda v: 1 <= v <= 100_000, int)
+        steps = _check_number(lang, "max_steps", max_steps, between(1, 100000), lambda v: 1 <= v <= 100_000, int)
         epochs = 1.0
     else:
         steps = -1
-        epochs = _check_number(lang, "epochs", epochs, f"{between} 0.01 / 100", lambda v: 0.01 <= v <= 100)
-    batch_size = _check_number(lang, "batch_size", batch_size, f"{between} 1 / 512", lambda v: 1 <= v <= 512, int)
+        epochs = _check_number(lang, "epochs", epochs, between(0.01, 100), lambda v: 0.01 <= v <= 100)
+    batch_size = _check_number(lang, "batch_size", batch_size, between(1, 512), lambda v: 1 <= v <= 512, int)
     learning_rate = _check_number(lang, "learning_rate", learning_rate, "> 0, <= 1", lambda v: 0 < v <= 1)
-    block_size = _check_number(lang, "block_size", block_size, f"{between} 8 / 1024", lambda v: 8 <= v <= 1024, int)
+    block_size = _check_number(lang, "block_size", block_size, between(8, 1024), lambda v: 8 <= v <= 1024, int)
     seed = _check_number(lang, "seed", seed, ">= 0", lambda v: 0 <= v < 2**32, int)
 
     run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-{tokenizer_type}"
@@ -686,28 +696,31 @@ def prepare_job(ctx: AppContext, lang: str, corpus_source, files, hub_dataset, p
     output_dir = ctx.runs_dir / run_name
     model_args = ModelArguments(preset=preset, tokenizer_type=tokenizer_type, vocab_size=vocab_size)
     data_args = DataArguments(**data)
-    try:
-        training_args = MiniGPTTrainingArguments(
-            output_dir=str(output_dir), max_steps=steps, num_train_epochs=epochs,
-            per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(32, batch_size),
-            learning_rate=learning_rate, seed=seed,
-            eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points
-            save_strategy="no",  # the app keeps the final model only (Stop saves it too)
-            report_to="none", dataloader_num_workers=0,
-        )
-    except ValueError as error:
-        raise app_error(lang, msg(lang, "setup_error", error=friendly(error).splitlines()[0])) from None
+    # Built by the worker, not here: creating TrainingArguments resets accelerate's process-wide state, which
+    # must not happen while another training runs.
+    training_kwargs = dict(
+        output_dir=str(output_dir), max_steps=steps, num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(32, batch_size),
+        learning_rate=learning_rate, seed=seed,
+        eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points
+        save_strategy="no",  # the app keeps the final model only (Stop saves it too)
+        report_to="none", dataloader_num_workers=0,
+    )
     settings = {"corpus": corpus, "preset": preset, "tokenizer": tokenizer_type, "vocab_size": vocab_size,
                 "max_steps": steps, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                 "block_size": block_size, "seed": seed}
-    return TrainingJob(run_name, output_dir, settings, model_args, data_args, training_args,
+    return TrainingJob(run_name, output_dir, settings, model_args, data_args, training_kwargs,
                        cleanup=job_dir if corpus_source == "upload" else None)
 
 
 def make_worker(ctx: AppContext):
     def work(job: TrainingJob) -> None:
         try:
-            result = run_training(job.model_args, job.data_args, job.training_args,
+            try:
+                training_args = MiniGPTTrainingArguments(**job.training_kwargs)
+            except ValueError as error:  # TrainingArguments' own checks
+                raise SetupError(str(error).splitlines()[0]) from None
+            result = run_training(job.model_args, job.data_args, training_args,
                                   callbacks=[JobProgressCallback(job)], stop_event=job.stop_event,
                                   on_sample=job.on_sample)
             snap = job.snapshot()
@@ -730,15 +743,22 @@ def make_worker(ctx: AppContext):
     return work
 
 
-def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    m = MESSAGES[lang]
-    columns = ["step", "value", "curve"]
+def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Long-format frames (step, value, curve) for the loss and perplexity plots; None before the first point.
+
+    Both curves are always present (a NaN point stands in for one not logged yet): the browser's plot fixes its
+    colour domain from the first data it gets, and would never draw a curve that was missing then."""
     if snap is None or not snap.points:
-        return pd.DataFrame(columns=columns), pd.DataFrame(columns=columns)
+        return None
+    m = MESSAGES[lang]
     names = {"train": m["train"], "validation": m["validation"]}
-    loss = pd.DataFrame([{"step": p["step"], "value": p["loss"], "curve": names[p["curve"]]} for p in snap.points])
+    points = list(snap.points)
+    for curve in names:
+        if not any(p["curve"] == curve for p in points):
+            points.append({"step": points[0]["step"], "curve": curve, "loss": math.nan, "perplexity": math.nan})
+    loss = pd.DataFrame([{"step": p["step"], "value": p["loss"], "curve": names[p["curve"]]} for p in points])
     ppl = pd.DataFrame([{"step": p["step"], "value": min(p["perplexity"], 1e6), "curve": names[p["curve"]]}
-                        for p in snap.points])
+                        for p in points])
     return loss, ppl
 
 
@@ -797,18 +817,26 @@ def _md_inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _esc(text))
 
 
-def samples_markdown(snap: JobSnapshot | None, lang: str) -> str:
+def samples_html(snap: JobSnapshot | None, lang: str) -> str:
+    """The sample text of each evaluation, newest first: prompt in bold, newlines as ⏎, blank runs collapsed."""
     if snap is None or not snap.samples:
         return ""
     m = MESSAGES[lang]
-    out = []
-    for s in reversed(snap.samples[-12:]):  # the newest first
-        header = (f"**{m['step']} {fmt_int(s['step'], lang)}** ({fmt_int(s['tokens_seen'], lang)} "
-                  f"{m['tokens_seen']}) · prompt `{s['prompt']}`")
-        greedy = (s["prompt"] + s["greedy"]).replace("```", "` ` `")
-        sampled = (s["prompt"] + s["sampled"]).replace("```", "` ` `")
-        out.append(f"{header}\n\n{m['greedy']}:\n```text\n{greedy}\n```\n{m['sampled']}:\n```text\n{sampled}\n```")
-    return "\n\n".join(out)
+
+    def shown(prompt: str, text: str) -> str:
+        text = re.sub(r"\n\s*\n+", "\n", text).replace("\n", "⏎\n")
+        return f"<b>{_esc(prompt)}</b>{_esc(text)}"
+
+    out = ['<div class="mg-samples">']
+    for s in reversed(snap.samples[-16:]):
+        out.append(f'<div class="mg-sample"><div class="mg-sample-head">{m["step"]} {fmt_int(s["step"], lang)} · '
+                   f'{fmt_int(s["tokens_seen"], lang)} {m["tokens_seen"]} · {m["prompt"]} '
+                   f'<code>{_esc(s["prompt"])}</code></div>'
+                   f'<div class="mg-sample-kind">{m["greedy"]}</div><pre>{shown(s["prompt"], s["greedy"])}</pre>'
+                   f'<div class="mg-sample-kind">{m["sampled"]}</div><pre>{shown(s["prompt"], s["sampled"])}</pre>'
+                   "</div>")
+    out.append("</div>")
+    return "".join(out)
 
 
 def make_zip(ctx: AppContext, folder: Path) -> Path:
@@ -944,7 +972,13 @@ CSS = """
 .mg-failed .mg-bar > div { background: #dc2626; }
 .mg-note { color: #b45309; }
 .mg-settings { color: var(--body-text-color-subdued, #6b7280); font-size: 0.9em; }
-.mg-samples { max-height: 420px; overflow-y: auto; }
+.mg-samples { max-height: 460px; overflow-y: auto; }
+.mg-sample { border-bottom: 1px solid var(--border-color-primary, #e5e7eb); padding: 6px 0; }
+.mg-sample-head { font-weight: 600; font-size: 0.92em; }
+.mg-sample-kind { color: var(--body-text-color-subdued, #6b7280); font-size: 0.85em; margin-top: 2px; }
+.mg-sample pre { white-space: pre-wrap; word-break: break-word; margin: 2px 0; padding: 4px 8px;
+  background: var(--block-background-fill, #f9fafb); border-radius: 4px; font-size: 0.88em; max-height: 9em;
+  overflow-y: auto; }
 """
 
 
@@ -964,15 +998,24 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
                 gr.Dropdown(choices=with_latest), gr.Dropdown(choices=plain, **pick),
                 gr.Dropdown(choices=runs, **pick))
 
+    def seen(snap: JobSnapshot | None) -> str:
+        """What a session has drawn: its timer skips a job version that the train stream already showed."""
+        return f"{snap.id}:{snap.version}" if snap is not None else ""
+
     def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
-        loss, ppl = plot_frames(snap, lang)
+        frames = plot_frames(snap, lang)
         m = MESSAGES[lang]
-        return (
-            status_html(snap, lang, note),
-            gr.LinePlot(value=loss, x_title=m["col_step"], y_title=m["loss"]),
-            gr.LinePlot(value=ppl, x_title=m["col_step"], y_title=m["perplexity"]),
-            samples_markdown(snap, lang),
-        )
+        curve_colors = {m["train"]: "#2563eb", m["validation"]: "#ea580c"}
+        if frames is None:
+            plots = (gr.skip(), gr.skip())
+        else:
+            plots = (
+                gr.LinePlot(value=frames[0], x_title=m["col_step"], y_title=m["loss"], color_title=m["legend_split"],
+                            color_map=curve_colors),
+                gr.LinePlot(value=frames[1], x_title=m["col_step"], y_title=m["perplexity"],
+                            color_title=m["legend_split"], color_map=curve_colors),
+            )
+        return (status_html(snap, lang, note), *plots, samples_html(snap, lang))
 
     # -- handlers -----------------------------------------------------------------------------------------------
 
@@ -981,16 +1024,17 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         """Start a training (one at a time for the whole app) and stream its progress: status (HTML with a
         progress bar), loss and perplexity plots, the sample texts, then the finished run and its zip."""
         lang = request_lang(request)
-        job = prepare_job(ctx, lang, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
-                          length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
-        if not ctx.board.start(job, work):
-            running = ctx.board.current
-            if job.cleanup is not None:
+        job = None
+        if not ctx.board.busy():
+            job = prepare_job(ctx, lang, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
+                              length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
+        if job is None or not ctx.board.start(job, work):
+            if job is not None and job.cleanup is not None:
                 shutil.rmtree(job.cleanup, ignore_errors=True)
-            snap = running.snapshot()
+            snap = ctx.board.current.snapshot()
             note = msg(lang, "busy", ago=format_duration(time.time() - snap.started))
             warn(lang, note)
-            yield (*job_view(snap, lang, note), gr.skip(), gr.skip())
+            yield (*job_view(snap, lang, note), gr.skip(), gr.skip(), seen(snap))
             return
         version = -1
         snap = job.snapshot()
@@ -1002,15 +1046,15 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
                 progress((snap.step, total), desc=MESSAGES[lang]["running"], unit="steps")
                 if snap.done:
                     break
-                yield (*job_view(snap, lang), gr.skip(), gr.skip())
+                yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
                 time.sleep(0.4)  # at most ~2 updates a second; the job keeps running meanwhile
         if snap.state == "failed":
-            yield (*job_view(snap, lang), gr.skip(), gr.skip())
+            yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
             raise app_error(lang, msg(lang, "failed", error=snap.error))
         entry = ctx.registry.resolve(snap.entry_key)
         zip_path = make_zip(ctx, Path(entry.path))
         runs = [(e.label(lang), e.key) for e in ctx.registry.runs()]
-        yield (*job_view(snap, lang), gr.Dropdown(choices=runs, value=entry.key), str(zip_path))
+        yield (*job_view(snap, lang), gr.Dropdown(choices=runs, value=entry.key), str(zip_path), seen(snap))
 
     def stop(request: gr.Request):
         """Stop the running training at the next step; the model is saved and usable."""
@@ -1033,7 +1077,8 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         return {"state": s.state, "run": s.run_name, "step": s.step, "max_steps": s.max_steps, "epoch": s.epoch,
                 "tokens_seen": s.tokens_seen, "tokens_per_second": s.tokens_per_second,
                 "train_loss": last.get("train", {}).get("loss"), "eval_loss": last.get("validation", {}).get("loss"),
-                "samples": s.samples[-4:], "model": s.entry_key, "error": s.error, "settings": s.settings}
+                "samples": s.samples[-4:], "model": s.entry_key, "error": s.error, "settings": s.settings,
+                "stop_requested_at": s.stop_requested_at}
 
     def poll(seen_job, seen_models, request: gr.Request):
         """Every visitor's timer: redraw the training panel when the job changed, refresh the model lists when
@@ -1043,7 +1088,7 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         outputs = []
         if job is not None:
             snap = job.snapshot()
-            key = f"{snap.id}:{snap.version}"
+            key = seen(snap)
             if key != seen_job:
                 outputs.extend(job_view(snap, lang))
                 seen_job = key
@@ -1062,8 +1107,7 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         lang = request_lang(request)
         job = ctx.board.current
         snap = job.snapshot() if job is not None else None
-        return (*job_view(snap, lang), *model_updates(lang), f"{snap.id}:{snap.version}" if snap else "",
-                ctx.registry.version)
+        return (*job_view(snap, lang), *model_updates(lang), seen(snap), ctx.registry.version)
 
     def after_train(request: gr.Request):
         job = ctx.board.current
@@ -1172,10 +1216,10 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         return (
             gr.BarPlot(value=before, x="token", y="p", color="status", color_map=colors, sort=labels,
                        y_lim=[0, min(1.0, top_before * 1.15)], y_title=m["probability"], x_title=m["col_token"],
-                       color_title=""),
+                       color_title=m["legend_cut"]),
             gr.BarPlot(value=after, x="token", y="p", color="status", color_map=colors, sort=labels,
                        y_lim=[0, min(1.0, top_after * 1.15)], y_title=m["probability"], x_title=m["col_token"],
-                       color_title=""),
+                       color_title=m["legend_cut"]),
             summary,
             table,
         )
@@ -1255,8 +1299,9 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
             strategy = gr.Radio(strategies, value=GEN_DEFAULTS["strategy"], label=T("strategy"),
                                 elem_id=f"{prefix}-strategy")
         with gr.Row():
-            temperature = gr.Slider(0.05, 2.0, value=GEN_DEFAULTS["temperature"], step=0.05, label=T("temperature"))
-            top_k = gr.Slider(1, 200, value=GEN_DEFAULTS["top_k"], step=1, label=T("top_k"))
+            # 0 is allowed on purpose: temperature 0 or top-k 0 with sampling gets a message that explains why
+            temperature = gr.Slider(0.0, 2.0, value=GEN_DEFAULTS["temperature"], step=0.05, label=T("temperature"))
+            top_k = gr.Slider(0, 200, value=GEN_DEFAULTS["top_k"], step=1, label=T("top_k"))
             top_p = gr.Slider(0.05, 1.0, value=GEN_DEFAULTS["top_p"], step=0.01, label=T("top_p"))
         with gr.Row():
             repetition_penalty = gr.Slider(1.0, 2.0, value=GEN_DEFAULTS["repetition_penalty"], step=0.05,
@@ -1289,21 +1334,21 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
                             length_unit = gr.Radio([(T("unit_steps"), "steps"), (T("unit_epochs"), "epochs")],
                                                    value="steps", label=T("length_unit"))
                             with gr.Row():
-                                max_steps = gr.Number(TRAIN_DEFAULTS["max_steps"], precision=0, minimum=1,
+                                max_steps = gr.Number(TRAIN_DEFAULTS["max_steps"], precision=0,
                                                       label=T("max_steps"))
-                                epochs = gr.Number(TRAIN_DEFAULTS["epochs"], minimum=0.01, label=T("epochs"),
+                                epochs = gr.Number(TRAIN_DEFAULTS["epochs"], label=T("epochs"),
                                                    visible=False)
-                                batch_size = gr.Number(TRAIN_DEFAULTS["batch_size"], precision=0, minimum=1,
+                                batch_size = gr.Number(TRAIN_DEFAULTS["batch_size"], precision=0,
                                                        label=T("batch_size"))
                             with gr.Row():
-                                learning_rate = gr.Number(TRAIN_DEFAULTS["learning_rate"], minimum=0,
+                                learning_rate = gr.Number(TRAIN_DEFAULTS["learning_rate"],
                                                           label=T("learning_rate"), step=0.0001)
-                                block_size = gr.Number(TRAIN_DEFAULTS["block_size"], precision=0, minimum=8,
+                                block_size = gr.Number(TRAIN_DEFAULTS["block_size"], precision=0,
                                                        label=T("block_size"))
                             with gr.Row():
-                                vocab_size = gr.Number(TRAIN_DEFAULTS["vocab_size"], precision=0, minimum=300,
+                                vocab_size = gr.Number(TRAIN_DEFAULTS["vocab_size"], precision=0,
                                                        label=T("vocab_size"))
-                                train_seed = gr.Number(TRAIN_DEFAULTS["seed"], precision=0, minimum=0,
+                                train_seed = gr.Number(TRAIN_DEFAULTS["seed"], precision=0,
                                                        label=T("seed"))
                         with gr.Row():
                             start_btn = gr.Button(T("start"), variant="primary", elem_id="start-training")
@@ -1314,10 +1359,10 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
                                          label=T("train_status"), elem_id="train-status")
                         with gr.Row():
                             loss_plot = gr.LinePlot(x="step", y="value", color="curve", label=T("loss_plot"),
-                                                    color_map=None, height=260, elem_id="loss-plot")
+                                                    elem_id="loss-plot")
                             ppl_plot = gr.LinePlot(x="step", y="value", color="curve", label=T("ppl_plot"),
-                                                   height=260, elem_id="ppl-plot")
-                        samples = gr.Markdown(label=T("samples"), elem_classes=["mg-samples"], elem_id="samples")
+                                                   elem_id="ppl-plot")
+                        samples = gr.HTML("", label=T("samples"), elem_id="samples")
                         with gr.Accordion(T("trained_models"), open=False):
                             with gr.Row():
                                 run_select = gr.Dropdown(run_choices, value=run_choices[0][1] if run_choices else None,
@@ -1358,7 +1403,7 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
                 prob_model = gr.Dropdown(plain_choices, value=UNTRAINED, label=T("model"), allow_custom_value=True)
                 prob_prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=1)
                 with gr.Row():
-                    prob_temperature = gr.Slider(0.05, 3.0, value=1.0, step=0.05, label=T("temperature"))
+                    prob_temperature = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label=T("temperature"))
                     prob_top_k = gr.Slider(0, 100, value=10, step=1, label=T("top_k"))
                     prob_top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.01, label=T("top_p"))
                     prob_penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label=T("repetition_penalty"))
@@ -1367,9 +1412,9 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
                 prob_summary = gr.Markdown()
                 with gr.Row():
                     chart_before = gr.BarPlot(x="token", y="p", color="status", label=T("chart_before"),
-                                              x_label_angle=-45, height=400, elem_id="chart-before")
+                                              x_label_angle=-45, elem_id="chart-before")
                     chart_after = gr.BarPlot(x="token", y="p", color="status", label=T("chart_after"),
-                                             x_label_angle=-45, height=400, elem_id="chart-after")
+                                             x_label_angle=-45, elem_id="chart-after")
                 with gr.Accordion(T("prob_table"), open=False):
                     prob_table = gr.Dataframe(interactive=False)
                 gr.Markdown(T("surprise_help"))
@@ -1396,7 +1441,7 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
             train,
             [corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit, max_steps, epochs,
              batch_size, learning_rate, block_size, train_seed],
-            [*job_outputs, run_select, zip_file],
+            [*job_outputs, run_select, zip_file, seen_job],
             api_name="train", concurrency_limit=2, concurrency_id="train", show_progress="minimal",
             show_progress_on=[status],
         )
@@ -1427,6 +1472,7 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         demo.load(on_load, None, [*job_outputs, *model_dropdowns, seen_job, seen_models], api_visibility="private",
                   show_progress="hidden")
 
+    demo.queue(max_size=64, default_concurrency_limit=4)  # the listeners above set their own limits
     demo.minigpt = ctx  # tests and launch() reach the context through the demo
     return demo
 
@@ -1447,7 +1493,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
     ctx = AppContext(runs_dir=args.runs_dir, model_dirs=args.model)
     demo = build_demo(ctx)
-    demo.queue(max_size=64, default_concurrency_limit=4)
     demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs(ctx))
 
 

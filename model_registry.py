@@ -52,7 +52,8 @@ class ModelEntry:
                     else f"untrained: random weights ({size})")
         bits = [size] if size else []
         if s.get("eval_loss") is not None:
-            bits.append(f"{'perda val.' if lang == 'pt' else 'val loss'} {s['eval_loss']:.2f}")
+            loss = f"{s['eval_loss']:.2f}"
+            bits.append(f"perda val. {loss.replace('.', ',')}" if lang == "pt" else f"val loss {loss}")
         if s.get("stopped"):
             bits.append("interrompido" if lang == "pt" else "stopped early")
         prefix = "pasta" if lang == "pt" and self.kind == "dir" else "dir" if self.kind == "dir" else ""

@@ -1,0 +1,308 @@
+"""The Gradio app, launched for real and driven through gradio_client: every endpoint, a real (tiny) training with
+its streamed progress, a stop, two clients at once, and the bad inputs a learner will try."""
+
+import json
+import os
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app  # noqa: E402
+from model_registry import ModelError, load_model_dir  # noqa: E402
+
+# A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
+TINY = dict(corpus_source="builtin", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
+            length_unit="steps", max_steps=40, epochs=1, batch_size=8, learning_rate=3e-3, block_size=32, seed=1)
+PROMPT = "The value of"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        mp.setenv("MINIGPT_APP_MODELS", "")
+        ctx = app.AppContext(runs_dir=root / "runs", max_upload_mb=0.05, hf_token="")
+        demo = app.build_demo(ctx)
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
+        try:
+            yield SimpleNamespace(url=url, ctx=ctx, root=root)
+        finally:
+            job = ctx.board.current
+            if job is not None and job.active:
+                job.request_stop()
+                job.thread.join(timeout=60)
+            demo.close()
+
+
+def client(served, **headers) -> Client:
+    return Client(served.url, verbose=False, download_files=str(served.root / "downloads"), headers=headers or None,
+                  analytics_enabled=False)
+
+
+@pytest.fixture(scope="module")
+def api(served):
+    return client(served)
+
+
+def wait_for(condition, timeout=120.0, every=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def run_training(api, **overrides):
+    """Submit /train and follow it; returns (final outputs, every streamed output, progress updates seen)."""
+    job = api.submit(**{**TINY, **overrides}, api_name="/train")
+    progress = []
+    while not job.done():
+        status = job.status()
+        if status.progress_data:
+            progress.extend((p.index, p.length) for p in status.progress_data)
+        time.sleep(0.1)
+    return job.result(), job.outputs(), progress
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_every_action_has_an_api_name_and_generate_needs_only_a_prompt(api):
+    info = api.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name in ("/train", "/stop", "/generate", "/compare", "/next_token_probabilities", "/surprise", "/download",
+                 "/push_to_hub", "/training_status", "/models"):
+        assert name in info, name
+    parameters = info["/generate"]["parameters"]
+    assert parameters[0]["parameter_name"] == "prompt"
+    assert all(p["parameter_has_default"] for p in parameters[1:])
+    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained"]
+
+
+def test_generate_streams_and_the_same_seed_gives_the_same_text(api):
+    job = api.submit(PROMPT, strategy="sample", max_new_tokens=30, seed=3, api_name="/generate")
+    streamed = list(job)
+    final = job.result()
+    assert final.startswith(PROMPT) and len(final) > len(PROMPT)
+    assert len(streamed) >= 5  # token by token, not one final answer
+    assert all(b.startswith(a) for a, b in zip(streamed, streamed[1:]))
+    assert api.predict(PROMPT, strategy="sample", max_new_tokens=30, seed=3, api_name="/generate") == final
+    assert api.predict(PROMPT, strategy="sample", max_new_tokens=30, seed=4, api_name="/generate") != final
+    for strategy in ("greedy", "top_k", "top_p", "beam"):
+        assert api.predict(PROMPT, strategy=strategy, max_new_tokens=8, api_name="/generate").startswith(PROMPT)
+
+
+def test_same_seed_same_text_while_other_visitors_generate(served, api):
+    expected = api.predict(PROMPT, strategy="top_p", max_new_tokens=40, seed=11, api_name="/generate")
+    others = [client(served) for _ in range(3)]
+    with ThreadPoolExecutor(6) as pool:
+        noise = [pool.submit(c.predict, PROMPT, strategy="sample", temperature=1.5, max_new_tokens=60, seed=i,
+                             api_name="/generate") for i, c in enumerate(others)]
+        mine = [pool.submit(api.predict, PROMPT, strategy="top_p", max_new_tokens=40, seed=11, api_name="/generate")
+                for _ in range(3)]
+        assert [f.result() for f in mine] == [expected] * 3
+        assert all(f.result().startswith(PROMPT) for f in noise)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompt=""), "prompt is empty"),
+    (dict(prompt="word " * 300), "context is 128"),
+    (dict(prompt=PROMPT, strategy="sample", temperature=0), "temperature 0 is greedy"),
+    (dict(prompt=PROMPT, strategy="top_k", top_k=0), "top_k of at least 1"),
+    (dict(prompt=PROMPT, model="run/nothing-here"), "unknown model"),
+    (dict(prompt=PROMPT, strategy="nucleus"), "nucleus"),
+])
+def test_bad_generation_inputs_give_a_message(api, kwargs, message):
+    with pytest.raises(AppError, match=message):
+        api.predict(**kwargs, api_name="/generate")
+
+
+def test_messages_follow_the_browser_language_and_the_app_stays_up(served, api):
+    portuguese = client(served, **{"Accept-Language": "pt-BR,pt;q=0.9,en;q=0.8"})
+    with pytest.raises(AppError, match="O prompt está vazio"):
+        portuguese.predict("", api_name="/generate")
+    with pytest.raises(AppError, match="Passos deve ser entre 1 e 100000; veio 0"):
+        portuguese.predict(**{**TINY, "max_steps": 0}, api_name="/train")
+    assert api.predict(PROMPT, max_new_tokens=5, api_name="/generate").startswith(PROMPT)
+    # a prompt longer than the room left: fewer new tokens (a warning), not an error
+    long_prompt = "word " * 120
+    assert api.predict(long_prompt, max_new_tokens=60, strategy="greedy", api_name="/generate").startswith(long_prompt)
+
+
+def test_next_token_probabilities_mark_the_cut_tokens(api):
+    before, after, summary, table = api.predict(PROMPT, temperature=0.8, top_k=4, top_p=1.0, n_bars=10,
+                                                api_name="/next_token_probabilities")
+    rows_before = before["value"]["data"]
+    rows_after = after["value"]["data"]
+    columns = before["value"]["columns"]
+    token, p, status = (columns.index(c) for c in ("token", "p", "status"))
+    kept = [r for r in rows_after if r[status] == "kept"]
+    cut = [r for r in rows_after if r[status] == "cut off"]
+    assert len(kept) == 4 and len(cut) >= 6
+    assert all(r[token].startswith("✂") and r[p] == 0 for r in cut)
+    assert sum(r[p] for r in kept) == pytest.approx(1.0, abs=1e-4)
+    assert all(r[p] > 0 for r in rows_before)
+    assert "of 2,048 tokens" in summary
+    assert len(table["data"]) == len(rows_before)
+    with pytest.raises(AppError, match="prompt is empty"):
+        api.predict("  ", api_name="/next_token_probabilities")
+
+
+def test_surprise_highlights_every_token_and_reports_perplexity(api):
+    text = "The if statement is used for conditional execution."
+    highlights, summary, table = api.predict(text, api_name="/surprise")
+    assert "".join(h["token"] for h in highlights) == text
+    assert all(0 <= h["class_or_confidence"] <= 1 for h in highlights)
+    assert "perplexity" in summary and "Cross entropy" in summary
+    assert len(table["data"]) == len(highlights)
+
+
+def test_training_streams_progress_while_another_client_generates(served, api):
+    """Client A trains; meanwhile client B runs 4 generations at once and client C asks to train too."""
+    other = client(served)
+    third = client(served)
+    result = {}
+    trainer = threading.Thread(target=lambda: result.update(zip(("final", "outputs", "progress"),
+                                                                run_training(api, max_steps=60))))
+    trainer.start()
+    wait_for(lambda: other.predict(api_name="/training_status")["state"] == "running")
+
+    def generate_and_check(seed):
+        text = other.predict(PROMPT, strategy="sample", max_new_tokens=40, seed=seed, api_name="/generate")
+        return text, other.predict(api_name="/training_status")["state"]
+
+    with ThreadPoolExecutor(4) as pool:
+        generated = list(pool.map(generate_and_check, range(4)))
+    assert all(text.startswith(PROMPT) for text, _ in generated)
+    assert any(state == "running" for _, state in generated), generated  # they ran during the training
+
+    busy = third.predict(**TINY, api_name="/train")  # not an error: the running job's status
+    assert "already running" in busy[0]
+    trainer.join(timeout=300)
+
+    status_html, loss, ppl, samples, run, zip_path = result["final"]
+    assert "saved as" in status_html and "step 60 of 60" in status_html
+    assert len(result["outputs"]) >= 4  # streamed while training
+    assert result["progress"] and max(i for i, _ in result["progress"] if i is not None) >= 30
+    curves = {row[2] for row in loss["value"]["data"]}
+    assert curves == {"train", "validation"}
+    validation = [row[1] for row in loss["value"]["data"] if row[2] == "validation"]
+    assert validation[-1] < validation[0]  # step 0 (before) vs the end
+    assert "greedy" in samples and PROMPT not in samples  # the pipeline's own prompts ("The", "def")
+
+    # the finished run is everywhere at once
+    run_key = run["value"]
+    models = {m["key"]: m for m in api.predict(api_name="/models")}
+    assert run_key in models and models[run_key]["kind"] == "run"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = archive.namelist()
+    assert any(n.endswith("/model.safetensors") for n in names) and any(n.endswith("/tokenizer.json") for n in names)
+    assert not any("checkpoint-" in n or n.endswith((".bin", ".pt")) for n in names)
+    assert api.predict(PROMPT, model=run_key, max_new_tokens=10, api_name="/generate").startswith(PROMPT)
+    before, after = api.predict(PROMPT, strategy="greedy", max_new_tokens=20, api_name="/compare")
+    assert before.startswith(PROMPT) and after.startswith(PROMPT) and before != after
+    assert tuple(api.predict(PROMPT, "untrained", run_key, strategy="greedy", max_new_tokens=20,
+                             api_name="/compare")) == (before, after)
+    assert Path(api.predict(run_key, api_name="/download")).stat().st_size > 10_000
+    info = json.loads((served.ctx.runs_dir / run_key.split("/", 1)[1] / app.APP_RUN_FILE).read_text())
+    assert info["steps"] == 60 and info["stopped"] is False
+
+
+def test_stop_ends_within_a_step_or_two_and_keeps_a_usable_model(served, api):
+    job = api.submit(**{**TINY, "max_steps": 5000}, api_name="/train")
+    wait_for(lambda: (api.predict(api_name="/training_status").get("step") or 0) >= 3)
+    asked_at = api.predict(api_name="/training_status")["step"]
+    assert "Stop requested" in api.predict(api_name="/stop")
+    status_html, *_, run, zip_path = job.result(timeout=120)
+    status = api.predict(api_name="/training_status")
+    assert status["state"] == "stopped" and "Stopped at step" in status_html
+    assert asked_at <= status["stop_requested_at"] and status["step"] < 5000
+    assert status["step"] - status["stop_requested_at"] <= 2  # the step under way, then it ends
+    assert api.predict(PROMPT, model=run["value"], max_new_tokens=10, api_name="/generate").startswith(PROMPT)
+    assert api.predict(api_name="/stop") == "No training is running."
+
+
+def test_uploads_are_checked_copied_inside_the_app_and_trained_on(served, api, tmp_path):
+    cases = {
+        "picture.png": (b"\x89PNG\r\n\x1a\n" + bytes(200), "only .txt files|Invalid file type"),
+        "binary.txt": (bytes(range(256)) * 4, "not a text file"),
+        "large.txt": (b"word " * 14_000, "limit is 0.05 MB"),  # 70 kB: over the app's limit, under gradio's
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(AppError, match=message):
+            api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(path))]}, api_name="/train")
+    with pytest.raises(AppError, match="Choose one or more .txt files"):
+        api.predict(**{**TINY, "corpus_source": "upload"}, api_name="/train")
+
+    words = "the model reads a text and learns to predict the next token of the text".split()
+    paragraphs = [" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) + "." for i in range(150)]
+    path = tmp_path / "my notes (1).TXT"
+    path.write_text("\n\n".join(paragraphs))
+    status_html, *_ = api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(path))],
+                                     "max_steps": 6, "tokenizer_type": "char"}, api_name="/train")
+    assert "saved as" in status_html and "my_notes_1_.TXT" in status_html
+    assert not any((served.ctx.tmp_dir / "uploads").rglob("*.TXT"))  # the copy is gone after the run
+    assert str(served.ctx.runs_dir) not in status_html
+
+
+def test_hub_dataset_offline_and_names_that_are_paths(api, monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(AppError, match="could not be reached"):
+        api.predict(**{**TINY, "corpus_source": "hub", "hub_dataset": "someone/not-a-dataset"}, api_name="/train")
+    for name in ("../etc", "/etc/passwd", "tests"):  # "tests": a folder in the working directory
+        with pytest.raises(AppError, match="not a Hub dataset name"):
+            api.predict(**{**TINY, "corpus_source": "hub", "hub_dataset": name}, api_name="/train")
+    with pytest.raises(AppError, match="Type a Hub dataset name"):
+        api.predict(**{**TINY, "corpus_source": "hub"}, api_name="/train")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(learning_rate=0), "Learning rate must be"),
+    (dict(block_size=4), "Block size must be"),
+    (dict(batch_size=0), "Batch size must be between 1 and 512"),
+    (dict(length_unit="epochs", epochs=0), "Epochs must be"),
+    (dict(preset="gpt2"), "not in the list of choices"),  # gradio's own check of the radio's choices
+])
+def test_bad_training_settings_give_a_message(api, overrides, message):
+    with pytest.raises(AppError, match=message):
+        api.predict(**{**TINY, **overrides}, api_name="/train")
+
+
+def test_push_needs_a_token(api):
+    with pytest.raises(AppError, match="needs a Hugging Face token"):
+        api.predict(None, "me/minigpt", api_name="/push_to_hub")
+
+
+def test_model_folders_load_from_safetensors_only(served, tmp_path):
+    run = next(e for e in served.ctx.registry.runs())
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (pickled / name).write_bytes((Path(run.path) / name).read_bytes())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
+    registry = served.ctx.registry
+    with pytest.raises(ModelError, match="safetensors"):
+        registry.add_dir(pickled)
+    with pytest.raises(ModelError, match="safetensors"):
+        load_model_dir(pickled)
+    entry = registry.add_dir(run.path)
+    assert entry.key.startswith("dir/") and registry.get(entry.key)[1] is not None

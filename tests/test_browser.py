@@ -1,0 +1,111 @@
+"""End to end in a real browser: headless Chromium (Debian's package) driven by playwright, in Portuguese.
+
+.ci/run installs chromium with apt and playwright from requirements.txt; `playwright install` is never used (it
+downloads a browser build). The test writes a screenshot of each tab (pytest's tmp dir, and a copy in
+/tmp/minigpt_screenshots/ to look at)."""
+
+import os
+import re
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = next((p for p in (os.environ.get("MINIGPT_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium")
+                 if p and Path(p).is_file()), None)
+if CHROMIUM is None:
+    pytest.skip("no chromium executable (apt-get install chromium; .ci/run does it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+import app  # noqa: E402
+
+SHOTS = Path("/tmp/minigpt_screenshots")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser_app")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        mp.setenv("MINIGPT_APP_MODELS", "")
+        ctx = app.AppContext(runs_dir=root / "runs", hf_token="")
+        demo = app.build_demo(ctx)
+        _, address, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
+        try:
+            end = time.time() + 60
+            while True:  # the server answers before the browser is pointed at it
+                try:
+                    urllib.request.urlopen(address + "gradio_api/info", timeout=5)
+                    break
+                except OSError:
+                    if time.time() > end:
+                        raise
+                    time.sleep(0.5)
+            yield address
+        finally:
+            demo.close()
+
+
+def save(page, tmp_path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    try:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, SHOTS / name)
+    except OSError:
+        pass  # the copy is a convenience; the test's own file is what counts
+    return path
+
+
+def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_path):
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            context = browser.new_context(locale="pt-BR", viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            for tab in ("Treinar", "Gerar", "Comparar", "Probabilidades"):
+                expect(page.get_by_role("tab", name=tab, exact=True)).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Começar o treino")).to_be_visible()
+            expect(page.get_by_text("Nenhum treino ainda")).to_be_visible()
+            save(page, tmp_path, "pt_treinar.png")
+
+            page.get_by_role("tab", name="Gerar", exact=True).click()
+            prompt = page.locator("#gen-prompt textarea")
+            expect(prompt).to_be_visible()
+            expect(page.locator("#gen-model input")).to_have_value(re.compile("não treinado"))
+            prompt.fill("O modelo")
+            page.locator("#gen-strategy").get_by_text("amostragem").click()
+            page.get_by_role("button", name="Gerar", exact=True).click()
+            output = page.locator("#gen-output textarea")
+            expect(output).to_have_value(re.compile(r"^O modelo.{10,}", re.S),
+                                         timeout=60_000)
+            text, end = output.input_value(), time.time() + 60
+            while time.time() < end:  # the stream has ended when the text stops growing
+                page.wait_for_timeout(1500)
+                if output.input_value() == text:
+                    break
+                text = output.input_value()
+            assert text.startswith("O modelo") and len(text) > 30
+            assert save(page, tmp_path, "pt_gerar.png").stat().st_size > 10_000
+
+            page.get_by_role("tab", name="Comparar", exact=True).click()
+            page.locator("#compare-btn").click()
+            expect(page.get_by_text("Ainda não há modelo treinado").first).to_be_visible()
+            save(page, tmp_path, "pt_comparar.png")
+
+            page.get_by_role("tab", name="Probabilidades", exact=True).click()
+            page.locator("#probs-btn").click()
+            expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
+            page.locator("#surprise-btn").click()
+            expect(page.get_by_text("Entropia cruzada", exact=False).last).to_be_visible()
+            expect(page.locator("#surprise-out")).to_contain_text("statement")
+            save(page, tmp_path, "pt_probabilidades.png")
+        finally:
+            browser.close()
