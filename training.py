@@ -31,7 +31,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
-from corpus import BUILTIN_CORPUS_NAME, describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
+from corpus import describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
 from model_card import write_model_card
 from modeling_minigpt import MiniGPTForCausalLM
 from monitoring import (
@@ -200,7 +200,8 @@ def parse_config_overrides(overrides: str | None) -> dict:
             result[key.strip()] = json.loads(value.strip())
         except json.JSONDecodeError:
             result[key.strip()] = value.strip()
-    unknown = [k for k in result if k not in MiniGPTConfig.__dataclass_fields__ and k not in MiniGPTConfig.attribute_map]
+    known = {*MiniGPTConfig.__dataclass_fields__, *MiniGPTConfig.attribute_map}
+    unknown = [k for k in result if k not in known]
     if unknown:
         raise SetupError(f"--config_overrides: unknown field(s) {', '.join(unknown)}; see configuration_minigpt.py")
     return result
@@ -425,5 +426,4 @@ def save_final_model(trainer, tokenizer, output_dir: str) -> None:
     tmp.rmdir()
 
 
-__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "SetupError", "RunResult",
-           "BUILTIN_CORPUS_NAME"]
+__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "SetupError", "RunResult"]

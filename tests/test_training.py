@@ -256,8 +256,8 @@ class _State:
 def test_overfitting_is_reported_when_validation_rises_and_training_falls(caplog):
     callback = OverfittingCallback(patience=3)
     history = []
-    for step, (train, val) in enumerate([(5, 5.0), (4, 4.5), (3, 4.6), (2, 4.7), (1, 4.8)], start=1):
-        history += [{"step": step * 10, "loss": train}, {"step": step * 10, "eval_loss": val}]
+    for step, (train_loss, val_loss) in enumerate([(5, 5.0), (4, 4.5), (3, 4.6), (2, 4.7), (1, 4.8)], start=1):
+        history += [{"step": step * 10, "loss": train_loss}, {"step": step * 10, "eval_loss": val_loss}]
         callback.on_evaluate(None, _State(history), None)
     assert callback.warned_at == 50
     assert "overfitting" in caplog.text

@@ -1,0 +1,106 @@
+"""Generation for the app: generate() streamed token by token from a thread, and the checks of the decoding
+settings and the prompt (messages in the reader's language)."""
+
+import queue
+import threading
+
+import torch
+from transformers import StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from app_texts import app_error, friendly, msg, warn
+from teaching import DecodingSettings, StopOnEvent, TeachingError, encode_prompt
+
+
+class TokenStreamer(BaseStreamer):
+    """generate() -> a queue of new token ids, one put() per step (the first put is the prompt)."""
+
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue()
+        self._prompt_seen = False
+
+    def put(self, value):
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.queue.put(value.reshape(-1).tolist())
+
+    def end(self):
+        self.queue.put(None)
+
+
+def stream_generate(model, tokenizer, ids: torch.LongTensor, settings: DecodingSettings,
+                    cancel: threading.Event | None = None):
+    """Yield the continuation decoded so far, one token at a time: generate() runs in a thread with a streamer;
+    beam search (no streamer in transformers) yields once. Setting `cancel` or closing this generator (a
+    cancelled request) stops generate() at its next token."""
+    closed = threading.Event()
+    kwargs = settings.generate_kwargs(tokenizer)
+    kwargs.update(attention_mask=torch.ones_like(ids),
+                  stopping_criteria=StoppingCriteriaList([StopOnEvent(closed, cancel)]))
+    if settings.strategy == "beam":
+        with torch.no_grad():
+            out = model.generate(ids, **kwargs)
+        yield tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return
+    streamer = TokenStreamer()
+    failure = []
+
+    def run():
+        try:
+            with torch.no_grad():
+                model.generate(ids, streamer=streamer, **kwargs)
+        except Exception as error:  # surfaced in the consumer
+            failure.append(error)
+            streamer.end()
+
+    worker = threading.Thread(target=run, name="minigpt-generate", daemon=True)
+    worker.start()
+    new_ids: list[int] = []
+    text = ""
+    try:
+        while True:
+            item = streamer.queue.get(timeout=300)
+            if item is None:
+                break
+            new_ids.extend(item)
+            decoded = tokenizer.decode(new_ids, skip_special_tokens=True)
+            if decoded.endswith("\ufffd"):  # half a multi-byte character: wait for the rest
+                continue
+            text = decoded
+            yield text
+    finally:
+        closed.set()
+        worker.join(timeout=30)
+    if failure:
+        raise failure[0]
+    final = tokenizer.decode(new_ids, skip_special_tokens=True)
+    if final != text:
+        yield final
+
+
+def checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed,
+                     num_beams) -> DecodingSettings:
+    try:
+        settings = DecodingSettings(
+            strategy=str(strategy), temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+            repetition_penalty=float(repetition_penalty), max_new_tokens=int(max_new_tokens), seed=int(seed),
+            num_beams=int(num_beams),
+        )
+        return settings.validate()
+    except (TypeError, ValueError) as error:
+        raise app_error(lang, friendly(error, lang)) from None
+
+
+def prepare_prompt(lang, tokenizer, model, prompt: str, settings: DecodingSettings) -> torch.LongTensor:
+    context = model.config.max_position_embeddings
+    try:
+        ids = encode_prompt(tokenizer, prompt, context, reserve=1)
+    except TeachingError as error:
+        raise app_error(lang, friendly(error, lang)) from None
+    room = context - ids.shape[1]
+    if settings.max_new_tokens > room:
+        warn(lang, msg(lang, "clipped", prompt=ids.shape[1], asked=settings.max_new_tokens, context=context,
+                       given=room))
+        settings.max_new_tokens = room
+    return ids.to(model.device)

@@ -1,0 +1,107 @@
+"""The training panel's views of a job snapshot: the status (HTML with a progress bar), the loss and perplexity
+plot frames and the sample texts of each evaluation."""
+
+import math
+import re
+import time
+
+import pandas as pd
+
+from app_jobs import JobSnapshot
+from app_texts import MESSAGES, fmt_int, fmt_num, format_duration
+
+
+def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Long-format frames (step, value, curve) for the loss and perplexity plots; None before the first point.
+
+    Both curves are always present (a NaN point stands in for one not logged yet): the browser's plot fixes its
+    colour domain from the first data it gets, and would never draw a curve that was missing then."""
+    if snap is None or not snap.points:
+        return None
+    m = MESSAGES[lang]
+    names = {"train": m["train"], "validation": m["validation"]}
+    points = list(snap.points)
+    for curve in names:
+        if not any(p["curve"] == curve for p in points):
+            points.append({"step": points[0]["step"], "curve": curve, "loss": math.nan, "perplexity": math.nan})
+    loss = pd.DataFrame([{"step": p["step"], "value": p["loss"], "curve": names[p["curve"]]} for p in points])
+    ppl = pd.DataFrame([{"step": p["step"], "value": min(p["perplexity"], 1e6), "curve": names[p["curve"]]}
+                        for p in points])
+    return loss, ppl
+
+
+def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) -> str:
+    m = MESSAGES[lang]
+    if snap is None:
+        return f'<div class="mg-status"><p>{md_inline(m["no_job"])}</p></div>'
+    total = snap.max_steps if snap.max_steps and snap.max_steps > 0 else None
+    fraction = 1.0 if snap.state in ("finished", "stopped") else (snap.step / total if total else 0.0)
+    elapsed = (snap.ended or time.time()) - snap.started
+    state_text = {
+        "starting": m["starting"], "running": m["running"], "stopping": m["stopping"],
+        "finished": m["finished"].format(run=snap.run_name),
+        "stopped": m["stopped"].format(run=snap.run_name, step=snap.step),
+        "failed": m["failed"].format(error=snap.error or ""),
+    }[snap.state]
+    parts = [f'<div class="mg-status mg-{snap.state}">']
+    if note:
+        parts.append(f'<p class="mg-note">{md_inline(note)}</p>')
+    parts.append(f"<p><b>{md_inline(state_text)}</b></p>")
+    parts.append(f'<div class="mg-bar" role="progressbar" aria-valuenow="{fraction * 100:.0f}" aria-valuemin="0" '
+                 f'aria-valuemax="100"><div style="width:{fraction * 100:.1f}%"></div></div>')
+    line = [f"{m['step']} {fmt_int(snap.step, lang)}" + (f" {m['of']} {fmt_int(total, lang)}" if total else "")]
+    line.append(f"{m['epoch']} {fmt_num(snap.epoch, lang, 2)}")
+    line.append(f"{fmt_int(snap.tokens_seen, lang)} {m['tokens_seen']}")
+    if snap.tokens_per_second:
+        line.append(f"{fmt_int(snap.tokens_per_second, lang)} {m['tokens_s']}")
+    line.append(f"{m['elapsed']} {format_duration(elapsed)}")
+    if total and 0 < snap.step < total and not snap.done:
+        line.append(f"{m['remaining']} ~{format_duration(elapsed / snap.step * (total - snap.step))}")
+    parts.append(f"<p>{' · '.join(line)}</p>")
+    last = {}
+    for p in snap.points:
+        last[p["curve"]] = p
+    bits = []
+    for curve in ("train", "validation"):
+        if curve in last:
+            p = last[curve]
+            bits.append(f"{m[curve]}: {m['loss']} <b>{fmt_num(p['loss'], lang)}</b> "
+                        f"({m['perplexity']} {fmt_num(p['perplexity'], lang, 1)})")
+    if bits:
+        parts.append(f"<p>{' · '.join(bits)}</p>")
+    s = snap.settings
+    parts.append(f'<p class="mg-settings">{_esc(s["corpus"])} · {s["preset"]} · {s["tokenizer"]} · '
+                 f'batch {s["batch_size"]} · lr {s["learning_rate"]:g} · block {s["block_size"]} · '
+                 f'seed {s["seed"]}</p></div>')
+    return "".join(parts)
+
+
+def _esc(text: str) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_inline(text: str) -> str:
+    """**bold** -> <b>, the rest escaped (status lines are HTML)."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _esc(text))
+
+
+def samples_html(snap: JobSnapshot | None, lang: str) -> str:
+    """The sample text of each evaluation, newest first: prompt in bold, newlines as ⏎, blank runs collapsed."""
+    if snap is None or not snap.samples:
+        return ""
+    m = MESSAGES[lang]
+
+    def shown(prompt: str, text: str) -> str:
+        text = re.sub(r"\n\s*\n+", "\n", text).replace("\n", "⏎\n")
+        return f"<b>{_esc(prompt)}</b>{_esc(text)}"
+
+    out = ['<div class="mg-samples">']
+    for s in reversed(snap.samples[-16:]):
+        out.append(f'<div class="mg-sample"><div class="mg-sample-head">{m["step"]} {fmt_int(s["step"], lang)} · '
+                   f'{fmt_int(s["tokens_seen"], lang)} {m["tokens_seen"]} · {m["prompt"]} '
+                   f'<code>{_esc(s["prompt"])}</code></div>'
+                   f'<div class="mg-sample-kind">{m["greedy"]}</div><pre>{shown(s["prompt"], s["greedy"])}</pre>'
+                   f'<div class="mg-sample-kind">{m["sampled"]}</div><pre>{shown(s["prompt"], s["sampled"])}</pre>'
+                   "</div>")
+    out.append("</div>")
+    return "".join(out)

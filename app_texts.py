@@ -1,0 +1,323 @@
+"""The app's languages: the static UI texts (gr.I18n, chosen by the browser), the messages made while running
+(in the language of the request's Accept-Language header) and numbers and durations written the reader's way."""
+
+import math
+import re
+
+import gradio as gr
+
+
+def _ui_texts() -> tuple[dict, dict]:
+    """Static UI texts (gr.I18n): English and Portuguese (Brazil)."""
+    en, pt = {}, {}
+
+    def add(key, english, portuguese):
+        en[key], pt[key] = english, portuguese
+
+    add("intro", "# MiniGPT\nA small GPT that is a real Hugging Face `transformers` model. **Train** it, watch the "
+        "loss fall, **generate** text, **compare** it before and after training and see the **probabilities** "
+        "behind each word: cross entropy, perplexity, temperature, top-k and top-p.",
+        "# MiniGPT\nUm GPT pequeno que é um modelo de verdade do `transformers` da Hugging Face. **Treine**, veja a "
+        "perda cair, **gere** texto, **compare** antes e depois do treino e veja as **probabilidades** por trás de "
+        "cada palavra: entropia cruzada, perplexidade, temperatura, top-k e top-p.")
+    add("tab_train", "Train", "Treinar")
+    add("tab_generate", "Generate", "Gerar")
+    add("tab_compare", "Compare", "Comparar")
+    add("tab_probs", "Probabilities", "Probabilidades")
+    # Train
+    add("train_help", "Pre-train a GPT from random weights on a corpus. Every evaluation measures the validation "
+        "loss (text the model never trained on) and continues two prompts, so you can watch gibberish turn into "
+        "text. One training runs at a time for everybody; its progress is shown to every visitor.",
+        "Pré-treine um GPT a partir de pesos aleatórios num corpus. A cada avaliação medimos a perda de validação "
+        "(texto que o modelo nunca viu no treino) e continuamos dois prompts: dá para ver o texto sem sentido "
+        "virar texto. Um treino roda por vez para todos; o progresso aparece para todo visitante.")
+    add("corpus_source", "Corpus", "Corpus")
+    add("src_builtin", "built-in (Python Language Reference)", "embutido (Python Language Reference)")
+    add("src_upload", "my .txt files", "meus arquivos .txt")
+    add("src_hub", "a Hugging Face Hub dataset", "um dataset do Hugging Face Hub")
+    add("files", "Text files (.txt, UTF-8)", "Arquivos de texto (.txt, UTF-8)")
+    add("hub_dataset", "Hub dataset name", "Nome do dataset no Hub")
+    add("hub_dataset_info", "e.g. karpathy/tiny_shakespeare (a 'text' column); needs internet",
+        "ex.: karpathy/tiny_shakespeare (coluna 'text'); precisa de internet")
+    add("preset", "Model size", "Tamanho do modelo")
+    add("tokenizer_type", "Tokenizer", "Tokenizador")
+    add("tok_bpe", "BPE (GPT-2 style)", "BPE (como o GPT-2)")
+    add("tok_char", "characters (as in the book)", "caracteres (como no livro)")
+    add("vocab_size", "BPE vocabulary size", "Tamanho do vocabulário BPE")
+    add("hyper", "Hyperparameters", "Hiperparâmetros")
+    add("length_unit", "Train for", "Treinar por")
+    add("unit_steps", "steps", "passos")
+    add("unit_epochs", "epochs", "épocas")
+    add("max_steps", "Steps (optimizer updates)", "Passos (atualizações do otimizador)")
+    add("epochs", "Epochs (passes over the corpus)", "Épocas (passadas pelo corpus)")
+    add("batch_size", "Batch size (sequences per step)", "Tamanho do lote (sequências por passo)")
+    add("learning_rate", "Learning rate", "Taxa de aprendizado")
+    add("block_size", "Block size (context, tokens)", "Tamanho do bloco (contexto, tokens)")
+    add("seed", "Seed", "Semente")
+    add("start", "Start training", "Começar o treino")
+    add("stop", "Stop", "Parar")
+    add("train_status", "Training", "Treino")
+    add("loss_plot", "Loss (cross entropy, nats/token)", "Perda (entropia cruzada, nats/token)")
+    add("ppl_plot", "Perplexity", "Perplexidade")
+    add("samples", "Sample text at each evaluation", "Texto de amostra a cada avaliação")
+    add("trained_models", "Trained models: download or share", "Modelos treinados: baixar ou compartilhar")
+    add("run_select", "Run", "Treino")
+    add("download", "Download as .zip", "Baixar como .zip")
+    add("zip_file", "Model files", "Arquivos do modelo")
+    add("repo_id", "Hub repository (user/name)", "Repositório no Hub (usuário/nome)")
+    add("push", "Push to the Hub", "Enviar ao Hub")
+    add("no_job", "No training yet. Press **Start training**.", "Nenhum treino ainda. Aperte **Começar o treino**.")
+    # Generate
+    add("gen_help", "Continue a prompt with a model: the untrained one (random weights) works right away; trained "
+        "runs appear here when they finish. **Greedy** always takes the most likely token; **sampling** draws from "
+        "the probabilities (a low temperature sharpens them, a high one flattens them); **top-k** draws only among "
+        "the k most likely tokens; **top-p** among the fewest tokens whose probabilities add up to p; **beam "
+        "search** keeps the best few continuations. The same seed gives the same text.",
+        "Continue um prompt com um modelo: o não treinado (pesos aleatórios) funciona desde já; os treinos "
+        "aparecem aqui quando terminam. **Greedy** (guloso) pega sempre o token mais provável; **amostragem** "
+        "sorteia pelas probabilidades (temperatura baixa as deixa mais concentradas, alta as achata); **top-k** "
+        "sorteia só entre os k tokens mais prováveis; **top-p** entre os menos tokens cujas probabilidades somam "
+        "p; **beam search** mantém as melhores continuações. A mesma semente dá o mesmo texto.")
+    add("model", "Model", "Modelo")
+    add("prompt", "Prompt", "Prompt")
+    add("strategy", "Decoding strategy", "Estratégia de decodificação")
+    add("st_greedy", "greedy", "greedy (gulosa)")
+    add("st_sample", "sampling", "amostragem")
+    add("st_top_k", "top-k", "top-k")
+    add("st_top_p", "top-p (nucleus)", "top-p (núcleo)")
+    add("st_beam", "beam search", "beam search")
+    add("temperature", "Temperature", "Temperatura")
+    add("top_k", "top-k", "top-k")
+    add("top_p", "top-p", "top-p")
+    add("repetition_penalty", "Repetition penalty (1 = off)", "Penalidade de repetição (1 = desligada)")
+    add("max_new_tokens", "Max new tokens", "Máximo de tokens novos")
+    add("num_beams", "Beams (beam search)", "Feixes (beam search)")
+    add("generate", "Generate", "Gerar")
+    add("output", "Text", "Texto")
+    # Compare
+    add("cmp_help", "One prompt, one set of settings, two models side by side. By default: the model **before** "
+        "training (random weights) and the **latest trained** one.",
+        "Um prompt, um conjunto de configurações, dois modelos lado a lado. Por padrão: o modelo **antes** do "
+        "treino (pesos aleatórios) e o **último treinado**.")
+    add("model_a", "Model A (before)", "Modelo A (antes)")
+    add("model_b", "Model B (after)", "Modelo B (depois)")
+    add("compare", "Compare", "Comparar")
+    add("output_a", "Text of model A", "Texto do modelo A")
+    add("output_b", "Text of model B", "Texto do modelo B")
+    # Probabilities
+    add("probs_help", "What the model thinks comes next: the probability of each candidate token **before** and "
+        "**after** the repetition penalty, temperature, top-k and top-p (transformers' own logits processors, in "
+        "generate()'s order). Tokens cut off are marked ✂ and drawn in red. top-k 0 and top-p 1 switch them off.",
+        "O que o modelo acha que vem a seguir: a probabilidade de cada token candidato **antes** e **depois** da "
+        "penalidade de repetição, temperatura, top-k e top-p (os próprios processadores de logits do "
+        "transformers, na ordem do generate()). Tokens cortados aparecem com ✂ e em vermelho. top-k 0 e top-p 1 "
+        "os desligam.")
+    add("n_bars", "Tokens shown", "Tokens mostrados")
+    add("show_probs", "Show next-token probabilities", "Mostrar probabilidades do próximo token")
+    add("chart_before", "Before: softmax of the logits", "Antes: softmax dos logits")
+    add("chart_after", "After: the distribution generate() samples from",
+        "Depois: a distribuição da qual o generate() sorteia")
+    add("prob_table", "Details", "Detalhes")
+    add("surprise_help", "### Surprise = cross entropy\nFor each token of a text, how surprised the model is: "
+        "−log p(token | the text before it), in nats and bits. The average is the cross entropy (the training "
+        "loss) and exp(average) is the perplexity. Redder = more surprising; full red = as surprising as a "
+        "uniform guess over the vocabulary.",
+        "### Surpresa = entropia cruzada\nPara cada token de um texto, o quanto o modelo se surpreende: "
+        "−log p(token | o texto antes dele), em nats e bits. A média é a entropia cruzada (a perda do treino) e "
+        "exp(média) é a perplexidade. Mais vermelho = mais surpreendente; vermelho total = tão surpreendente "
+        "quanto um chute uniforme no vocabulário.")
+    add("text", "Text", "Texto")
+    add("measure", "Measure surprise", "Medir a surpresa")
+    add("surprise", "Surprise per token", "Surpresa por token")
+    return en, pt
+
+
+UI_EN, UI_PT = _ui_texts()
+I18N = gr.I18n(en=UI_EN, **{"pt-BR": UI_PT, "pt": UI_PT})
+T = I18N  # T("key") -> a translation key the browser resolves
+
+MESSAGES = {
+    "en": {
+        "busy": "A training is already running (started {ago} ago): its progress is shown here. Only one training "
+                "runs at a time; start yours when it ends.",
+        "starting": "Preparing the corpus, the tokenizer and the model...",
+        "running": "Training",
+        "stopping": "Stopping after the current step; the model keeps what it learned...",
+        "finished": "Finished: the model is saved as **{run}** and is now in every model list.",
+        "stopped": "Stopped at step {step}: the model is saved as **{run}** (usable) and is now in every model list.",
+        "failed": "Training failed: {error}",
+        "no_job": "No training yet. Press **Start training**.",
+        "step": "step", "of": "of", "epoch": "epoch", "tokens_seen": "tokens seen", "tokens_s": "tokens/s",
+        "train": "train", "validation": "validation", "loss": "loss", "perplexity": "perplexity",
+        "elapsed": "elapsed", "remaining": "left", "greedy": "greedy", "sampled": "sampled (temperature 0.8, top-k 50)",
+        "nothing_to_stop": "No training is running.",
+        "stop_requested": "Stop requested: training ends after the current step and saves the model.",
+        "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
+        "need_hub": "Type a Hub dataset name such as karpathy/tiny_shakespeare.",
+        "bad_hub": "{name!r} is not a Hub dataset name: use owner/name (letters, digits, - _ .).",
+        "not_txt": "{name}: only .txt files can be uploaded (plain UTF-8 text).",
+        "too_big": "{name} is {size:.1f} MB: the limit is {limit:g} MB per file and in total. Upload a smaller text.",
+        "not_text": "{name} is not a text file (it is not UTF-8 or holds binary data). Save it as UTF-8 text.",
+        "empty_file": "{name} holds no text.",
+        "bad_value": "{what} must be {rule}; got {value}.",
+        "setup_error": "Cannot start: {error}",
+        "no_trained": "No trained model yet: train one in the Train tab. Showing model A only.",
+        "clipped": "The prompt ({prompt} tokens) + {asked} new tokens exceed the context of {context}: "
+                   "generating {given} tokens.",
+        "no_token": "Pushing needs a Hugging Face token: set the HF_TOKEN secret of the Space.",
+        "need_repo": "Type the Hub repository to push to, such as your-name/minigpt.",
+        "pushed": "Pushed to {url}",
+        "no_runs": "No finished run to download yet.",
+        "kept": "kept", "cut": "cut off",
+        "probs_summary": "**{kept}** of {vocab} tokens keep a chance after the processors (they held "
+                         "{mass} of the probability before). Entropy: {hb} bits before, {ha} bits after. "
+                         "Most likely next token: `{top}`.",
+        "surprise_summary": "**Cross entropy**: {nats} nats/token = {bits} bits/token · **perplexity** "
+                            "{ppl} (the model hesitates as if among about {ppl0} equally likely tokens; a "
+                            "uniform guess over {vocab} tokens is {ubits} bits). {n} tokens.",
+        "truncated": " Only the first {n} tokens fit the context.",
+        "col_token": "token", "col_p_before": "p before", "col_p_after": "p after", "col_kept": "kept",
+        "col_logit": "logit", "col_rank": "rank", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
+        "col_position": "position", "probability": "probability", "col_step": "step",
+        "legend_split": "split", "legend_cut": "top-k / top-p", "prompt": "prompt",
+    },
+    "pt": {
+        "busy": "Já há um treino rodando (começou há {ago}): o progresso dele aparece aqui. Só um treino roda por "
+                "vez; comece o seu quando ele terminar.",
+        "starting": "Preparando o corpus, o tokenizador e o modelo...",
+        "running": "Treinando",
+        "stopping": "Parando depois do passo atual; o modelo guarda o que aprendeu...",
+        "finished": "Terminado: o modelo foi salvo como **{run}** e já está em todas as listas de modelos.",
+        "stopped": "Parado no passo {step}: o modelo foi salvo como **{run}** (utilizável) e já está em todas as "
+                   "listas de modelos.",
+        "failed": "O treino falhou: {error}",
+        "no_job": "Nenhum treino ainda. Aperte **Começar o treino**.",
+        "step": "passo", "of": "de", "epoch": "época", "tokens_seen": "tokens vistos", "tokens_s": "tokens/s",
+        "train": "treino", "validation": "validação", "loss": "perda", "perplexity": "perplexidade",
+        "elapsed": "decorrido", "remaining": "faltam", "greedy": "greedy",
+        "sampled": "amostrado (temperatura 0,8, top-k 50)",
+        "nothing_to_stop": "Nenhum treino está rodando.",
+        "stop_requested": "Parada pedida: o treino termina depois do passo atual e salva o modelo.",
+        "need_files": "Escolha um ou mais arquivos .txt para enviar, ou outro corpus.",
+        "need_hub": "Digite o nome de um dataset do Hub, como karpathy/tiny_shakespeare.",
+        "bad_hub": "{name!r} não é um nome de dataset do Hub: use dono/nome (letras, dígitos, - _ .).",
+        "not_txt": "{name}: só arquivos .txt podem ser enviados (texto puro em UTF-8).",
+        "too_big": "{name} tem {size:.1f} MB: o limite é {limit:g} MB por arquivo e no total. Envie um texto menor.",
+        "not_text": "{name} não é um arquivo de texto (não é UTF-8 ou tem dados binários). Salve-o como texto UTF-8.",
+        "empty_file": "{name} não tem texto.",
+        "bad_value": "{what} deve ser {rule}; veio {value}.",
+        "setup_error": "Não foi possível começar: {error}",
+        "no_trained": "Ainda não há modelo treinado: treine um na aba Treinar. Mostrando só o modelo A.",
+        "clipped": "O prompt ({prompt} tokens) + {asked} tokens novos passam do contexto de {context}: "
+                   "gerando {given} tokens.",
+        "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina o segredo HF_TOKEN do Space.",
+        "need_repo": "Digite o repositório do Hub de destino, como seu-nome/minigpt.",
+        "pushed": "Enviado para {url}",
+        "no_runs": "Ainda não há treino terminado para baixar.",
+        "kept": "mantido", "cut": "cortado",
+        "probs_summary": "**{kept}** de {vocab} tokens mantêm alguma chance depois dos processadores (antes "
+                         "somavam {mass} da probabilidade). Entropia: {hb} bits antes, {ha} bits depois. "
+                         "Próximo token mais provável: `{top}`.",
+        "surprise_summary": "**Entropia cruzada**: {nats} nats/token = {bits} bits/token · "
+                            "**perplexidade** {ppl} (o modelo hesita como se escolhesse entre cerca de "
+                            "{ppl0} tokens igualmente prováveis; um chute uniforme entre {vocab} tokens dá "
+                            "{ubits} bits). {n} tokens.",
+        "truncated": " Só os primeiros {n} tokens cabem no contexto.",
+        "col_token": "token", "col_p_before": "p antes", "col_p_after": "p depois", "col_kept": "mantido",
+        "col_logit": "logit", "col_rank": "posição", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
+        "col_position": "posição", "probability": "probabilidade", "col_step": "passo",
+        "legend_split": "conjunto", "legend_cut": "top-k / top-p", "prompt": "prompt",
+    },
+}
+
+TEACHING_PT = {  # teaching.TeachingError keys in Portuguese (English: the error's own message)
+    "empty_prompt": "O prompt está vazio: digite algumas palavras para o modelo continuar.",
+    "prompt_too_long": "O prompt tem {tokens} tokens, mas o contexto do modelo é de {context}: encurte-o para no "
+                       "máximo {limit} tokens.",
+    "temperature": "Temperatura {value} com amostragem: ela deve ser maior que 0 (temperatura 0 é a decodificação "
+                   "greedy: escolha a estratégia greedy).",
+    "top_k": "A amostragem top-k precisa de top_k de pelo menos 1; veio {value}.",
+    "top_p": "A amostragem top-p precisa de 0 < top_p <= 1; veio {value}.",
+    "num_beams": "O beam search precisa de 2 a 16 feixes; veio {value}.",
+    "max_new_tokens": "O máximo de tokens novos deve ficar entre 1 e 4096; veio {value}.",
+    "empty_text": "O texto está vazio: cole uma frase para medir.",
+}
+
+WHAT = {  # parameter names in messages
+    "en": {"max_steps": "Steps", "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
+           "block_size": "Block size", "vocab_size": "Vocabulary size", "seed": "Seed", "preset": "Model size",
+           "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for"},
+    "pt": {"max_steps": "Passos", "epochs": "Épocas", "batch_size": "Tamanho do lote",
+           "learning_rate": "Taxa de aprendizado", "block_size": "Tamanho do bloco",
+           "vocab_size": "Tamanho do vocabulário", "seed": "Semente", "preset": "Tamanho do modelo",
+           "tokenizer_type": "Tokenizador", "corpus_source": "Corpus", "length_unit": "Treinar por"},
+}
+
+
+def request_lang(request: gr.Request | None) -> str:
+    """'pt' when the browser prefers Portuguese over English (Accept-Language), else 'en'."""
+    header = ""
+    if request is not None:
+        try:
+            header = request.headers.get("accept-language", "") or ""
+        except Exception:  # a request without headers (direct calls)
+            header = ""
+    ranked = []
+    for position, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, position, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        if tag.startswith("pt"):
+            return "pt"
+        if tag.startswith("en"):
+            return "en"
+    return "en"
+
+
+def msg(lang: str, key: str, **values) -> str:
+    return MESSAGES[lang][key].format(**values)
+
+
+def app_error(lang: str, text: str) -> gr.Error:
+    """A visible error message in the reader's language; the app stays up."""
+    return gr.Error(text, title="Erro" if lang == "pt" else "Error", print_exception=False)
+
+
+def warn(lang: str, text: str) -> None:
+    """A toast in the reader's language (the request goes on)."""
+    gr.Warning(text, title="Aviso" if lang == "pt" else "Warning")
+
+
+def friendly(error: Exception, lang: str = "en") -> str:
+    """A library message for the app: in Portuguese when teaching.py named the problem, and without
+    command-line flags ('--block_size' reads 'block size')."""
+    if lang == "pt" and getattr(error, "key", "") in TEACHING_PT:
+        return TEACHING_PT[error.key].format(**error.values)
+    return re.sub(r"--(\w+)", lambda m: m.group(1).replace("_", " "), str(error)).strip()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds // 60 % 60:02d}"
+
+
+def fmt(value: float, lang: str, spec: str) -> str:
+    """A number formatted with `spec` in the reader's convention: 1,234.5 in English, 1.234,5 in Portuguese."""
+    text = format(value, spec)
+    return text.translate(str.maketrans(",.", ".,")) if lang == "pt" else text
+
+
+def fmt_int(value: int, lang: str) -> str:
+    return fmt(int(value), lang, ",d")
+
+
+def fmt_num(value: float | None, lang: str, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return fmt(value, lang, f",.{digits}f")
