@@ -222,10 +222,13 @@ def load_pretrained(name_or_path: str, attn_implementation: str | None = None) -
             "MiniGPT directory, a GPT-2 directory, or a Hub name when online"
         ) from None
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    if model_type == "minigpt":
-        return MiniGPTForCausalLM.from_pretrained(name_or_path, **kwargs)
-    if model_type == "gpt2":
-        return MiniGPTForCausalLM.from_gpt2(name_or_path)
+    try:  # weights from safetensors only: a pickle file in someone's folder is never unpickled
+        if model_type == "minigpt":
+            return MiniGPTForCausalLM.from_pretrained(name_or_path, use_safetensors=True, **kwargs)
+        if model_type == "gpt2":
+            return MiniGPTForCausalLM.from_gpt2(name_or_path, use_safetensors=True)
+    except OSError as error:
+        raise SetupError(f"--model_name_or_path {name_or_path!r}: {str(error).splitlines()[0]}") from None
     raise SetupError(f"--model_name_or_path {name_or_path!r} is a {model_type!r} model; MiniGPT loads minigpt or gpt2")
 
 

@@ -11,8 +11,6 @@ they import relatively (``tests/generation/test_utils.py``, ``tests/exporters/te
 * extracts the relatively imported modules too when the sdist has them, and otherwise writes small
   stand-ins (marked ``SUITE_STUB = True``): an empty ``ExportTesterMixin``, an empty
   ``GenerationTesterMixin`` and the ``config_common_kwargs`` dict of transformers 5.x,
-* provides ``parameterized`` (imported by the mixins, not a dependency of transformers) by downloading its
-  wheel into ``tests/_transformers_suite/_vendor/`` when it is not installed,
 * writes a ``conftest.py`` into ``tests/_transformers_suite/`` that keeps pytest from collecting the
   extracted files.
 
@@ -33,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
@@ -41,16 +38,13 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 SUITE_DIR = HERE / "_transformers_suite"
 PACKAGE = "hf_transformers_tests"
-VENDOR_DIR = SUITE_DIR / "_vendor"
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "transformers-sdist"
-PARAMETERIZED_VERSION = "0.9.0"
 # Bump when the layout written below changes, so existing extractions are redone.
 LAYOUT_VERSION = "1"
 
@@ -141,13 +135,12 @@ def installed_version() -> str:
     return transformers.__version__
 
 
-def _pip_download(requirement: str, dest: Path, binary: bool) -> Path:
+def _pip_download(requirement: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-        "--retries", "2", "--timeout", "30", "-d", str(dest), requirement,
+        "--no-binary", ":all:", "--retries", "2", "--timeout", "30", "-d", str(dest), requirement,
     ]
-    cmd[5:5] = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -190,29 +183,7 @@ def get_sdist(version: str, cache_dir: Path) -> Path:
     cached = _find_cached_sdist(cache_dir, version)
     if cached:
         return cached
-    return _pip_download(f"transformers=={version}", cache_dir, binary=False)
-
-
-def _ensure_parameterized(cache_dir: Path) -> None:
-    """Make ``import parameterized`` work once VENDOR_DIR is on sys.path."""
-    if (VENDOR_DIR / "parameterized" / "__init__.py").is_file():
-        return
-    if importlib.util.find_spec("parameterized") is not None:
-        return
-    wheel = next(cache_dir.glob(f"parameterized-{PARAMETERIZED_VERSION}-*.whl"), None) if cache_dir.is_dir() else None
-    if wheel is None:
-        wheel = _pip_download(f"parameterized=={PARAMETERIZED_VERSION}", cache_dir, binary=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".vendor-", dir=SUITE_DIR))
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            for member in zf.namelist():
-                if member.startswith("parameterized/") and not member.startswith("parameterized/test"):
-                    zf.extract(member, tmp)
-        VENDOR_DIR.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(VENDOR_DIR / "parameterized", ignore_errors=True)
-        os.replace(tmp / "parameterized", VENDOR_DIR / "parameterized")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _pip_download(f"transformers=={version}", cache_dir)
 
 
 def _extract(sdist: Path, version: str, target: Path) -> None:
@@ -261,10 +232,6 @@ def is_current(version: str | None = None) -> bool:
         and stamp.read_text() == _stamp(version)
         and (SUITE_DIR / PACKAGE / "test_modeling_common.py").is_file()
         and (SUITE_DIR / "conftest.py").is_file()
-        and (
-            importlib.util.find_spec("parameterized") is not None
-            or (VENDOR_DIR / "parameterized" / "__init__.py").is_file()
-        )
     )
 
 
@@ -284,8 +251,8 @@ def _locked(cache_dir: Path):
 def ensure_suite(version: str | None = None, force: bool = False, cache_dir: Path | str | None = None) -> Path:
     """Make sure ``tests/_transformers_suite`` holds the mixins of ``version`` (default: installed).
 
-    Returns the folder to put on ``sys.path`` (it holds the ``hf_transformers_tests`` package, and
-    ``_vendor`` holds ``parameterized`` when it is not installed). Raises FetchError.
+    Returns the folder to put on ``sys.path`` (it holds the ``hf_transformers_tests`` package). The mixins also
+    import ``parameterized``, pinned in requirements.txt. Raises FetchError.
     """
     version = version or installed_version()
     cache_dir = Path(cache_dir or os.environ.get("TRANSFORMERS_TESTS_CACHE") or DEFAULT_CACHE)
@@ -304,15 +271,13 @@ def ensure_suite(version: str | None = None, force: bool = False, cache_dir: Pat
             os.replace(tmp / PACKAGE, SUITE_DIR / PACKAGE)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _ensure_parameterized(cache_dir)
         (SUITE_DIR / "VERSION").write_text(_stamp(version))
     return SUITE_DIR
 
 
 def add_to_sys_path(suite_dir: Path = SUITE_DIR) -> None:
-    for p in (str(VENDOR_DIR), str(suite_dir)):
-        if Path(p).is_dir() and p not in sys.path:
-            sys.path.insert(0, p)
+    if suite_dir.is_dir() and str(suite_dir) not in sys.path:
+        sys.path.insert(0, str(suite_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

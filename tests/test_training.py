@@ -275,3 +275,18 @@ def test_defaults_train_well_without_any_flag():
     assert args.lr_scheduler_type == "cosine" and 0 < args.warmup_steps < 1
     assert args.weight_decay > 0 and args.max_grad_norm > 0
     assert args.eval_strategy == "steps" and args.do_train and args.do_eval
+
+
+def test_a_pickle_only_model_folder_is_refused(tmp_path, capsys):
+    from conftest import make_tiny_model
+    import torch
+
+    folder = tmp_path / "pickled"
+    model = make_tiny_model()
+    model.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    assert run_cli("--model_name_or_path", folder, "--train_file", corpus_file(tmp_path), "--output_dir",
+                   tmp_path / "out", "--block_size", 32) == 2
+    assert "error: --model_name_or_path" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
