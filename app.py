@@ -355,16 +355,20 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         })
         return view.highlights(), summary, table
 
-    def download(run: str | None = None, request: gr.Request = None):
-        """A finished run as a .zip (the model folder without checkpoints)."""
-        lang = request_lang(request)
+    def finished_run(run: str | None, lang: str):
+        """The registry entry of a finished training run (default: the latest), or a visible error."""
         try:
             entry = ctx.registry.resolve(run or LATEST)
         except ModelError as error:
             raise app_error(lang, str(error)) from None
         if entry is None or entry.kind != "run":
             raise app_error(lang, msg(lang, "no_runs"))
-        return str(make_zip(ctx, Path(entry.path)))
+        return entry
+
+    def download(run: str | None = None, request: gr.Request = None):
+        """A finished run as a .zip (the model folder without checkpoints)."""
+        lang = request_lang(request)
+        return str(make_zip(ctx, Path(finished_run(run, lang).path)))
 
     def push(run: str | None = None, repo_id: str = "", request: gr.Request = None):
         """Upload a finished run to a Hub model repository (needs the HF_TOKEN secret)."""
@@ -374,12 +378,7 @@ def build_demo(ctx: AppContext | None = None, **context_kwargs) -> gr.Blocks:
         repo_id = (repo_id or "").strip()
         if not HUB_NAME.match(repo_id):
             raise app_error(lang, msg(lang, "need_repo"))
-        try:
-            entry = ctx.registry.resolve(run or LATEST)
-        except ModelError as error:
-            raise app_error(lang, str(error)) from None
-        if entry is None or entry.kind != "run":
-            raise app_error(lang, msg(lang, "no_runs"))
+        entry = finished_run(run, lang)
         from hub import check_hub_access, push_folder
 
         try:

@@ -18,6 +18,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
+from app_server import launched_app  # noqa: E402
 from model_registry import ModelError, load_model_dir  # noqa: E402
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
@@ -29,20 +30,8 @@ PROMPT = "The value of"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
-        mp.setenv("MINIGPT_APP_MODELS", "")
-        ctx = app.AppContext(runs_dir=root / "runs", max_upload_mb=0.05, hf_token="")
-        demo = app.build_demo(ctx)
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
-        try:
-            yield SimpleNamespace(url=url, ctx=ctx, root=root)
-        finally:
-            job = ctx.board.current
-            if job is not None and job.active:
-                job.request_stop()
-                job.thread.join(timeout=60)
-            demo.close()
+    with launched_app(root, max_upload_mb=0.05) as (ctx, url):
+        yield SimpleNamespace(url=url, ctx=ctx, root=root)
 
 
 def client(served, **headers) -> Client:

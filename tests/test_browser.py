@@ -19,7 +19,7 @@ if CHROMIUM is None:
     pytest.skip("no chromium executable (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-import app  # noqa: E402
+from app_server import launched_app  # noqa: E402
 
 SHOTS = Path("/tmp/minigpt_screenshots")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -28,26 +28,17 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser_app")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
-        mp.setenv("MINIGPT_APP_MODELS", "")
-        ctx = app.AppContext(runs_dir=root / "runs", hf_token="")
-        demo = app.build_demo(ctx)
-        _, address, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
-        try:
-            end = time.time() + 60
-            while True:  # the server answers before the browser is pointed at it
-                try:
-                    urllib.request.urlopen(address + "gradio_api/info", timeout=5)
-                    break
-                except OSError:
-                    if time.time() > end:
-                        raise
-                    time.sleep(0.5)
-            yield address
-        finally:
-            demo.close()
+    with launched_app(tmp_path_factory.mktemp("browser_app")) as (_, address):
+        end = time.time() + 60
+        while True:  # the server answers before the browser is pointed at it
+            try:
+                urllib.request.urlopen(address + "gradio_api/info", timeout=5)
+                break
+            except OSError:
+                if time.time() > end:
+                    raise
+                time.sleep(0.5)
+        yield address
 
 
 def save(page, tmp_path, name: str) -> Path:

@@ -1,0 +1,27 @@
+"""The real app, launched on a free local port for a test module (gradio_client and browser tests)."""
+
+import contextlib
+from pathlib import Path
+
+import pytest
+
+import app
+
+
+@contextlib.contextmanager
+def launched_app(root: Path, **context_kwargs):
+    """Yield (AppContext, url) of a running app whose runs and temp files live under root; stop it after."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        mp.setenv("MINIGPT_APP_MODELS", "")
+        ctx = app.AppContext(runs_dir=root / "runs", hf_token="", **context_kwargs)
+        demo = app.build_demo(ctx)
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
+        try:
+            yield ctx, url
+        finally:
+            job = ctx.board.current
+            if job is not None and job.active:
+                job.request_stop()
+                job.thread.join(timeout=60)
+            demo.close()
