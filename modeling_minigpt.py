@@ -206,6 +206,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             )
         if position_ids is None:
             # generate() passes position_ids built from the attention mask (left padding); plain calls count on
+            # from the number of tokens already in the cache
             position_ids = torch.arange(past_length, past_length + seq_length, device=inputs_embeds.device)[None]
 
         # None for plain causal attention with sdpa (its is_causal path), an explicit mask with padding or eager.
