@@ -28,6 +28,7 @@ from configuration_minigpt import PRESETS, MiniGPTConfig  # noqa: E402
 from corpus import load_text_datasets, tokenize_and_group, train_tokenizer  # noqa: E402
 from modeling_minigpt import MiniGPTForCausalLM  # noqa: E402
 from monitoring import TimeBudgetCallback  # noqa: E402
+from quantization import quantize_int8  # noqa: E402
 from throughput import measured_matmul_peak, mfu  # noqa: E402
 from training import (  # noqa: E402
     DataArguments,
@@ -122,9 +123,12 @@ def generation_speed(model, batch: int, new_tokens: int = 128, prompt_len: int =
 
 
 def generation_variants(dims) -> dict:
-    """MiniGPT's speed paths, all through generate(): plain, bf16 weights, and (GPU) static cache + compile."""
+    """MiniGPT's speed paths, all through generate(): plain, bf16 weights, (CPU) int8 weights, (GPU) static cache +
+    compile."""
     variants = {"MiniGPT": lambda: (minigpt(*dims), {})}
     variants["MiniGPT bf16 weights"] = lambda: (minigpt(*dims).to(torch.bfloat16), {})
+    if not torch.cuda.is_available():
+        variants["MiniGPT int8 weights (quantization.quantize_int8)"] = lambda: (quantize_int8(minigpt(*dims)), {})
     if torch.cuda.is_available():
         variants["MiniGPT bf16 + static cache + torch.compile"] = lambda: (
             minigpt(*dims).to(torch.bfloat16), {"cache_implementation": "static"})

@@ -70,3 +70,18 @@ def test_benchmark_models_have_identical_dimensions():
     mini, gpt2 = benchmark.minigpt(*dims), benchmark.gpt2(*dims)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(mini) == count(gpt2)  # same architecture, same parameter count
+
+
+def test_int8_weights_keep_the_loss_and_generate(prompts):
+    from quantization import quantize_int8
+
+    model = make_tiny_model()
+    quantized = quantize_int8(model)
+    assert not isinstance(quantized.model.layers[0].mlp.up_proj, torch.nn.Linear)  # really replaced
+    assert isinstance(model.model.layers[0].mlp.up_proj, torch.nn.Linear)  # the original is untouched
+    ids = torch.randint(2, 64, (4, 32), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fp32_loss, int8_loss = model(ids, labels=ids).loss, quantized(ids, labels=ids).loss
+    assert int8_loss.item() == pytest.approx(fp32_loss.item(), rel=0.02)
+    out = quantized.generate(prompts, attention_mask=torch.ones_like(prompts), **SETTINGS)
+    assert out.shape == (2, prompts.shape[1] + SETTINGS["max_new_tokens"])
