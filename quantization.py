@@ -19,4 +19,5 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     with warnings.catch_warnings():
         # torch.ao.quantization announces its move to torchao; it is what the pinned torch ships and it works.
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor.* are deprecated")
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
