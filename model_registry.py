@@ -23,6 +23,7 @@ from transformers import AutoTokenizer
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from corpus import load_text_datasets, train_tokenizer
 from modeling_minigpt import MiniGPTForCausalLM
+from training import SetupError, load_pretrained
 
 logger = logging.getLogger("minigpt.app")
 
@@ -111,17 +112,11 @@ def load_model_dir(path: str | Path):
         raise ModelError(f"{path}: no such folder")
     if not any(path.glob("*.safetensors")):
         raise ModelError(f"{path.name}: no .safetensors weights (only safetensors files are loaded)")
-    model_type = _read_json(path / "config.json").get("model_type")
-    try:
-        if model_type == "minigpt":
-            model = MiniGPTForCausalLM.from_pretrained(path, use_safetensors=True)
-        elif model_type == "gpt2":
-            model = MiniGPTForCausalLM.from_gpt2(str(path), use_safetensors=True)
-        else:
-            raise ModelError(f"{path.name}: a {model_type or 'unknown'} model; the app loads MiniGPT or GPT-2 folders")
+    try:  # the pipeline's loader: MiniGPT or GPT-2 (through from_gpt2), safetensors only
+        model = load_pretrained(str(path))
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except ModelError:
-        raise
+    except SetupError as error:
+        raise ModelError(f"{path.name}: cannot be loaded ({str(error).split(': ', 1)[-1]})") from None
     except (OSError, ValueError) as error:
         raise ModelError(f"{path.name}: cannot be loaded ({str(error).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
