@@ -13,9 +13,10 @@ import sys
 
 from transformers import HfArgumentParser
 
-from corpus import CorpusError
-from hub import HubError
-from training import DataArguments, MiniGPTTrainingArguments, ModelArguments, SetupError, run_training
+from minigpt.corpus import CorpusError
+from minigpt.hub import HubError
+from minigpt.loading import SetupError
+from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
 
 
 def main(argv: list[str] | None = None) -> int:

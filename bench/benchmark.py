@@ -19,24 +19,22 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback
+from transformers import logging as hf_logging
 
-from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback  # noqa: E402
-from transformers import logging as hf_logging  # noqa: E402
-
-from configuration_minigpt import PRESETS, MiniGPTConfig  # noqa: E402
-from corpus import load_text_datasets, tokenize_and_group, train_tokenizer  # noqa: E402
-from modeling_minigpt import MiniGPTForCausalLM  # noqa: E402
-from monitoring import TimeBudgetCallback  # noqa: E402
-from quantization import quantize_int8  # noqa: E402
-from throughput import measured_matmul_peak, mfu  # noqa: E402
-from training import (  # noqa: E402
+from configuration_minigpt import PRESETS, MiniGPTConfig
+from minigpt.corpus import load_text_datasets, tokenize_and_group, train_tokenizer
+from minigpt.monitoring import TimeBudgetCallback
+from minigpt.quantization import quantize_int8
+from minigpt.throughput import measured_matmul_peak, mfu
+from minigpt.training import (
     DataArguments,
     MiniGPTTrainingArguments,
     ModelArguments,
     build_trainer,
     run_training,
 )
+from modeling_minigpt import MiniGPTForCausalLM
 
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 DIMS = {  # name -> (layers, heads, width, context); vocabulary 8192 for both

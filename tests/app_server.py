@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import app
+from space.context import AppContext
 
 
 @contextlib.contextmanager
@@ -14,7 +15,7 @@ def launched_app(root: Path, **context_kwargs):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         mp.setenv("MINIGPT_APP_MODELS", "")
-        ctx = app.AppContext(runs_dir=root / "runs", hf_token="", **context_kwargs)
+        ctx = AppContext(runs_dir=root / "runs", hf_token="", **context_kwargs)
         demo = app.build_demo(ctx)
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
         try:

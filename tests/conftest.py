@@ -43,10 +43,15 @@ def run_without_project(script: str, tmp_path, timeout: int = 300) -> str:
     import subprocess
     import sys
 
+    import site
+
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    guard = 'import importlib.util\nassert importlib.util.find_spec("modeling_minigpt") is None\n'
-    done = subprocess.run([sys.executable, "-c", guard + script], cwd=tmp_path, env=env, capture_output=True,
+    # -S skips the .pth files, so an editable install of this project (pip install -e .) is not seen either;
+    # the installed libraries are put back on the path by hand.
+    guard = (f"import sys\nsys.path.extend({site.getsitepackages()!r})\n"
+             'import importlib.util\nassert importlib.util.find_spec("modeling_minigpt") is None\n')
+    done = subprocess.run([sys.executable, "-S", "-c", guard + script], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout

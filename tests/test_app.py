@@ -14,12 +14,11 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from app_server import launched_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-import app  # noqa: E402
-from app_server import launched_app  # noqa: E402
-from model_registry import ModelError, load_model_dir  # noqa: E402
+from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E402
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
 TINY = dict(corpus_source="builtin", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
@@ -205,7 +204,7 @@ def test_training_streams_progress_while_another_client_generates(served, api):
     assert tuple(api.predict(PROMPT, "untrained", run_key, strategy="greedy", max_new_tokens=20,
                              api_name="/compare")) == (before, after)
     assert Path(api.predict(run_key, api_name="/download")).stat().st_size > 10_000
-    info = json.loads((served.ctx.runs_dir / run_key.split("/", 1)[1] / app.APP_RUN_FILE).read_text())
+    info = json.loads((served.ctx.runs_dir / run_key.split("/", 1)[1] / APP_RUN_FILE).read_text())
     assert info["steps"] == 60 and info["stopped"] is False
 
 

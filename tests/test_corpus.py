@@ -1,4 +1,4 @@
-"""Tests for corpus.py: real datasets, real tokenizers, no network."""
+"""Tests for minigpt.corpus: real datasets, real tokenizers, no network."""
 
 import os
 import subprocess
@@ -9,8 +9,8 @@ import datasets
 import pytest
 from transformers import AutoTokenizer
 
-import corpus
-from corpus import CorpusError
+from minigpt import corpus
+from minigpt.corpus import CorpusError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = PROJECT_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"

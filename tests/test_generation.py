@@ -5,8 +5,8 @@ import threading
 import pytest
 import torch
 from conftest import EOS, PAD, VOCAB, make_tiny_model
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, TextIteratorStreamer
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders
 
 NEW = 20
 

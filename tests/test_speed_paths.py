@@ -1,8 +1,6 @@
 """Every speed path gives the same results as the plain one (timings live in bench/benchmark.py, not here)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,11 +8,7 @@ from conftest import make_tiny_model
 from transformers import CompileConfig
 
 import train
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import benchmark  # noqa: E402
+from bench import benchmark
 
 SETTINGS = dict(max_new_tokens=24, min_new_tokens=24, do_sample=False)
 
@@ -73,7 +67,7 @@ def test_benchmark_models_have_identical_dimensions():
 
 
 def test_int8_weights_keep_the_loss_and_generate(prompts):
-    from quantization import quantize_int8
+    from minigpt.quantization import quantize_int8
 
     model = make_tiny_model()
     quantized = quantize_int8(model)

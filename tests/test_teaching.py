@@ -1,4 +1,4 @@
-"""teaching.py: the decoding settings the app uses, the before/after distributions and the surprise view."""
+"""minigpt.teaching: the decoding settings the app uses, the before/after distributions and the surprise view."""
 
 import math
 import threading
@@ -8,9 +8,8 @@ import torch
 from transformers import GenerationConfig
 
 from configuration_minigpt import MiniGPTConfig
-from corpus import load_text_datasets, train_tokenizer
-from modeling_minigpt import MiniGPTForCausalLM
-from teaching import (
+from minigpt.corpus import load_text_datasets, train_tokenizer
+from minigpt.teaching import (
     STRATEGIES,
     DecodingSettings,
     SeededSampler,
@@ -20,6 +19,7 @@ from teaching import (
     next_token_processors,
     token_surprises,
 )
+from modeling_minigpt import MiniGPTForCausalLM
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pytest
 from conftest import run_without_project
 
 import train
-from monitoring import OverfittingCallback
-from training import MiniGPTTrainingArguments, checkpoint_is_complete, find_resumable_checkpoint
+from minigpt.monitoring import OverfittingCallback
+from minigpt.training import MiniGPTTrainingArguments, checkpoint_is_complete, find_resumable_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -278,8 +278,8 @@ def test_defaults_train_well_without_any_flag():
 
 
 def test_a_pickle_only_model_folder_is_refused(tmp_path, capsys):
-    from conftest import make_tiny_model
     import torch
+    from conftest import make_tiny_model
 
     folder = tmp_path / "pickled"
     model = make_tiny_model()

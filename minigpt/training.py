@@ -31,10 +31,10 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
-from corpus import describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
-from model_card import write_model_card
-from modeling_minigpt import MiniGPTForCausalLM
-from monitoring import (
+from minigpt.corpus import describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
+from minigpt.loading import SetupError, load_pretrained
+from minigpt.model_card import write_model_card
+from minigpt.monitoring import (
     LossHistoryCallback,
     MiniGPTTrainer,
     OverfittingCallback,
@@ -43,15 +43,12 @@ from monitoring import (
     perplexity,
     write_history,
 )
-from throughput import measured_matmul_peak
+from minigpt.throughput import measured_matmul_peak
+from modeling_minigpt import MiniGPTForCausalLM
 
 logger = logging.getLogger("minigpt")
 
 BUILTIN_PROMPTS = ["The", "def"]
-
-
-class SetupError(ValueError):
-    """A bad argument combination, reported as one line that says what to change."""
 
 
 @dataclass
@@ -207,31 +204,6 @@ def parse_config_overrides(overrides: str | None) -> dict:
     return result
 
 
-def load_pretrained(name_or_path: str, attn_implementation: str | None = None) -> MiniGPTForCausalLM:
-    """A saved MiniGPT, or GPT-2 weights (local directory or Hub name) converted with from_gpt2."""
-    from transformers import AutoConfig
-
-    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1  # Hub: "org/name"
-    if looks_local and not Path(name_or_path).expanduser().is_dir():
-        raise SetupError(f"--model_name_or_path {name_or_path!r}: no such directory; pass a saved model's folder")
-    try:
-        model_type = AutoConfig.from_pretrained(name_or_path).model_type
-    except (OSError, ValueError) as error:
-        raise SetupError(
-            f"--model_name_or_path {name_or_path!r}: no model there ({str(error).splitlines()[0]}); pass a saved "
-            "MiniGPT directory, a GPT-2 directory, or a Hub name when online"
-        ) from None
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    try:  # weights from safetensors only: a pickle file in someone's folder is never unpickled
-        if model_type == "minigpt":
-            return MiniGPTForCausalLM.from_pretrained(name_or_path, use_safetensors=True, **kwargs)
-        if model_type == "gpt2":
-            return MiniGPTForCausalLM.from_gpt2(name_or_path, use_safetensors=True)
-    except OSError as error:
-        raise SetupError(f"--model_name_or_path {name_or_path!r}: {str(error).splitlines()[0]}") from None
-    raise SetupError(f"--model_name_or_path {name_or_path!r} is a {model_type!r} model; MiniGPT loads minigpt or gpt2")
-
-
 def build_model(model_args: ModelArguments, tokenizer, block_size: int) -> MiniGPTForCausalLM:
     """A fresh MiniGPT sized by the preset, the overrides, the tokenizer's vocabulary and the block size."""
     settings = {
@@ -283,7 +255,7 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
     if data_args.block_size is not None and data_args.block_size < 2:
         raise SetupError(f"--block_size must be at least 2, got {data_args.block_size}")
     if args.push_to_hub:
-        from hub import check_hub_access
+        from minigpt.hub import check_hub_access
 
         check_hub_access(args.hub_model_id or Path(args.output_dir).name, args.hub_token)
 
@@ -386,7 +358,7 @@ def run_training(
                              data_args=data_args, source=source, metrics=metrics, log_history=trainer.state.log_history,
                              samples=samples.samples, block_size=block_size)
             if args.push_to_hub:
-                from hub import push_folder
+                from minigpt.hub import push_folder
 
                 push_folder(args.output_dir, args.hub_model_id or Path(args.output_dir).name, args.hub_token)
     return RunResult(args.output_dir, metrics, samples.samples, resume_from)
@@ -429,4 +401,4 @@ def save_final_model(trainer, tokenizer, output_dir: str) -> None:
     tmp.rmdir()
 
 
-__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "SetupError", "RunResult"]
+__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "RunResult"]

@@ -5,9 +5,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from app_jobs import JobBoard
-from app_texts import app_error
-from model_registry import ModelError, ModelRegistry
+from space.jobs import JobBoard
+from space.registry import ModelError, ModelRegistry
+from space.texts import app_error
 
 logger = logging.getLogger("minigpt.app")
 

@@ -8,8 +8,8 @@ import torch
 from transformers import StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from app_texts import app_error, friendly, msg, warn
-from teaching import DecodingSettings, StopOnEvent, TeachingError, encode_prompt
+from minigpt.teaching import DecodingSettings, StopOnEvent, TeachingError, encode_prompt
+from space.texts import app_error, friendly, msg, warn
 
 
 class TokenStreamer(BaseStreamer):

@@ -17,13 +17,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from transformers import AutoTokenizer
 
-from configuration_minigpt import PRESETS, MiniGPTConfig
-from corpus import load_text_datasets, train_tokenizer
-from modeling_minigpt import MiniGPTForCausalLM
-from training import SetupError, load_pretrained
+from configuration_minigpt import PRESETS
+from minigpt.loading import SetupError, build_untrained, load_pretrained
+from space.texts import fmt, msg
 
 logger = logging.getLogger("minigpt.app")
 
@@ -49,16 +47,13 @@ class ModelEntry:
         s = self.summary
         size = s.get("size", "")
         if self.kind == "untrained":
-            return (f"não treinado: pesos aleatórios ({size})" if lang == "pt"
-                    else f"untrained: random weights ({size})")
+            return msg(lang, "label_untrained", size=size)
         bits = [size] if size else []
         if s.get("eval_loss") is not None:
-            loss = f"{s['eval_loss']:.2f}"
-            bits.append(f"perda val. {loss.replace('.', ',')}" if lang == "pt" else f"val loss {loss}")
+            bits.append(msg(lang, "label_val_loss", loss=fmt(s["eval_loss"], lang, ".2f")))
         if s.get("stopped"):
-            bits.append("interrompido" if lang == "pt" else "stopped early")
-        prefix = "pasta" if lang == "pt" and self.kind == "dir" else "dir" if self.kind == "dir" else ""
-        name = f"{prefix}: {self.name}" if prefix else self.name
+            bits.append(msg(lang, "label_stopped"))
+        name = f"{msg(lang, 'label_dir')}: {self.name}" if self.kind == "dir" else self.name
         return f"{name} ({', '.join(bits)})" if bits else name
 
 
@@ -121,20 +116,6 @@ def load_model_dir(path: str | Path):
         raise ModelError(f"{path.name}: cannot be loaded ({str(error).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.eval(), tokenizer
-
-
-def build_untrained(preset: str = "tiny", vocab_size: int = 2048, seed: int = 0):
-    """A random MiniGPT of `preset` with a BPE tokenizer trained on the built-in corpus (a fraction of a second):
-    the chapter's model before training. Its initial weights come from `seed`, without touching the global RNG."""
-    tokenizer = train_tokenizer(load_text_datasets()["train"], kind="bpe", vocab_size=vocab_size)
-    config = MiniGPTConfig.from_preset(
-        preset, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = MiniGPTForCausalLM(config)
     return model.eval(), tokenizer
 
 
@@ -233,8 +214,7 @@ class ModelRegistry:
         pairs = [(e.label(lang), e.key) for e in self.entries()]
         if with_latest:
             latest = self.latest_run()
-            label = ("o mais recente treinado" if lang == "pt" else "latest trained")
-            label += f" ({latest.name})" if latest else (" (nenhum ainda)" if lang == "pt" else " (none yet)")
+            label = f"{msg(lang, 'label_latest')} ({latest.name})" if latest else msg(lang, "label_latest_none")
             pairs.insert(1, (label, LATEST))
         return pairs
 
@@ -264,5 +244,4 @@ class ModelRegistry:
             return entry, model, tokenizer
 
 
-__all__ = ["ModelRegistry", "ModelEntry", "ModelError", "UNTRAINED", "LATEST", "load_model_dir", "build_untrained",
-           "is_finished_model_dir"]
+__all__ = ["ModelRegistry", "ModelEntry", "ModelError", "UNTRAINED", "LATEST", "load_model_dir", "is_finished_model_dir"]

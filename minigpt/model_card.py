@@ -3,7 +3,7 @@ the loss plot and how to use it."""
 
 from pathlib import Path
 
-from monitoring import PLOT_FILE, history_rows
+from minigpt.monitoring import PLOT_FILE, history_rows
 
 _TRAINING_KEYS = (
     "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",

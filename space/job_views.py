@@ -7,8 +7,8 @@ import time
 
 import pandas as pd
 
-from app_jobs import JobSnapshot
-from app_texts import MESSAGES, fmt_int, fmt_num, format_duration
+from space.jobs import JobSnapshot
+from space.texts import MESSAGES, fmt_int, fmt_num, format_duration
 
 
 def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -105,3 +105,23 @@ def samples_html(snap: JobSnapshot | None, lang: str) -> str:
                    "</div>")
     out.append("</div>")
     return "".join(out)
+
+
+# The training panel's styles (passed to launch()).
+CSS = """
+.mg-status { padding: 4px 2px; }
+.mg-status p { margin: 4px 0; }
+.mg-bar { height: 14px; background: var(--neutral-200, #e5e7eb); border-radius: 7px; overflow: hidden; margin: 6px 0; }
+.mg-bar > div { height: 100%; background: linear-gradient(90deg, #f97316, #ea580c); transition: width .4s; }
+.mg-finished .mg-bar > div, .mg-stopped .mg-bar > div { background: #16a34a; }
+.mg-failed .mg-bar > div { background: #dc2626; }
+.mg-note { color: #b45309; }
+.mg-settings { color: var(--body-text-color-subdued, #6b7280); font-size: 0.9em; }
+.mg-samples { max-height: 460px; overflow-y: auto; }
+.mg-sample { border-bottom: 1px solid var(--border-color-primary, #e5e7eb); padding: 6px 0; }
+.mg-sample-head { font-weight: 600; font-size: 0.92em; }
+.mg-sample-kind { color: var(--body-text-color-subdued, #6b7280); font-size: 0.85em; margin-top: 2px; }
+.mg-sample pre { white-space: pre-wrap; word-break: break-word; margin: 2px 0; padding: 4px 8px;
+  background: var(--block-background-fill, #f9fafb); border-radius: 4px; font-size: 0.88em; max-height: 9em;
+  overflow-y: auto; }
+"""

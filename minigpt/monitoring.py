@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
-from throughput import mfu
+from minigpt.throughput import mfu
 
 logger = logging.getLogger("minigpt")
 

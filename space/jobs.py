@@ -14,19 +14,16 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from transformers import TrainerCallback
 
-from app_texts import WHAT, app_error, friendly, msg
-from corpus import CorpusError
-from hub import HubError
-from model_registry import APP_RUN_FILE, ModelError
-from monitoring import perplexity
-from training import DataArguments, MiniGPTTrainingArguments, ModelArguments, SetupError, run_training
-
-if TYPE_CHECKING:
-    from app_context import AppContext
+from minigpt.corpus import CorpusError
+from minigpt.hub import HubError
+from minigpt.loading import SetupError
+from minigpt.monitoring import perplexity
+from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
+from space.registry import APP_RUN_FILE, ModelError
+from space.texts import WHAT, app_error, friendly, msg
 
 logger = logging.getLogger("minigpt.app")
 
@@ -218,7 +215,7 @@ def _check_number(lang, name, value, rule, ok, cast=float):
     return number
 
 
-def collect_uploads(ctx: "AppContext", files, lang: str, job_dir: Path) -> Path:
+def collect_uploads(ctx, files, lang: str, job_dir: Path) -> Path:
     """Check the uploaded files (.txt, size, UTF-8 text) and join them into one corpus file in the app's own
     temp folder (names sanitized): the training never reads outside the app's folders."""
     paths = [f if isinstance(f, str) else getattr(f, "name", None) or getattr(f, "path", None) for f in files or []]
@@ -253,7 +250,7 @@ def collect_uploads(ctx: "AppContext", files, lang: str, job_dir: Path) -> Path:
     return target
 
 
-def prepare_job(ctx: "AppContext", lang: str, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
+def prepare_job(ctx, lang: str, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
                 length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed) -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
     if corpus_source not in ("builtin", "upload", "hub"):
@@ -268,7 +265,7 @@ def prepare_job(ctx: "AppContext", lang: str, corpus_source, files, hub_dataset,
         raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang]["length_unit"], rule="steps | epochs",
                            value=length_unit))
     def between(low, high) -> str:
-        return f"entre {low} e {high}" if lang == "pt" else f"between {low} and {high}"
+        return msg(lang, "between", low=low, high=high)
 
     vocab_size = _check_number(lang, "vocab_size", vocab_size, between(300, 32768), lambda v: 300 <= v <= 32768, int)
     if length_unit == "steps":
@@ -321,7 +318,7 @@ def prepare_job(ctx: "AppContext", lang: str, corpus_source, files, hub_dataset,
                        cleanup=job_dir if corpus_source == "upload" else None)
 
 
-def make_worker(ctx: "AppContext"):
+def make_worker(ctx):
     def work(job: TrainingJob) -> None:
         try:
             try:
@@ -351,7 +348,7 @@ def make_worker(ctx: "AppContext"):
     return work
 
 
-def make_zip(ctx: "AppContext", folder: Path) -> Path:
+def make_zip(ctx, folder: Path) -> Path:
     """The finished model as a zip in the app's temp folder (checkpoints and temporary files left out)."""
     target = ctx.tmp_dir / "zips" / f"{folder.name}.zip"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,10 @@ MESSAGES = {
         "nothing_to_stop": "No training is running.",
         "stop_requested": "Stop requested: training ends after the current step and saves the model.",
         "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
+        "between": "between {low} and {high}",
+        "label_untrained": "untrained: random weights ({size})", "label_val_loss": "val loss {loss}",
+        "label_stopped": "stopped early", "label_dir": "dir", "label_latest": "latest trained",
+        "label_latest_none": "latest trained (none yet)",
         "need_hub": "Type a Hub dataset name such as karpathy/tiny_shakespeare.",
         "bad_hub": "{name!r} is not a Hub dataset name: use owner/name (letters, digits, - _ .).",
         "not_txt": "{name}: only .txt files can be uploaded (plain UTF-8 text).",
@@ -223,6 +227,10 @@ MESSAGES = {
                             "{ppl0} tokens igualmente prováveis; um chute uniforme entre {vocab} tokens dá "
                             "{ubits} bits). {n} tokens.",
         "truncated": " Só os primeiros {n} tokens cabem no contexto.",
+        "between": "entre {low} e {high}",
+        "label_untrained": "não treinado: pesos aleatórios ({size})", "label_val_loss": "perda val. {loss}",
+        "label_stopped": "interrompido", "label_dir": "pasta", "label_latest": "o mais recente treinado",
+        "label_latest_none": "o mais recente treinado (nenhum ainda)",
         "col_token": "token", "col_p_before": "p antes", "col_p_after": "p depois", "col_kept": "mantido",
         "col_logit": "logit", "col_rank": "posição", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
         "col_position": "posição", "probability": "probabilidade", "col_step": "passo",
@@ -295,7 +303,7 @@ def warn(lang: str, text: str) -> None:
 
 
 def friendly(error: Exception, lang: str = "en") -> str:
-    """A library message for the app: in Portuguese when teaching.py named the problem, and without
+    """A library message for the app: in Portuguese when minigpt.teaching named the problem, and without
     command-line flags ('--block_size' reads 'block size')."""
     if lang == "pt" and getattr(error, "key", "") in TEACHING_PT:
         return TEACHING_PT[error.key].format(**error.values)

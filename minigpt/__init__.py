@@ -1,0 +1,2 @@
+"""MiniGPT's library: corpora, the training pipeline and its callbacks, loading, the model card, the Hub,
+teaching helpers and quantization. It imports no gradio (the Space lives in the `space` package)."""

@@ -1,0 +1,156 @@
+"""The Generate and Compare tabs: a prompt continued by one model (streamed), or by two models side by side.
+
+Decoding is transformers' generate() with the settings of teaching.DecodingSettings (space/generation.py streams
+it). Handlers are module-level functions of the app's context, bound with space.binding.bind.
+"""
+
+import queue
+import threading
+
+import gradio as gr
+
+from minigpt.teaching import DecodingSettings
+from space.binding import bind
+from space.context import AppContext, get_model
+from space.generation import checked_settings, prepare_prompt, stream_generate
+from space.registry import LATEST, UNTRAINED, ModelError
+from space.texts import T, app_error, friendly, msg, request_lang, warn
+
+DEFAULT_PROMPT = "The value of"
+GENERATE_CONCURRENCY = 8  # generations (and probability views) running at once, training or not
+GEN_DEFAULTS = dict(strategy="top_p", temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
+                    max_new_tokens=60, seed=0, num_beams=4)
+D = GEN_DEFAULTS
+
+
+def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], temperature=D["temperature"],
+             top_k=D["top_k"], top_p=D["top_p"], repetition_penalty=D["repetition_penalty"],
+             max_new_tokens=D["max_new_tokens"], seed=D["seed"], num_beams=D["num_beams"],
+             request: gr.Request = None):
+    """Continue `prompt` with a model; streams the text (prompt + continuation) token by token."""
+    lang = request_lang(request)
+    settings = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens,
+                                seed, num_beams)
+    _, lm, tokenizer = get_model(ctx, model, lang)
+    ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
+    yield prompt
+    for text in stream_generate(lm, tokenizer, ids, settings):
+        yield prompt + text
+
+
+def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy=D["strategy"],
+            temperature=D["temperature"], top_k=D["top_k"], top_p=D["top_p"],
+            repetition_penalty=D["repetition_penalty"], max_new_tokens=D["max_new_tokens"], seed=D["seed"],
+            num_beams=D["num_beams"], request: gr.Request = None):
+    """The same prompt and settings through two models, side by side (default: untrained vs latest trained)."""
+    lang = request_lang(request)
+    base = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed,
+                            num_beams)
+    sides = []
+    texts = ["", ""]
+    for index, key in enumerate((model_a, model_b)):
+        try:
+            entry = ctx.registry.resolve(key)
+        except ModelError as error:
+            raise app_error(lang, str(error)) from None
+        if entry is None:
+            warn(lang, msg(lang, "no_trained"))
+            texts[index] = msg(lang, "no_trained")
+            continue
+        _, lm, tokenizer = get_model(ctx, entry.key, lang)
+        settings = DecodingSettings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
+        ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
+        sides.append((index, lm, tokenizer, ids, settings))
+        texts[index] = prompt
+    yield tuple(texts)
+    yield from _stream_sides(lang, prompt, sides, texts)
+
+
+def _stream_sides(lang, prompt, sides, texts):
+    """Both generations at once, each in its own thread; yields both texts whenever one grows."""
+    updates: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+
+    def run(index, lm, tokenizer, ids, settings):
+        try:
+            for text in stream_generate(lm, tokenizer, ids, settings, cancel):
+                updates.put((index, prompt + text))
+        except Exception as error:
+            updates.put((index, error))
+        finally:
+            updates.put((index, None))
+
+    threads = [threading.Thread(target=run, args=side, daemon=True) for side in sides]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            index, item = updates.get(timeout=600)
+            if item is None:
+                running -= 1
+                continue
+            if isinstance(item, Exception):
+                raise app_error(lang, friendly(item, lang))
+            texts[index] = item
+            yield tuple(texts)
+    finally:
+        cancel.set()
+
+
+# -- layout -----------------------------------------------------------------------------------------------------
+
+def decoding_controls(prefix: str) -> list:
+    """Strategy and its settings, in the order generate() and compare() take them."""
+    strategies = [(T("st_greedy"), "greedy"), (T("st_sample"), "sample"), (T("st_top_k"), "top_k"),
+                  (T("st_top_p"), "top_p"), (T("st_beam"), "beam")]
+    with gr.Row():
+        strategy = gr.Radio(strategies, value=D["strategy"], label=T("strategy"), elem_id=f"{prefix}-strategy")
+    with gr.Row():
+        # 0 is allowed on purpose: temperature 0 or top-k 0 with sampling gets a message that explains why
+        temperature = gr.Slider(0.0, 2.0, value=D["temperature"], step=0.05, label=T("temperature"))
+        top_k = gr.Slider(0, 200, value=D["top_k"], step=1, label=T("top_k"))
+        top_p = gr.Slider(0.05, 1.0, value=D["top_p"], step=0.01, label=T("top_p"))
+    with gr.Row():
+        repetition_penalty = gr.Slider(1.0, 2.0, value=D["repetition_penalty"], step=0.05,
+                                       label=T("repetition_penalty"))
+        max_new_tokens = gr.Slider(1, 256, value=D["max_new_tokens"], step=1, label=T("max_new_tokens"))
+        seed = gr.Number(D["seed"], precision=0, minimum=0, label=T("seed"))
+        num_beams = gr.Slider(2, 8, value=D["num_beams"], step=1, label=T("num_beams"))
+    return [strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, num_beams]
+
+
+def build_generate_tab(ctx: AppContext) -> gr.Dropdown:
+    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added)."""
+    gr.Markdown(T("gen_help"))
+    model = gr.Dropdown(ctx.registry.choices("en"), value=UNTRAINED, label=T("model"), allow_custom_value=True,
+                        elem_id="gen-model")
+    prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
+    controls = decoding_controls("gen")
+    button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
+    output = gr.Textbox(label=T("output"), lines=8, interactive=False, elem_id="gen-output")
+    handler = bind(generate, ctx)
+    inputs = [prompt, model, *controls]
+    button.click(handler, inputs, output, api_name="generate", concurrency_id="generate",
+                 concurrency_limit=GENERATE_CONCURRENCY)
+    prompt.submit(handler, inputs, output, api_visibility="private", concurrency_id="generate",
+                  concurrency_limit=GENERATE_CONCURRENCY)
+    return model
+
+
+def build_compare_tab(ctx: AppContext) -> list[gr.Dropdown]:
+    """The Compare tab; returns its two model dropdowns."""
+    gr.Markdown(T("cmp_help"))
+    choices = ctx.registry.choices("en", with_latest=True)
+    with gr.Row():
+        model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
+        model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)
+    prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2)
+    controls = decoding_controls("cmp")
+    button = gr.Button(T("compare"), variant="primary", elem_id="compare-btn")
+    with gr.Row():
+        out_a = gr.Textbox(label=T("output_a"), lines=8, interactive=False)
+        out_b = gr.Textbox(label=T("output_b"), lines=8, interactive=False)
+    button.click(bind(compare, ctx), [prompt, model_a, model_b, *controls], [out_a, out_b], api_name="compare",
+                 concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
+    return [model_a, model_b]
