@@ -25,6 +25,7 @@ from transformers import logging as hf_logging
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.corpus import load_text_datasets, tokenize_and_group, train_tokenizer
 from minigpt.monitoring import TimeBudgetCallback
+from minigpt.precision import precision_of
 from minigpt.quantization import quantize_int8
 from minigpt.throughput import measured_matmul_peak, mfu
 from minigpt.training import (
@@ -75,26 +76,30 @@ def corpus_chunks(context: int):
     return tokenizer, tokenize_and_group(raw, tokenizer, context)
 
 
-def training_speed(factory, dims, bf16: bool, steps: int, batch: int = 8) -> dict:
+def training_speed(factory, dims, steps: int, batch: int = 8, precision: str = "fp32", compile: str = "false",
+                   warmup: int = 2) -> dict:
+    """Tokens/s of `steps` optimizer steps after `warmup` (compilation included there), through build_trainer: the
+    precision and kernels are chosen exactly as in train.py (`precision="auto"`, `compile="auto"` is its default)."""
     layers, heads, width, context = dims
     tokenizer, chunks = corpus_chunks(context)
     torch.manual_seed(0)
     model = factory(layers, heads, width, context)
-    warmup = 2
+    steps = -(-steps // warmup) * warmup  # a whole number of logging intervals
     with tempfile.TemporaryDirectory() as tmp:
         args = MiniGPTTrainingArguments(
-            output_dir=tmp, max_steps=warmup + steps, per_device_train_batch_size=batch, logging_steps=1,
-            eval_strategy="no", save_strategy="no", eval_on_start=False, bf16=bf16, disable_tqdm=True,
-            learning_rate=3e-4, warmup_steps=0,
+            output_dir=tmp, max_steps=warmup + steps, per_device_train_batch_size=batch, logging_steps=warmup,
+            eval_strategy="no", save_strategy="no", eval_on_start=False, precision=precision, compile=compile,
+            disable_tqdm=True, learning_rate=3e-4, warmup_steps=0, dataloader_drop_last=True,  # no odd-sized batch
         )
         trainer = build_trainer(model, tokenizer, args, chunks["train"], None, context)
         trainer.remove_callback(PrinterCallback)  # the tables are the output
         trainer.train()
     logs = [e for e in trainer.state.log_history if "tokens_per_second" in e and e["step"] > warmup]
-    seconds = sum(trainer.tokens_per_step / e["tokens_per_second"] for e in logs)
-    tokens_per_second = len(logs) * trainer.tokens_per_step / seconds
+    seconds = sum(warmup * trainer.tokens_per_step / e["tokens_per_second"] for e in logs)
+    tokens_per_second = len(logs) * warmup * trainer.tokens_per_step / seconds
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return {"tokens_per_second": tokens_per_second, "final_loss": losses[-1]}
+    return {"tokens_per_second": tokens_per_second, "final_loss": losses[-1], "precision": precision_of(args),
+            "torch_compile": bool(args.torch_compile), "batch": batch, "peak_flops": trainer.peak_flops}
 
 
 @torch.inference_mode()
@@ -199,7 +204,7 @@ def main(argv=None) -> int:
     for dims_name, dims in DIMS.items():
         for precision in ["fp32"] + (["bf16"] if bf16_ok else []):
             for name, factory in (("MiniGPT", minigpt), ("GPT-2", gpt2)):
-                r = training_speed(factory, dims, precision == "bf16", opts.train_steps)
+                r = training_speed(factory, dims, opts.train_steps, precision=precision)
                 config = minigpt(*dims).config
                 r["mfu"] = mfu(r["tokens_per_second"], config, dims[3], peaks[precision])
                 r.update(dims=dims_name, precision=precision, model=name)

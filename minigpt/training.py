@@ -43,7 +43,7 @@ from minigpt.monitoring import (
     perplexity,
     write_history,
 )
-from minigpt.throughput import measured_matmul_peak
+from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
 from modeling_minigpt import MiniGPTForCausalLM
 
 logger = logging.getLogger("minigpt")
@@ -101,10 +101,6 @@ class DataArguments:
     )
 
 
-def _default_bf16() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 @dataclass
 class MiniGPTTrainingArguments(TrainingArguments):
     """transformers' TrainingArguments (every flag works) with defaults that train a small GPT well."""
@@ -113,7 +109,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
     do_train: bool = field(default=True, metadata={"help": "Train (--do_train false: evaluate only)."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split."})
     max_steps: int = field(default=600, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
-    per_device_train_batch_size: int = 16
+    per_device_train_batch_size: int = field(default_factory=lambda: 32 if torch.cuda.is_available() else 16)
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 0.1
@@ -126,7 +122,10 @@ class MiniGPTTrainingArguments(TrainingArguments):
     logging_steps: float = 20
     save_steps: float = 100
     save_total_limit: int | None = 2
-    bf16: bool = field(default_factory=_default_bf16, metadata={"help": "bf16 autocast (default on capable GPUs)."})
+    precision: str = field(default="auto", metadata={"help": "auto: what measured fastest for the model's size on "
+                                                     "this device (minigpt/precision.py).", "choices": PRECISIONS})
+    compile: str = field(default="auto", metadata={"help": "torch.compile: auto, true, false.",
+                                                   "choices": COMPILE_CHOICES})
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning only helps a GPU
     early_stopping_patience: int | None = field(
         default=None,
@@ -139,6 +138,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "eval_loss"
             self.greater_is_better = False
             self.save_steps = self.eval_steps
+        force_flags(self)
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
@@ -367,7 +367,8 @@ def run_training(
 def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_size: int, callbacks=()):
     """The Trainer every MiniGPT run uses (also for GPT-2 in the benchmarks): labels = input_ids, shifted inside
     the model's loss; MFU measured against this device's matmul peak."""
-    peak = measured_matmul_peak(args.device.type, torch.bfloat16 if args.bf16 else torch.float32)
+    plan = plan_training(args, model.config, block_size)
+    peak = peak_flops(args.device.type, plan.precision)
     return MiniGPTTrainer(
         model=model,
         args=args,

@@ -1,0 +1,173 @@
+"""Which precision and kernels train fastest here, chosen by the device and the work of one optimizer step.
+
+On a GPU a small model is bound by the host (kernel launches): bf16 autocast adds cast kernels and ran slower than
+fp32 there (bench/results-cuda.md), while a large one is bound by its matrix multiplies, where bf16 is many times
+faster. So `--precision auto` (the default) estimates how long one step's matmuls take in plain fp32 on this device
+and picks:
+
+    CUDA, step matmuls >= MIXED_PRECISION_FROM_SECONDS   bf16 autocast (Ampere and newer), else fp16 + loss scaling
+                                                         (e.g. Colab's T4)
+    CUDA, below that                                     fp32 with TF32 matmuls where the GPU has them, else fp32
+    CPU, MPS                                             fp32
+
+and `--compile auto` turns on torch.compile (through TrainingArguments.torch_compile) on CUDA GPUs of compute
+capability 8.0 and newer from COMPILE_FROM_SECONDS of matmul work per step. Every choice can be forced:
+`--precision fp32|tf32|bf16|fp16`, `--compile true|false`, and transformers' own `--bf16`, `--fp16`, `--tf32`,
+`--torch_compile` still work and win over `auto`.
+"""
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+from transformers.utils.import_utils import enable_tf32
+
+from minigpt.throughput import measured_matmul_peak, training_flops_per_token
+
+logger = logging.getLogger("minigpt")
+
+PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
+COMPILE_CHOICES = ("auto", "true", "false")
+
+# Thresholds on the strict-fp32 matmul time of one optimizer step, from the per-preset runs in
+# bench/results-cuda.md (`bench/speed_defaults.py`): below them the GPU waits on the host and the faster path is
+# the one with fewer kernels.
+MIXED_PRECISION_FROM_SECONDS = 0.02
+COMPILE_FROM_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What the choice needs to know about the device; tests build one for a GPU they don't have."""
+
+    type: str  # "cuda", "cpu", "mps"
+    name: str = ""
+    capability: tuple[int, int] = (0, 0)  # CUDA compute capability
+    fp32_flops: float = 0.0  # measured plain-fp32 matmul peak, FLOP/s
+
+    @property
+    def has_bf16(self) -> bool:  # bf16 tensor cores: Ampere (8.0) and newer
+        return self.type == "cuda" and self.capability >= (8, 0)
+
+    @property
+    def has_tf32(self) -> bool:
+        return self.type == "cuda" and self.capability >= (8, 0)
+
+    @property
+    def has_fp16(self) -> bool:  # fp16 tensor cores: Volta (7.0) and newer, the T4 (7.5) included
+        return self.type == "cuda" and self.capability >= (7, 0)
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    precision: str  # one of PRECISIONS but "auto"
+    torch_compile: bool
+    reason: str
+
+
+def detect_device(device: torch.device) -> DeviceInfo:
+    if device.type != "cuda":
+        return DeviceInfo(device.type)
+    return DeviceInfo("cuda", torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device),
+                      peak_flops("cuda", "fp32"))
+
+
+@contextmanager
+def _tf32(enabled: bool):
+    previous = torch.backends.cuda.matmul.allow_tf32
+    enable_tf32(enabled)
+    try:
+        yield
+    finally:
+        enable_tf32(previous)
+
+
+@cache
+def peak_flops(device_type: str, precision: str) -> float:
+    """The measured matmul peak of this precision on this device: the denominator of MFU."""
+    if precision in ("bf16", "fp16"):
+        return measured_matmul_peak(device_type, torch.bfloat16 if precision == "bf16" else torch.float16)
+    if device_type != "cuda":
+        return measured_matmul_peak(device_type, torch.float32)
+    with _tf32(precision == "tf32"):
+        return measured_matmul_peak.__wrapped__(device_type, torch.float32)  # uncached: the TF32 switch matters
+
+
+def choose_plan(device: DeviceInfo, flops_per_step: float, precision: str = "auto", compile: str = "auto") -> SpeedPlan:
+    """The fastest path for `flops_per_step` of training work on `device`; forced values are kept as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+    if compile not in COMPILE_CHOICES:
+        raise ValueError(f"--compile {compile!r} is unknown; choose one of: {', '.join(COMPILE_CHOICES)}")
+    seconds = flops_per_step / device.fp32_flops if device.type == "cuda" and device.fp32_flops else 0.0
+    work = f"{seconds * 1000:.1f} ms of fp32 matmuls per step on {device.name or device.type}"
+    reason = [f"forced {precision}" if precision != "auto" else work]
+    if precision == "auto":
+        if device.type != "cuda":
+            precision = "fp32"
+        elif seconds >= MIXED_PRECISION_FROM_SECONDS and (device.has_bf16 or device.has_fp16):
+            precision = "bf16" if device.has_bf16 else "fp16"
+        else:
+            precision = "tf32" if device.has_tf32 else "fp32"
+    if compile == "auto":
+        use_compile = device.capability >= (8, 0) and seconds >= COMPILE_FROM_SECONDS
+    else:
+        use_compile = compile == "true"
+        reason.append(f"forced compile={compile}")
+    return SpeedPlan(precision, use_compile, "; ".join(reason))
+
+
+def force_flags(args) -> None:
+    """`--precision X` and `--compile true|false` -> transformers' own flags, before TrainingArguments checks them."""
+    if args.precision not in PRECISIONS:
+        raise ValueError(f"--precision {args.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
+    if args.compile not in COMPILE_CHOICES:
+        raise ValueError(f"--compile {args.compile!r} is unknown; choose one of: {', '.join(COMPILE_CHOICES)}")
+    if args.precision not in ("auto", "bf16") and args.bf16 or args.precision not in ("auto", "fp16") and args.fp16:
+        raise ValueError(f"--precision {args.precision} contradicts --bf16/--fp16; pass only one of them")
+    if args.precision in ("bf16", "fp16"):
+        setattr(args, args.precision, True)
+    elif args.precision in ("fp32", "tf32"):
+        args.tf32 = args.precision == "tf32"
+    if args.compile != "auto":
+        args.torch_compile = args.compile == "true"
+
+
+def precision_of(args) -> str:
+    """The precision transformers' flags in `args` select."""
+    if args.bf16:
+        return "bf16"
+    if args.fp16:
+        return "fp16"
+    return "tf32" if args.tf32 else "fp32"
+
+
+def plan_training(args, config, block_size: int, device: DeviceInfo | None = None) -> SpeedPlan:
+    """Resolve `auto` for this model and apply the plan to `args` (a TrainingArguments after its __post_init__)."""
+    device = device or detect_device(args.device)
+    tokens = args.per_device_train_batch_size * args.gradient_accumulation_steps * block_size
+    flops_per_step = training_flops_per_token(config, block_size) * tokens
+    explicit = args.bf16 or args.fp16 or args.tf32 is not None
+    precision = precision_of(args) if explicit else "auto"
+    compile = "true" if args.torch_compile else args.compile
+    plan = choose_plan(device, flops_per_step, precision, compile)
+    if plan.precision in ("bf16", "fp16"):
+        setattr(args, plan.precision, True)
+        args.mixed_precision = plan.precision  # what the Trainer hands to accelerate
+    if plan.precision == "tf32" and args.tf32 is None:
+        args.tf32 = True
+        enable_tf32(True)
+    if plan.torch_compile and not args.torch_compile:
+        args.torch_compile = True
+        args.torch_compile_backend = args.torch_compile_backend or "inductor"
+    logger.info("precision %s, torch.compile %s (%s)", plan.precision, "on" if plan.torch_compile else "off",
+                plan.reason)
+    return plan
+
+
+__all__ = [
+    "DeviceInfo", "SpeedPlan", "choose_plan", "detect_device", "force_flags", "peak_flops", "plan_training",
+    "precision_of",
+]

@@ -1,0 +1,105 @@
+"""The precision/kernel choice (minigpt/precision.py): decided per device and model size, every choice forceable,
+and the mixed-precision path trains to the same loss as fp32."""
+
+import json
+
+import pytest
+
+import train
+from configuration_minigpt import MiniGPTConfig
+from minigpt.precision import COMPILE_FROM_SECONDS, MIXED_PRECISION_FROM_SECONDS, DeviceInfo, choose_plan, plan_training
+from minigpt.throughput import training_flops_per_token
+from minigpt.training import MiniGPTTrainingArguments
+
+H100 = DeviceInfo("cuda", "NVIDIA H100", (9, 0), fp32_flops=50e12)
+T4 = DeviceInfo("cuda", "Tesla T4", (7, 5), fp32_flops=8e12)
+V100_LIKE_WITHOUT_FP16 = DeviceInfo("cuda", "old", (6, 1), fp32_flops=10e12)
+CPU = DeviceInfo("cpu")
+
+
+def step_flops(preset: str, batch: int = 32, vocab: int = 8192) -> float:
+    config = MiniGPTConfig.from_preset(preset, vocab_size=vocab)
+    return training_flops_per_token(config, config.max_position_embeddings) * batch * config.max_position_embeddings
+
+
+def test_small_models_on_a_bf16_gpu_stay_fp32_with_tf32_matmuls():
+    plan = choose_plan(H100, step_flops("tiny"))
+    assert (plan.precision, plan.torch_compile) == ("tf32", False)
+    assert "ms of fp32 matmuls per step" in plan.reason
+
+
+def test_large_models_on_a_bf16_gpu_use_bf16_and_compile():
+    plan = choose_plan(H100, step_flops("gpt2"))
+    assert (plan.precision, plan.torch_compile) == ("bf16", True)
+
+
+def test_the_switch_happens_at_the_threshold():
+    below = choose_plan(H100, 0.99 * MIXED_PRECISION_FROM_SECONDS * H100.fp32_flops)
+    above = choose_plan(H100, 1.01 * max(MIXED_PRECISION_FROM_SECONDS, COMPILE_FROM_SECONDS) * H100.fp32_flops)
+    assert below.precision == "tf32" and above.precision == "bf16" and above.torch_compile
+
+
+def test_a_gpu_without_bf16_uses_fp16_with_loss_scaling_and_no_compile():
+    plan = choose_plan(T4, step_flops("gpt2"))
+    assert (plan.precision, plan.torch_compile) == ("fp16", False)
+    assert choose_plan(T4, 1e6).precision == "fp32"  # no TF32 on a T4 either
+    assert choose_plan(V100_LIKE_WITHOUT_FP16, step_flops("gpt2")).precision == "fp32"
+
+
+def test_cpu_default_is_fp32_without_compile():
+    assert choose_plan(CPU, step_flops("gpt2")) == choose_plan(CPU, 1.0)
+    assert (choose_plan(CPU, 1.0).precision, choose_plan(CPU, 1.0).torch_compile) == ("fp32", False)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp16"])
+def test_a_forced_precision_is_kept(precision):
+    assert choose_plan(H100, step_flops("gpt2"), precision=precision).precision == precision
+    assert choose_plan(H100, step_flops("tiny"), precision=precision).precision == precision
+
+
+def test_forced_compile_is_kept():
+    assert choose_plan(H100, step_flops("gpt2"), compile="false").torch_compile is False
+    assert choose_plan(H100, step_flops("tiny"), compile="true").torch_compile is True
+
+
+def test_unknown_choice_is_a_clear_error():
+    with pytest.raises(ValueError, match="choose one of"):
+        choose_plan(H100, 1.0, precision="fp8")
+
+
+def test_plan_is_applied_to_training_arguments(tmp_path):
+    args = MiniGPTTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=32)
+    config = MiniGPTConfig.from_preset("gpt2", vocab_size=8192)
+    plan = plan_training(args, config, 1024, device=H100)
+    assert plan.precision == "bf16"
+    assert (args.bf16, args.mixed_precision, args.torch_compile, args.torch_compile_backend) == (
+        True, "bf16", True, "inductor")
+
+
+def test_transformers_flags_win_over_auto(tmp_path):
+    args = MiniGPTTrainingArguments(output_dir=str(tmp_path), fp16=False, torch_compile=False, compile="false")
+    args.tf32 = False  # as `--tf32 false` on a GPU
+    plan = plan_training(args, MiniGPTConfig.from_preset("gpt2", vocab_size=8192), 1024, device=H100)
+    assert (plan.precision, plan.torch_compile) == ("fp32", False)
+
+
+def test_contradictory_flags_exit_2(capsys):
+    assert train.main(["--precision", "fp32", "--bf16", "true", "--output_dir", "unused"]) == 2
+    assert "--precision fp32 contradicts" in capsys.readouterr().err
+
+
+def test_mixed_precision_path_trains_to_fp32_loss(tmp_path):
+    """bf16 autocast (the path `auto` picks for large models; CPU autocast here) ends within 3 % of fp32."""
+    corpus = tmp_path / "corpus.txt"
+    words = "o modelo aprende o proximo token de um texto lendo o muitas vezes com calma".split()
+    corpus.write_text("\n\n".join(" ".join(words[(i + j) % len(words)] for j in range(14)) for i in range(150)))
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        assert train.main(["--train_file", str(corpus), "--output_dir", str(out), "--preset", "tiny",
+                           "--block_size", "32", "--vocab_size", "300", "--max_steps", "30", "--eval_steps", "30",
+                           "--save_steps", "30", "--per_device_train_batch_size", "8", "--seed", "3",
+                           "--precision", precision]) == 0
+        losses[precision] = json.loads((out / "all_results.json").read_text())["eval_loss"]
+    assert losses["bf16"] != losses["fp32"]  # the two runs really took different paths
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03), losses
