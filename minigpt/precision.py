@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
-from transformers.utils.import_utils import enable_tf32
 
 from minigpt.throughput import measured_matmul_peak, training_flops_per_token
 
@@ -34,8 +33,8 @@ COMPILE_CHOICES = ("auto", "true", "false")
 # Thresholds on the strict-fp32 matmul time of one optimizer step, from the per-preset runs in
 # bench/results-cuda.md (`bench/speed_defaults.py`): below them the GPU waits on the host and the faster path is
 # the one with fewer kernels.
-MIXED_PRECISION_FROM_SECONDS = 0.02
-COMPILE_FROM_SECONDS = 0.02
+MIXED_PRECISION_FROM_SECONDS = 0.05
+COMPILE_FROM_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,28 @@ def detect_device(device: torch.device) -> DeviceInfo:
                       peak_flops("cuda", "fp32"))
 
 
+def set_tf32_matmul(enabled: bool) -> None:
+    """TF32 for CUDA fp32 matmuls, through the matmul's own setting: it wins over the global one that
+    TrainingArguments' --tf32 sets, so that an earlier run in this process cannot leak into this one."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9; mixing in the legacy allow_tf32 API is an error there
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        matmul.allow_tf32 = enabled
+
+
 @contextmanager
 def _tf32(enabled: bool):
-    previous = torch.backends.cuda.matmul.allow_tf32
-    enable_tf32(enabled)
+    matmul = torch.backends.cuda.matmul
+    previous = matmul.fp32_precision if hasattr(matmul, "fp32_precision") else matmul.allow_tf32
+    set_tf32_matmul(enabled)
     try:
         yield
     finally:
-        enable_tf32(previous)
+        if hasattr(matmul, "fp32_precision"):
+            matmul.fp32_precision = previous
+        else:
+            matmul.allow_tf32 = previous
 
 
 @cache
@@ -156,9 +169,9 @@ def plan_training(args, config, block_size: int, device: DeviceInfo | None = Non
     if plan.precision in ("bf16", "fp16"):
         setattr(args, plan.precision, True)
         args.mixed_precision = plan.precision  # what the Trainer hands to accelerate
-    if plan.precision == "tf32" and args.tf32 is None:
-        args.tf32 = True
-        enable_tf32(True)
+    if plan.precision in ("tf32", "fp32") and device.type == "cuda":
+        args.tf32 = plan.precision == "tf32"
+        set_tf32_matmul(args.tf32)
     if plan.torch_compile and not args.torch_compile:
         args.torch_compile = True
         args.torch_compile_backend = args.torch_compile_backend or "inductor"

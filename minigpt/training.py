@@ -364,6 +364,16 @@ def run_training(
     return RunResult(args.output_dir, metrics, samples.samples, resume_from)
 
 
+class FullBlockCollator(DataCollatorForLanguageModeling):
+    """Every block is full (no padding), so no attention mask: attention takes its plain causal kernel (flash
+    attention on a GPU) without checking a mask of ones, also under torch.compile."""
+
+    def __call__(self, features, return_tensors=None):
+        batch = super().__call__(features, return_tensors)
+        batch.pop("attention_mask", None)
+        return batch
+
+
 def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_size: int, callbacks=()):
     """The Trainer every MiniGPT run uses (also for GPT-2 in the benchmarks): labels = input_ids, shifted inside
     the model's loss; MFU measured against this device's matmul peak."""
@@ -375,7 +385,7 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_siz
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        data_collator=FullBlockCollator(tokenizer, mlm=False),
         callbacks=list(callbacks),
         block_size=block_size,
         peak_flops=peak,
