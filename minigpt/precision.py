@@ -7,13 +7,12 @@ and picks:
 
     CUDA, step matmuls >= MIXED_PRECISION_FROM_SECONDS   bf16 autocast (Ampere and newer), else fp16 + loss scaling
                                                          (e.g. Colab's T4)
-    CUDA, below that                                     fp32 with TF32 matmuls where the GPU has them, else fp32
-    CPU, MPS                                             fp32
+    CUDA, below that; CPU; MPS                           fp32: the baseline path itself, so never slower than it
 
-and `--compile auto` turns on torch.compile (through TrainingArguments.torch_compile) on CUDA GPUs of compute
-capability 8.0 and newer from COMPILE_FROM_SECONDS of matmul work per step. Every choice can be forced:
-`--precision fp32|tf32|bf16|fp16`, `--compile true|false`, and transformers' own `--bf16`, `--fp16`, `--tf32`,
-`--torch_compile` still work and win over `auto`.
+`--compile auto` turns on torch.compile (through TrainingArguments.torch_compile) on CUDA GPUs of compute
+capability 8.0 and newer from COMPILE_FROM_SECONDS of matmul work per step; below that compiling cost more than it
+saved. Every choice can be forced: `--precision fp32|tf32|bf16|fp16`, `--compile true|false`; transformers' own
+`--bf16`, `--fp16`, `--tf32`, `--torch_compile` still work and win over `auto`.
 """
 
 import logging
@@ -30,10 +29,11 @@ logger = logging.getLogger("minigpt")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16", "fp16")
 COMPILE_CHOICES = ("auto", "true", "false")
 
-# Thresholds on the strict-fp32 matmul time of one optimizer step, from the per-preset runs in
-# bench/results-cuda.md (`bench/speed_defaults.py`): below them the GPU waits on the host and the faster path is
-# the one with fewer kernels.
-MIXED_PRECISION_FROM_SECONDS = 0.05
+# Thresholds on the strict-fp32 matmul time of one optimizer step (batch 32: tiny 0.5-0.7 ms, small 2-3 ms, base
+# 13-14 ms, gpt2 410-420 ms), from the H100 runs in bench/results-cuda.md (bench/speed_defaults.py): bf16 lost to
+# fp32 at tiny in both runs, was not faster at small, won at base and gpt2; torch.compile lost at base and won at
+# gpt2. TF32 at the small sizes was inside the host noise (0.7x to 1.2x), so `auto` does not pick it.
+MIXED_PRECISION_FROM_SECONDS = 0.008
 COMPILE_FROM_SECONDS = 0.05
 
 
@@ -48,10 +48,6 @@ class DeviceInfo:
 
     @property
     def has_bf16(self) -> bool:  # bf16 tensor cores: Ampere (8.0) and newer
-        return self.type == "cuda" and self.capability >= (8, 0)
-
-    @property
-    def has_tf32(self) -> bool:
         return self.type == "cuda" and self.capability >= (8, 0)
 
     @property
@@ -123,7 +119,7 @@ def choose_plan(device: DeviceInfo, flops_per_step: float, precision: str = "aut
         elif seconds >= MIXED_PRECISION_FROM_SECONDS and (device.has_bf16 or device.has_fp16):
             precision = "bf16" if device.has_bf16 else "fp16"
         else:
-            precision = "tf32" if device.has_tf32 else "fp32"
+            precision = "fp32"
     if compile == "auto":
         use_compile = device.capability >= (8, 0) and seconds >= COMPILE_FROM_SECONDS
     else:

@@ -22,21 +22,25 @@ def step_flops(preset: str, batch: int = 32, vocab: int = 8192) -> float:
     return training_flops_per_token(config, config.max_position_embeddings) * batch * config.max_position_embeddings
 
 
-def test_small_models_on_a_bf16_gpu_stay_fp32_with_tf32_matmuls():
-    plan = choose_plan(H100, step_flops("tiny"))
-    assert (plan.precision, plan.torch_compile) == ("tf32", False)
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_host_bound_models_on_a_bf16_gpu_stay_on_the_fp32_path(preset):
+    plan = choose_plan(H100, step_flops(preset))
+    assert (plan.precision, plan.torch_compile) == ("fp32", False)
     assert "ms of fp32 matmuls per step" in plan.reason
 
 
-def test_large_models_on_a_bf16_gpu_use_bf16_and_compile():
+def test_larger_models_on_a_bf16_gpu_use_bf16_and_the_largest_compile():
+    assert (choose_plan(H100, step_flops("base")).precision, choose_plan(H100, step_flops("base")).torch_compile) == (
+        "bf16", False)
     plan = choose_plan(H100, step_flops("gpt2"))
     assert (plan.precision, plan.torch_compile) == ("bf16", True)
 
 
-def test_the_switch_happens_at_the_threshold():
-    below = choose_plan(H100, 0.99 * MIXED_PRECISION_FROM_SECONDS * H100.fp32_flops)
-    above = choose_plan(H100, 1.01 * max(MIXED_PRECISION_FROM_SECONDS, COMPILE_FROM_SECONDS) * H100.fp32_flops)
-    assert below.precision == "tf32" and above.precision == "bf16" and above.torch_compile
+def test_the_switches_happen_at_the_thresholds():
+    at = lambda seconds: choose_plan(H100, seconds * H100.fp32_flops)  # noqa: E731
+    assert at(0.99 * MIXED_PRECISION_FROM_SECONDS).precision == "fp32"
+    assert at(1.01 * MIXED_PRECISION_FROM_SECONDS).precision == "bf16"
+    assert not at(0.99 * COMPILE_FROM_SECONDS).torch_compile and at(1.01 * COMPILE_FROM_SECONDS).torch_compile
 
 
 def test_a_gpu_without_bf16_uses_fp16_with_loss_scaling_and_no_compile():
