@@ -424,9 +424,9 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
             return RunResult(args.output_dir, metrics, samples.samples, None)
         repo_id = args.hub_model_id or Path(args.output_dir).name
-        card = dict(name=repo_id if args.push_to_hub else Path(args.output_dir).name, args=args,
-                    model_args=model_args, data_args=data_args, source=source, block_size=block_size,
-                    tokenizer=tokenizer, prompt=prompts[0])
+        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "args": args,
+                "model_args": model_args, "data_args": data_args, "source": source, "block_size": block_size,
+                "tokenizer": tokenizer, "prompt": prompts[0]}
         save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
         if args.push_to_hub:
             from minigpt.hub import push_folder
