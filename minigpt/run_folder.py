@@ -104,6 +104,9 @@ def check_writable(output_dir: Path) -> None:
     disk must not be full."""
     if output_dir.exists() and not output_dir.is_dir():
         raise SetupError(f"--output_dir {output_dir} is a file; pass a folder")
+    if Path.cwd().resolve().is_relative_to(output_dir.resolve()):  # the whole folder is replaced at the end
+        raise SetupError(f"--output_dir {output_dir} holds the current folder; pass a folder of its own, "
+                         "e.g. runs/minigpt")
     probe_dir = output_dir if output_dir.is_dir() else output_dir.absolute().parent
     probe = probe_dir / f".write-test-{os.getpid()}"
     probe.write_bytes(b"")
