@@ -16,6 +16,7 @@ saved. Every choice can be forced: `--precision fp32|tf32|bf16|fp16`, `--compile
 """
 
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -93,9 +94,24 @@ def _tf32(enabled: bool):
             matmul.allow_tf32 = previous
 
 
+def _emulated_rate(dtype: torch.dtype) -> float | None:
+    """A CPU without native bf16/fp16 matmuls emulates them, hundreds of times slower than fp32: one small product
+    tells, and its rate is then the peak (the full measurement would take many minutes)."""
+    n = 512
+    a = torch.randn(n, n, dtype=dtype)
+    start = time.perf_counter()
+    (a @ a).sum().item()
+    seconds = time.perf_counter() - start
+    return 2 * n**3 / seconds if seconds > 0.1 else None
+
+
 @cache
 def peak_flops(device_type: str, precision: str) -> float:
     """The measured matmul peak of this precision on this device: the denominator of MFU."""
+    if precision in ("bf16", "fp16") and device_type == "cpu":
+        emulated = _emulated_rate(torch.bfloat16 if precision == "bf16" else torch.float16)
+        if emulated:
+            return emulated
     if precision in ("bf16", "fp16"):
         return measured_matmul_peak(device_type, torch.bfloat16 if precision == "bf16" else torch.float16)
     if device_type != "cuda":
