@@ -24,6 +24,7 @@ from bench.benchmark import device_name, minigpt, table, training_speed
 from configuration_minigpt import PRESETS
 from minigpt.throughput import mfu
 
+
 def measure(preset: str, steps: int, batch: int, precision: str, compile: str) -> dict:
     p = PRESETS[preset]
     dims = (p["num_hidden_layers"], p["num_attention_heads"], p["hidden_size"], p["max_position_embeddings"])
@@ -31,7 +32,7 @@ def measure(preset: str, steps: int, batch: int, precision: str, compile: str) -
     try:
         r = training_speed(minigpt, dims, steps, batch=batch, precision=precision, compile=compile, warmup=3)
         r["mfu"] = mfu(r["tokens_per_second"], minigpt(*dims).config, dims[3], r["peak_flops"])
-    except Exception as error:  # noqa: BLE001 - one failing variant (e.g. a compiler error) must not end the table
+    except Exception as error:  # noqa: BLE001 (one failing variant, e.g. a compiler error, must not end the table)
         r = {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
     finally:
         gc.collect()

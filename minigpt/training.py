@@ -47,6 +47,7 @@ from minigpt.monitoring import (
     write_history,
     write_samples,
 )
+from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
     OutputDirLock,
@@ -58,7 +59,6 @@ from minigpt.run_folder import (
     staging_dir,
     swap_in,
 )
-from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
 from modeling_minigpt import MiniGPTForCausalLM
 
 logger = logging.getLogger("minigpt")

@@ -37,7 +37,7 @@ def test_larger_models_on_a_bf16_gpu_use_bf16_and_the_largest_compile():
 
 
 def test_the_switches_happen_at_the_thresholds():
-    at = lambda seconds: choose_plan(H100, seconds * H100.fp32_flops)  # noqa: E731
+    at = lambda seconds: choose_plan(H100, seconds * H100.fp32_flops)
     assert at(0.99 * MIXED_PRECISION_FROM_SECONDS).precision == "fp32"
     assert at(1.01 * MIXED_PRECISION_FROM_SECONDS).precision == "bf16"
     assert not at(0.99 * COMPILE_FROM_SECONDS).torch_compile and at(1.01 * COMPILE_FROM_SECONDS).torch_compile
@@ -95,7 +95,8 @@ def test_contradictory_flags_exit_2(capsys):
 def test_mixed_precision_path_trains_to_fp32_loss(tmp_path):
     """bf16 autocast (the path `auto` picks for large models; CPU autocast here) ends within 3 % of fp32."""
     corpus = tmp_path / "corpus.txt"
-    words = "o modelo aprende o proximo token de um texto lendo o muitas vezes com calma".split()
+    words = ["o", "modelo", "aprende", "o", "proximo", "token", "de", "um", "texto", "lendo", "o", "muitas", "vezes",
+             "com", "calma"]
     corpus.write_text("\n\n".join(" ".join(words[(i + j) % len(words)] for j in range(14)) for i in range(150)))
     losses = {}
     for precision in ("fp32", "bf16"):
