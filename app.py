@@ -28,14 +28,15 @@ from space.context import AppContext  # noqa: E402
 from space.job_views import CSS  # noqa: E402
 from space.jobs import make_worker  # noqa: E402
 from space.refresh import after_train, list_models, on_load, poll  # noqa: E402
-from space.tab_generate import build_compare_tab, build_generate_tab  # noqa: E402
+from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
+from space.tab_glossary import build_glossary_tab  # noqa: E402
 from space.tab_probabilities import build_probabilities_tab  # noqa: E402
-from space.tab_train import build_train_tab  # noqa: E402
+from space.tab_train import build_train_tab, corpus_for_visitor  # noqa: E402
 from space.texts import I18N, T  # noqa: E402
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
-    """The app: four tabs, each built by its module; here only what crosses tabs (the model lists, the
+    """The app: five tabs, each built by its module; here only what crosses tabs (the model lists, the
     training panel that every visitor's timer keeps current)."""
     with gr.Blocks(title="MiniGPT") as demo:
         gr.Markdown(T("intro"))
@@ -45,11 +46,13 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(T("tab_train"), id="train", elem_id="tab-train"):
                 train_tab = build_train_tab(ctx, make_worker(ctx), seen_job)
             with gr.Tab(T("tab_generate"), id="generate", elem_id="tab-generate"):
-                gen_model = build_generate_tab(ctx)
+                gen_model, gen_prompt = build_generate_tab(ctx)
             with gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"):
-                cmp_models = build_compare_tab(ctx)
+                cmp_models, cmp_prompt = build_compare_tab(ctx)
             with gr.Tab(T("tab_probs"), id="probs", elem_id="tab-probs"):
                 prob_model = build_probabilities_tab(ctx)
+            with gr.Tab(T("tab_glossary"), id="glossary", elem_id="tab-glossary"):
+                build_glossary_tab()
 
         model_dropdowns = [gen_model, *cmp_models, prob_model, train_tab.run_select]
         refreshed = [*train_tab.job_outputs, *model_dropdowns, seen_job, seen_models]
@@ -59,6 +62,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         gr.Timer(1.0).tick(bind(poll, ctx), [seen_job, seen_models], refreshed, api_visibility="private",
                            show_progress="hidden", concurrency_limit=None)
         demo.load(bind(on_load, ctx), None, refreshed, api_visibility="private", show_progress="hidden")
+        # Portuguese visitors start on Machado and "Era uma vez", English ones on the Python reference
+        demo.load(corpus_for_visitor, None, train_tab.corpus_source, api_visibility="private", queue=False)
+        demo.load(prompts_for_visitor, None, [gen_prompt, cmp_prompt], api_visibility="private", queue=False)
 
     demo.queue(max_size=64, default_concurrency_limit=4)  # the listeners set their own limits
     return demo

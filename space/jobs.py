@@ -17,13 +17,13 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from minigpt.corpus import CorpusError
+from minigpt.corpus import BUILTIN_CORPORA, CorpusError
 from minigpt.hub import HubError
 from minigpt.loading import SetupError
 from minigpt.monitoring import perplexity
 from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
 from space.registry import APP_RUN_FILE, ModelError
-from space.texts import WHAT, app_error, friendly, msg
+from space.texts import VISITOR_CORPUS, WHAT, app_error, friendly, msg
 
 logger = logging.getLogger("minigpt.app")
 
@@ -253,8 +253,11 @@ def collect_uploads(ctx, files, lang: str, job_dir: Path) -> Path:
 def prepare_job(ctx, lang: str, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
                 length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed) -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
-    if corpus_source not in ("builtin", "upload", "hub"):
-        raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang]["corpus_source"], rule="builtin, upload or hub",
+    if corpus_source == "builtin":  # the built-in corpus of the visitor's language
+        corpus_source = VISITOR_CORPUS[lang]
+    sources = (*BUILTIN_CORPORA, "upload", "hub")
+    if corpus_source not in sources:
+        raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang]["corpus_source"], rule=", ".join(sources),
                            value=corpus_source))
     if preset not in APP_PRESETS:
         raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang]["preset"], rule=" | ".join(APP_PRESETS), value=preset))
@@ -284,8 +287,10 @@ def prepare_job(ctx, lang: str, corpus_source, files, hub_dataset, preset, token
         run_name += "x"
     job_dir = ctx.tmp_dir / "uploads" / run_name
     data = {"block_size": block_size, "preprocessing_num_workers": None}
-    corpus = "built-in"
-    if corpus_source == "upload":
+    corpus = f"{corpus_source} (built-in)"
+    if corpus_source in BUILTIN_CORPORA:
+        data["builtin_corpus"] = corpus_source
+    elif corpus_source == "upload":
         train_file = collect_uploads(ctx, files, lang, job_dir)
         data["train_file"] = str(train_file)
         corpus = train_file.name

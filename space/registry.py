@@ -4,6 +4,8 @@
     run/<name>   a finished training run in the app's runs folder (found at start, added when a run ends)
     dir/<name>   a saved model folder named when the app was launched (`python app.py --model DIR`)
     latest       the newest finished run (Compare's default "after training"); None while there is none
+    pretrained/<name>  a pre-trained GPT-2 (a Hub name, or a local GPT-2 folder) converted with from_gpt2 when first
+                 chosen: the chapter's foundation model beside the visitor's tiny one (needs the network for a Hub name)
 
 Weights load from safetensors only (`use_safetensors=True`; a folder without *.safetensors is refused): a pickle
 file from an upload or a stranger's folder is never unpickled.
@@ -21,7 +23,7 @@ from transformers import AutoTokenizer
 
 from configuration_minigpt import PRESETS
 from minigpt.loading import SetupError, build_untrained, load_pretrained
-from space.texts import fmt, msg
+from space.texts import PRETRAINED_PARAMETERS, fmt, format_parameters, msg
 
 logger = logging.getLogger("minigpt.app")
 
@@ -37,7 +39,7 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class ModelEntry:
     key: str
-    kind: str  # untrained | run | dir
+    kind: str  # untrained | run | dir | pretrained
     name: str
     path: str | None
     created: float
@@ -53,6 +55,8 @@ class ModelEntry:
             bits.append(msg(lang, "label_val_loss", loss=fmt(s["eval_loss"], lang, ".2f")))
         if s.get("stopped"):
             bits.append(msg(lang, "label_stopped"))
+        if self.kind == "pretrained":
+            return msg(lang, "label_pretrained", name=self.name, size=format_parameters(s.get("parameters"), lang))
         name = f"{msg(lang, 'label_dir')}: {self.name}" if self.kind == "dir" else self.name
         return f"{name} ({', '.join(bits)})" if bits else name
 
@@ -77,6 +81,18 @@ def _size_of(config: dict) -> str:
     return f"{layers}x{width}" if layers and width else ""
 
 
+def count_parameters(config: dict) -> int | None:
+    """About how many weights a GPT-2-shaped model of this config has (MiniGPT or GPT-2 names), tied embeddings."""
+    width = config.get("hidden_size") or config.get("n_embd")
+    layers = config.get("num_hidden_layers") or config.get("n_layer")
+    vocab, context = config.get("vocab_size"), config.get("max_position_embeddings") or config.get("n_positions")
+    if not (width and layers and vocab and context):
+        return None
+    inner = config.get("intermediate_size") or config.get("n_inner") or 4 * width
+    block = 4 * width * width + 4 * width + 2 * width * inner + inner + width + 4 * width  # attention, MLP, norms
+    return vocab * width + context * width + layers * block + 2 * width
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -97,6 +113,8 @@ def summarize_model_dir(path: Path) -> dict:
         "steps": app_run.get("steps"),
         "stopped": app_run.get("stopped", False),
         "corpus": app_run.get("corpus"),
+        "parameters": count_parameters(config),
+        "train_tokens": results.get("train_tokens"),
     }
 
 
@@ -119,11 +137,25 @@ def load_model_dir(path: str | Path):
     return model.eval(), tokenizer
 
 
+def load_pretrained_gpt2(name: str, name_or_path: str):
+    """(model, tokenizer) of a GPT-2 checkpoint (Hub name or folder) as a MiniGPT, through the pipeline's loader."""
+    try:
+        model = load_pretrained(name_or_path)  # from_gpt2, safetensors only
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (SetupError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(f"the pre-trained model {name} could not be loaded: it comes from the Hugging Face Hub, "
+                         f"which may be unreachable from here ({reason}); use a model trained in the app") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
 class ModelRegistry:
     """Every model the app offers, and the loaded ones (LRU cache). Safe to use from many threads."""
 
     def __init__(self, runs_dir: str | Path, model_dirs=(), untrained_preset: str = "tiny",
-                 untrained_vocab_size: int = 2048, cache_size: int = 4):
+                 untrained_vocab_size: int = 2048, cache_size: int = 4, pretrained=()):
         self.runs_dir = Path(runs_dir)
         self.cache_size = cache_size
         self._lock = threading.RLock()
@@ -141,6 +173,8 @@ class ModelRegistry:
         logger.info("untrained %s model ready in %.1fs", untrained_preset, time.perf_counter() - start)
         for folder in model_dirs:
             self.add_dir(folder)
+        for name in pretrained:
+            self.add_pretrained(name)
         self.scan_runs()
 
     # -- the list ---------------------------------------------------------------------------------------------
@@ -166,6 +200,19 @@ class ModelRegistry:
             return self._add(ModelEntry(f"dir/{name}", "dir", name, str(path), path.stat().st_mtime,
                                         summarize_model_dir(path)))
 
+    def add_pretrained(self, name_or_path: str) -> ModelEntry:
+        """A pre-trained GPT-2 offered by name; nothing is downloaded until a visitor picks it."""
+        name = str(name_or_path).strip()
+        path = Path(name).expanduser()
+        if path.is_dir():
+            if not is_finished_model_dir(path):
+                raise ModelError(f"{name}: not a saved model folder (needs *.safetensors, config.json and a tokenizer)")
+            name, parameters = path.name, count_parameters(_read_json(path / "config.json"))
+        else:
+            parameters = PRETRAINED_PARAMETERS.get(name)
+        return self._add(ModelEntry(f"pretrained/{name}", "pretrained", name, str(path) if path.is_dir() else name,
+                                    0.0, {"parameters": parameters}))
+
     def add_run(self, folder: str | Path) -> ModelEntry:
         path = Path(folder).resolve()
         if not is_finished_model_dir(path):
@@ -185,7 +232,7 @@ class ModelRegistry:
         """untrained first, then runs (newest first), then launch-time folders."""
         with self._lock:
             entries = list(self._entries.values())
-        order = {"untrained": 0, "run": 1, "dir": 2}
+        order = {"untrained": 0, "run": 1, "dir": 2, "pretrained": 3}
         return sorted(entries, key=lambda e: (order[e.kind], -e.created if e.kind == "run" else 0, e.name))
 
     def runs(self) -> list[ModelEntry]:
@@ -236,7 +283,10 @@ class ModelRegistry:
             with self._lock:
                 if entry.key in self._loaded:
                     return (entry, *self._loaded[entry.key])
-            model, tokenizer = load_model_dir(entry.path)
+            if entry.kind == "pretrained":
+                model, tokenizer = load_pretrained_gpt2(entry.name, entry.path)
+            else:
+                model, tokenizer = load_model_dir(entry.path)
             with self._lock:
                 self._loaded[entry.key] = (model, tokenizer)
                 while len(self._loaded) > self.cache_size:

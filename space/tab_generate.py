@@ -14,9 +14,20 @@ from space.binding import bind
 from space.context import AppContext, get_model
 from space.generation import checked_settings, prepare_prompt, stream_generate
 from space.registry import LATEST, UNTRAINED, ModelError
-from space.texts import T, app_error, friendly, msg, request_lang, warn
+from space.texts import (
+    PRETRAINED_DATA,
+    VISITOR_PROMPT,
+    T,
+    app_error,
+    fmt_int,
+    format_parameters,
+    friendly,
+    msg,
+    request_lang,
+    warn,
+)
 
-DEFAULT_PROMPT = "The value of"
+DEFAULT_PROMPT = VISITOR_PROMPT["pt"]  # Portuguese first; prompt_for_visitor switches on page load
 GENERATE_CONCURRENCY = 8  # generations (and probability views) running at once, training or not
 GEN_DEFAULTS = dict(strategy="top_p", temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
                     max_new_tokens=60, seed=0, num_beams=4)
@@ -64,6 +75,36 @@ def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy
         texts[index] = prompt
     yield tuple(texts)
     yield from _stream_sides(lang, prompt, sides, texts)
+
+
+def prompts_for_visitor(request: gr.Request = None) -> tuple[str, str]:
+    """Generate's and Compare's prompt in the visitor's language, set when the page loads."""
+    prompt = VISITOR_PROMPT[request_lang(request)]
+    return prompt, prompt
+
+
+def model_facts(ctx: AppContext, *keys, request: gr.Request = None) -> str:
+    """Size and training data of each chosen model: the visitor's tiny model beside a pre-trained GPT-2."""
+    lang = request_lang(request)
+    lines = []
+    for key in keys:
+        try:
+            entry = ctx.registry.resolve(key)
+        except ModelError:
+            continue
+        if entry is None:
+            continue
+        s = entry.summary
+        size = format_parameters(s.get("parameters"), lang)
+        if entry.kind == "untrained":
+            lines.append(msg(lang, "facts_untrained", name=entry.name, size=size))
+        elif entry.kind == "pretrained":
+            data = PRETRAINED_DATA.get(entry.name, {}).get(lang) or msg(lang, "facts_unknown_data")
+            lines.append(msg(lang, "facts_pretrained", name=entry.name, size=size, data=data))
+        else:
+            tokens = fmt_int(s["train_tokens"], lang) if s.get("train_tokens") else "?"
+            lines.append(msg(lang, "facts_run", name=entry.name, size=size, tokens=tokens, corpus=s.get("corpus") or "–"))
+    return "\n\n".join(lines)
 
 
 def _stream_sides(lang, prompt, sides, texts):
@@ -120,11 +161,13 @@ def decoding_controls(prefix: str) -> list:
     return [strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, num_beams]
 
 
-def build_generate_tab(ctx: AppContext) -> gr.Dropdown:
-    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added)."""
+def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
+    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added) and its prompt."""
     gr.Markdown(T("gen_help"))
     model = gr.Dropdown(ctx.registry.choices("en"), value=UNTRAINED, label=T("model"), allow_custom_value=True,
                         elem_id="gen-model")
+    facts = gr.Markdown(elem_id="gen-facts")
+    model.change(bind(model_facts, ctx), model, facts, api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
     controls = decoding_controls("gen")
     button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
@@ -135,17 +178,20 @@ def build_generate_tab(ctx: AppContext) -> gr.Dropdown:
                  concurrency_limit=GENERATE_CONCURRENCY)
     prompt.submit(handler, inputs, output, api_visibility="private", concurrency_id="generate",
                   concurrency_limit=GENERATE_CONCURRENCY)
-    return model
+    return model, prompt
 
 
-def build_compare_tab(ctx: AppContext) -> list[gr.Dropdown]:
-    """The Compare tab; returns its two model dropdowns."""
+def build_compare_tab(ctx: AppContext) -> tuple[list[gr.Dropdown], gr.Textbox]:
+    """The Compare tab; returns its two model dropdowns and its prompt."""
     gr.Markdown(T("cmp_help"))
     choices = ctx.registry.choices("en", with_latest=True)
     with gr.Row():
         model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
         model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)
-    prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2)
+    facts = gr.Markdown(elem_id="cmp-facts")
+    gr.on([model_a.change, model_b.change], bind(model_facts, ctx), [model_a, model_b], facts,
+          api_visibility="private", queue=False)
+    prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="cmp-prompt")
     controls = decoding_controls("cmp")
     button = gr.Button(T("compare"), variant="primary", elem_id="compare-btn")
     with gr.Row():
@@ -153,4 +199,4 @@ def build_compare_tab(ctx: AppContext) -> list[gr.Dropdown]:
         out_b = gr.Textbox(label=T("output_b"), lines=8, interactive=False)
     button.click(bind(compare, ctx), [prompt, model_a, model_b, *controls], [out_a, out_b], api_name="compare",
                  concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
-    return [model_a, model_b]
+    return [model_a, model_b], prompt

@@ -17,9 +17,9 @@ from space.context import AppContext
 from space.job_views import md_inline, plot_frames, samples_html, status_html
 from space.jobs import APP_PRESETS, HUB_NAME, JobSnapshot, make_zip, prepare_job
 from space.registry import LATEST, ModelError
-from space.texts import MESSAGES, UI_EN, T, app_error, format_duration, msg, request_lang, warn
+from space.texts import MESSAGES, UI_EN, VISITOR_CORPUS, T, app_error, format_duration, msg, request_lang, warn
 
-TRAIN_DEFAULTS = dict(corpus_source="builtin", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
+TRAIN_DEFAULTS = dict(corpus_source="machado", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
                       length_unit="steps", max_steps=400, epochs=1.0, batch_size=16, learning_rate=3e-3,
                       block_size=128, seed=42)
 
@@ -43,6 +43,11 @@ def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
             for frame, name in zip(frames, ("loss", "perplexity"))
         )
     return (status_html(snap, lang, note), *plots, samples_html(snap, lang))
+
+
+def corpus_for_visitor(request: gr.Request = None) -> str:
+    """The built-in corpus in the visitor's language, chosen when the page loads (they can switch)."""
+    return VISITOR_CORPUS[request_lang(request)]
 
 
 def run_choices(ctx: AppContext, lang: str) -> list[tuple[str, str]]:
@@ -153,8 +158,9 @@ def push(ctx: AppContext, run: str | None = None, repo_id: str = "", request: gr
 def _settings_column():
     """The corpus and hyperparameter inputs, in the order train() takes them."""
     d = TRAIN_DEFAULTS
-    corpus_source = gr.Radio([(T("src_builtin"), "builtin"), (T("src_upload"), "upload"), (T("src_hub"), "hub")],
-                             value=d["corpus_source"], label=T("corpus_source"))
+    corpus_source = gr.Radio([(T("src_machado"), "machado"), (T("src_python"), "python-reference"),
+                              (T("src_upload"), "upload"), (T("src_hub"), "hub")],
+                             value=d["corpus_source"], label=T("corpus_source"), elem_id="corpus-source")
     files = gr.File([], file_count="multiple", file_types=[".txt"], label=T("files"), visible=False)
     hub_dataset = gr.Textbox("", label=T("hub_dataset"), info=T("hub_dataset_info"), visible=False)
     with gr.Row():
@@ -223,4 +229,5 @@ def build_train_tab(ctx: AppContext, work, seen_job: gr.State) -> SimpleNamespac
     download_btn.click(bind(download, ctx), run_select, zip_file, api_name="download", concurrency_limit=2)
     push_btn.click(bind(push, ctx), [run_select, repo_id], push_note, api_name="push_to_hub", concurrency_limit=1)
     gr.api(bind(training_status, ctx), api_name="training_status", concurrency_limit=None)
-    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, train_event=train_event)
+    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, train_event=train_event,
+                           corpus_source=inputs[0])

@@ -15,6 +15,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from app_server import launched_app  # noqa: E402
+from conftest import make_tiny_gpt2_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -29,7 +30,8 @@ PROMPT = "The value of"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
-    with launched_app(root, max_upload_mb=0.05) as (ctx, url):
+    tiny_gpt2 = make_tiny_gpt2_folder(root / "tiny-gpt2")  # stands in for a Hub GPT-2, offline
+    with launched_app(root, max_upload_mb=0.05, pretrained=[str(tiny_gpt2)]) as (ctx, url):
         yield SimpleNamespace(url=url, ctx=ctx, root=root)
 
 
@@ -294,3 +296,54 @@ def test_model_folders_load_from_safetensors_only(served, tmp_path):
         load_model_dir(pickled)
     entry = registry.add_dir(run.path)
     assert entry.key.startswith("dir/") and registry.get(entry.key)[1] is not None
+
+
+def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from space.registry import count_parameters
+    from space.tab_generate import model_facts
+
+    registry = served.ctx.registry
+    labels = {key: label for label, key in registry.choices("pt")}
+    assert labels["pretrained/tiny-gpt2"].startswith("GPT-2 pré-treinado: tiny-gpt2 (")
+    assert [m["kind"] for m in api.predict(api_name="/models")][-1] == "pretrained"
+    entry, model, tokenizer = registry.get("pretrained/tiny-gpt2")
+    gpt2 = GPT2LMHeadModel.from_pretrained(entry.path).eval()
+    ids = tokenizer("Era uma vez a Capitú", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, gpt2(ids).logits, atol=1e-5)
+    assert entry.summary["parameters"] == count_parameters(gpt2.config.to_dict()) == gpt2.num_parameters()
+    facts = model_facts(served.ctx, "untrained", "pretrained/tiny-gpt2")
+    assert "random weights: trained on no text at all" in facts and "**tiny-gpt2**" in facts
+    text = api.predict("Era uma vez", model="pretrained/tiny-gpt2", strategy="greedy", max_new_tokens=5,
+                       api_name="/generate")
+    assert text.startswith("Era uma vez") and len(text) > len("Era uma vez")
+
+
+def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from space.context import AppContext
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=["minigpt-tests/no-such-gpt2"])
+    assert "pretrained/minigpt-tests/no-such-gpt2" in [e.key for e in ctx.registry.entries()]  # listed, not loaded
+    with pytest.raises(ModelError, match=r"pre-trained model minigpt-tests/no-such-gpt2 could not be loaded: it "
+                                         r"comes from the Hugging Face Hub.*use a model trained in the app"):
+        ctx.registry.get("pretrained/minigpt-tests/no-such-gpt2")
+
+
+def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
+    from space.context import AppContext
+    from space.jobs import prepare_job
+
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
+    for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
+        job = prepare_job(ctx, lang, "builtin", [], "", **settings)
+        assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
+    job = prepare_job(ctx, "pt", "python-reference", [], "", **settings)  # the visitor can switch
+    assert job.data_args.builtin_corpus == "python-reference"

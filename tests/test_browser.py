@@ -95,8 +95,38 @@ def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_pat
             page.locator("#probs-btn").click()
             expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
             page.locator("#surprise-btn").click()
-            expect(page.get_by_text("Entropia cruzada", exact=False).last).to_be_visible()
+            expect(page.locator("text=Entropia cruzada >> visible=true").last).to_be_visible()
             expect(page.locator("#surprise-out")).to_contain_text("statement")
             save(page, tmp_path, "pt_probabilidades.png")
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize(("locale", "corpus", "prompt", "tabs", "term"), [
+    ("pt-BR", "Machado de Assis: dois romances (português, embutido)", "Era uma vez", ("Gerar", "Glossário"),
+     "Entropia cruzada"),
+    ("en-US", "the Python Language Reference (English, built-in)", "The value of", ("Generate", "Glossary"),
+     "Cross entropy"),
+])
+def test_the_visitors_language_picks_the_corpus_the_prompt_and_the_glossary(url, tmp_path, locale, corpus, prompt,
+                                                                            tabs, term):
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            expect(page.locator("#corpus-source").get_by_label(corpus, exact=True)).to_be_checked()
+            page.get_by_role("tab", name=tabs[0], exact=True).click()
+            expect(page.locator("#gen-prompt textarea")).to_have_value(prompt)
+            page.get_by_role("tab", name=tabs[1], exact=True).click()
+            expect(page.locator("#glossary")).to_contain_text(term)
+            for other in ("checkpoint", "Checkpoint"):
+                if other in page.locator("#glossary").inner_text():
+                    break
+            else:
+                raise AssertionError("the glossary lacks 'checkpoint'")
+            save(page, tmp_path, f"{locale}_glossary.png")
         finally:
             browser.close()
