@@ -1,6 +1,8 @@
 """Pre-train MiniGPT from the command line.
 
-    python train.py                                   # the built-in corpus, about five minutes on 2 CPU cores
+    python train.py                                   # Machado de Assis's novels (built in), a few CPU minutes
+    python train.py --builtin_corpus python-reference # the English built-in corpus
+    python train.py --model_name_or_path gpt2 --builtin_corpus machado   # continue pre-training GPT-2's weights
     python train.py --train_file my.txt --preset tiny --max_steps 200
     python train.py --do_train false --model_name_or_path runs/minigpt --train_file other.txt   # evaluate only
     torchrun --nproc_per_node 2 train.py ...          # data parallel (DDP); every TrainingArguments flag works

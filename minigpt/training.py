@@ -129,7 +129,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
     output_dir: str | None = field(default="runs/minigpt", metadata={"help": "Where checkpoints and the model go."})
     do_train: bool = field(default=True, metadata={"help": "Train (--do_train false: evaluate only)."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split."})
-    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
+    max_steps: int = field(default=300, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3

@@ -140,56 +140,56 @@ def _ui_texts() -> tuple[dict, dict]:
 
 # The chapter's glossary: (term, one or two sentences, where the visitor sees it live in this app).
 GLOSSARY_EN = [
-    ("Cross entropy", "The loss a language model minimises: minus the log of the probability it gave to the token "
-     "that really came next, averaged over tokens (in nats). Zero would mean certainty about every next token.",
+    ("Cross entropy", ("The loss a language model minimises: minus the log of the probability it gave to the token "
+     "that really came next, averaged over tokens (in nats). Zero would mean certainty about every next token."),
      "the **loss** curve in **Train**, and the surprise per token in **Probabilities**"),
-    ("Perplexity", "e raised to the cross entropy: the number of equally likely tokens the model is, on average, "
-     "hesitating between. A random model's perplexity is about its vocabulary size.",
-     "the **perplexity** plot in **Train**, and the validation perplexity in every trained model's name"),
-    ("Forward pass", "Running the tokens through the network once, from embeddings to the probabilities of the "
-     "next token. Generating text is one forward pass per new token.",
+    ("Perplexity", ("e raised to the cross entropy: the number of equally likely tokens the model is, on average, "
+     "hesitating between. A random model's perplexity is about its vocabulary size."),
+     "the **perplexity** plot in **Train**, and the perplexity of a whole text in **Probabilities**"),
+    ("Forward pass", ("Running the tokens through the network once, from embeddings to the probabilities of the "
+     "next token. Generating text is one forward pass per new token."),
      "**Probabilities**: each bar chart is the result of one forward pass"),
-    ("Backpropagation", "Computing, from the loss, how much each weight should change (its gradient), layer by layer "
-     "from the output back to the input; the optimizer then updates the weights.",
+    ("Backpropagation", ("Computing, from the loss, how much each weight should change (its gradient), layer by layer "
+     "from the output back to the input; the optimizer then updates the weights."),
      "every **step** of the progress bar in **Train** is a forward pass, a backward pass and an update"),
-    ("Batch", "The sequences processed together in one step; their losses are averaged into one update. Bigger "
-     "batches give smoother but costlier steps.",
+    ("Batch", ("The sequences processed together in one step; their losses are averaged into one update. Bigger "
+     "batches give smoother but costlier steps."),
      "the **batch size** setting in **Train**, and the tokens/s it reaches"),
-    ("Epoch", "One full pass over the training text. Many epochs over a small corpus make the model memorise it: "
-     "training loss keeps falling while validation loss stops improving (overfitting).",
+    ("Epoch", ("One full pass over the training text. Many epochs over a small corpus make the model memorise it: "
+     "training loss keeps falling while validation loss stops improving (overfitting)."),
      "the **epoch** counter beside the progress bar in **Train**, and the gap between the two loss curves"),
-    ("Sampling", "Choosing the next token at random according to the model's probabilities, instead of always the "
-     "most likely one (greedy). Temperature, top-k and top-p reshape or cut the distribution first.",
+    ("Sampling", ("Choosing the next token at random according to the model's probabilities, instead of always the "
+     "most likely one (greedy). Temperature, top-k and top-p reshape or cut the distribution first."),
      "the strategies in **Generate** and **Compare**, and the kept tokens in **Probabilities**"),
-    ("Checkpoint", "A saved copy of the model's weights and settings (here safetensors, a config and the tokenizer) "
-     "that can be loaded again to generate or to continue training.",
+    ("Checkpoint", ("A saved copy of the model's weights and settings (here safetensors, a config and the tokenizer) "
+     "that can be loaded again to generate or to continue training."),
      "**Download as .zip** under *Trained models* in **Train**; every trained model in the model lists is one"),
 ]
 GLOSSARY_PT = [
-    ("Entropia cruzada", "A perda que um modelo de linguagem minimiza: menos o log da probabilidade que ele deu ao "
-     "token que de fato veio a seguir, em média sobre os tokens (em nats). Zero seria certeza sobre cada token.",
+    ("Entropia cruzada", ("A perda que um modelo de linguagem minimiza: menos o log da probabilidade que ele deu ao "
+     "token que de fato veio a seguir, em média sobre os tokens (em nats). Zero seria certeza sobre cada token."),
      "a curva de **perda** em **Treinar**, e a surpresa por token em **Probabilidades**"),
-    ("Perplexidade", "e elevado à entropia cruzada: o número de tokens igualmente prováveis entre os quais o modelo "
-     "hesita, em média. Um modelo aleatório tem perplexidade próxima do tamanho do vocabulário.",
-     "o gráfico de **perplexidade** em **Treinar**, e a perplexidade de validação no nome de cada modelo treinado"),
-    ("Passagem para a frente (forward)", "Passar os tokens uma vez pela rede, dos embeddings até as probabilidades "
-     "do próximo token. Gerar texto é uma passagem para a frente por token novo.",
+    ("Perplexidade", ("e elevado à entropia cruzada: o número de tokens igualmente prováveis entre os quais o modelo "
+     "hesita, em média. Um modelo aleatório tem perplexidade próxima do tamanho do vocabulário."),
+     "o gráfico de **perplexidade** em **Treinar**, e a perplexidade de um texto inteiro em **Probabilidades**"),
+    ("Passagem para a frente (forward)", ("Passar os tokens uma vez pela rede, dos embeddings até as probabilidades "
+     "do próximo token. Gerar texto é uma passagem para a frente por token novo."),
      "**Probabilidades**: cada gráfico de barras é o resultado de uma passagem para a frente"),
-    ("Retropropagação (backpropagation)", "Calcular, a partir da perda, quanto cada peso deve mudar (o gradiente), "
-     "camada por camada, da saída de volta à entrada; o otimizador então atualiza os pesos.",
-     "cada **passo** da barra de progresso em **Treinar** é uma passagem para a frente, uma para trás e uma "
-     "atualização"),
-    ("Lote (batch)", "As sequências processadas juntas em um passo; suas perdas viram uma média e uma única "
-     "atualização. Lotes maiores dão passos mais estáveis, porém mais caros.",
+    ("Retropropagação (backpropagation)", ("Calcular, a partir da perda, quanto cada peso deve mudar (o gradiente), "
+     "camada por camada, da saída de volta à entrada; o otimizador então atualiza os pesos."),
+     ("cada **passo** da barra de progresso em **Treinar** é uma passagem para a frente, uma para trás e uma "
+     "atualização")),
+    ("Lote (batch)", ("As sequências processadas juntas em um passo; suas perdas viram uma média e uma única "
+     "atualização. Lotes maiores dão passos mais estáveis, porém mais caros."),
      "o campo **tamanho do lote** em **Treinar**, e os tokens/s que ele alcança"),
-    ("Época", "Uma passada completa pelo texto de treino. Muitas épocas sobre um corpus pequeno fazem o modelo "
-     "decorá-lo: a perda de treino continua caindo enquanto a de validação para de melhorar (sobreajuste).",
+    ("Época", ("Uma passada completa pelo texto de treino. Muitas épocas sobre um corpus pequeno fazem o modelo "
+     "decorá-lo: a perda de treino continua caindo enquanto a de validação para de melhorar (sobreajuste)."),
      "o contador de **épocas** ao lado da barra de progresso em **Treinar**, e a distância entre as duas curvas"),
-    ("Amostragem", "Escolher o próximo token ao acaso, segundo as probabilidades do modelo, em vez de sempre o mais "
-     "provável (greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição antes.",
+    ("Amostragem", ("Escolher o próximo token ao acaso, segundo as probabilidades do modelo, em vez de sempre o mais "
+     "provável (greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição antes."),
      "as estratégias em **Gerar** e **Comparar**, e os tokens mantidos em **Probabilidades**"),
-    ("Checkpoint", "Uma cópia salva dos pesos e das configurações do modelo (aqui: safetensors, uma config e o "
-     "tokenizador) que pode ser carregada de novo para gerar ou para continuar o treino.",
+    ("Checkpoint", ("Uma cópia salva dos pesos e das configurações do modelo (aqui: safetensors, uma config e o "
+     "tokenizador) que pode ser carregada de novo para gerar ou para continuar o treino."),
      "**Baixar como .zip** em *Modelos treinados*, na aba **Treinar**; cada modelo treinado das listas é um"),
 ]
 
