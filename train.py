@@ -13,12 +13,24 @@
 import logging
 import sys
 
+import datasets
+import transformers
 from transformers import HfArgumentParser
 
 from minigpt.corpus import CorpusError
 from minigpt.hub import HubError
 from minigpt.loading import SetupError
 from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
+
+
+def set_log_levels(training_args) -> None:
+    """--log_level as in run_clm: transformers' and datasets' verbosity (and MiniGPT's own log) follow it;
+    'passive' (the default) keeps transformers' warnings and MiniGPT's per-evaluation lines."""
+    log_level = training_args.get_process_log_level()
+    transformers.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    passive = training_args.log_level == "passive" and training_args.should_log
+    logging.getLogger("minigpt").setLevel(logging.INFO if passive else log_level)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(format="%(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
-    logging.getLogger("minigpt").setLevel(logging.INFO)
+    set_log_levels(training_args)
     try:
         result = run_training(model_args, data_args, training_args)
     except (CorpusError, SetupError, HubError) as error:

@@ -2,11 +2,13 @@
 pre-training of GPT-2 weights: real tokenizers, real (tiny) Trainer runs, offline."""
 
 import json
+import logging
 import math
 
 import datasets
 import pytest
 import torch
+import transformers
 from conftest import make_tiny_gpt2_folder
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
@@ -97,3 +99,17 @@ def test_continued_pretraining_of_a_local_gpt2_folder_on_machado(tmp_path):
     gpt2 = GPT2LMHeadModel.from_pretrained(gpt2_dir).eval()
     ids = torch.tensor([[5, 17, 42, 7]])
     assert torch.allclose(load_pretrained(str(gpt2_dir)).eval()(ids).logits, gpt2(ids).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("error", logging.ERROR), ("info", logging.INFO)])
+def test_log_level_sets_transformers_and_datasets_verbosity_as_run_clm(tmp_path, flag, expected):
+    before = transformers.utils.logging.get_verbosity(), datasets.utils.logging.get_verbosity()
+    try:  # a refused pair of sources: the levels are set before any corpus work
+        assert run_cli("--log_level", flag, "--builtin_corpus", "machado", "--train_file", tmp_path / "a.txt",
+                       "--output_dir", tmp_path / "out") == 2
+        assert transformers.utils.logging.get_verbosity() == expected
+        assert datasets.utils.logging.get_verbosity() == expected
+        assert logging.getLogger("minigpt").level == expected
+    finally:
+        transformers.utils.logging.set_verbosity(before[0])
+        datasets.utils.logging.set_verbosity(before[1])
