@@ -23,7 +23,7 @@ from minigpt.loading import SetupError
 from minigpt.monitoring import perplexity
 from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
 from space.registry import APP_RUN_FILE, ModelError
-from space.texts import VISITOR_CORPUS, WHAT, app_error, friendly, msg
+from space.texts import WHAT, app_error, friendly, msg
 
 logger = logging.getLogger("minigpt.app")
 
@@ -253,8 +253,6 @@ def collect_uploads(ctx, files, lang: str, job_dir: Path) -> Path:
 def prepare_job(ctx, lang: str, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
                 length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed) -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
-    if corpus_source == "builtin":  # the built-in corpus of the visitor's language
-        corpus_source = VISITOR_CORPUS[lang]
     sources = (*BUILTIN_CORPORA, "upload", "hub")
     if corpus_source not in sources:
         raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang]["corpus_source"], rule=", ".join(sources),

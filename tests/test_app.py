@@ -22,7 +22,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E402
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
-TINY = dict(corpus_source="builtin", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
+TINY = dict(corpus_source="python-reference", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
             length_unit="steps", max_steps=40, epochs=1, batch_size=8, learning_rate=3e-3, block_size=32, seed=1)
 PROMPT = "The value of"
 
@@ -78,7 +78,7 @@ def test_every_action_has_an_api_name_and_generate_needs_only_a_prompt(api):
     parameters = info["/generate"]["parameters"]
     assert parameters[0]["parameter_name"] == "prompt"
     assert all(p["parameter_has_default"] for p in parameters[1:])
-    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained"]
+    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained", "pretrained/tiny-gpt2"]
 
 
 def test_generate_streams_and_the_same_seed_gives_the_same_text(api):
@@ -339,11 +339,13 @@ def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_p
 def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
     from space.context import AppContext
     from space.jobs import prepare_job
+    from space.tab_train import corpus_for_visitor
 
     ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
     settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
     for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
-        job = prepare_job(ctx, lang, "builtin", [], "", **settings)
+        assert corpus_for_visitor(SimpleNamespace(headers={"accept-language": lang})) == corpus
+        job = prepare_job(ctx, lang, corpus, [], "", **settings)
         assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
     job = prepare_job(ctx, "pt", "python-reference", [], "", **settings)  # the visitor can switch
     assert job.data_args.builtin_corpus == "python-reference"
