@@ -26,11 +26,14 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 
 import gradio as gr  # noqa: E402
+from gradio.utils import get_space  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from space.binding import bind  # noqa: E402
 from space.context import AppContext  # noqa: E402
 from space.job_views import CSS  # noqa: E402
 from space.refresh import after_train, list_models, on_load, poll  # noqa: E402
+from space.request_limit import BodyLimit  # noqa: E402
 from space.tab_generate import build_compare_tab, build_generate_tab  # noqa: E402
 from space.tab_probabilities import build_probabilities_tab  # noqa: E402
 from space.tab_train import build_train_tab  # noqa: E402
@@ -44,7 +47,8 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="MiniGPT", delete_cache=(600, 3600)) as demo:
         with gr.Row():
             gr.Markdown(T("intro"))
-            if ctx.on_space:  # Sign in with Hugging Face works on a Space only (elsewhere launch would need a token)
+            if ctx.on_space and get_space():  # Sign in with Hugging Face works on a Space only (elsewhere,
+                # launch would need a local token)
                 gr.LoginButton(T("login"), logout_value=T("logout"), elem_id="login", scale=0, min_width=220)
         seen_job = gr.State("")
         seen_models = gr.State(ctx.registry.version)
@@ -72,8 +76,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
 
 
 def launch_kwargs(ctx: AppContext) -> dict:
-    """What launch() needs beyond the Blocks: languages, styling, the upload limit."""
-    return dict(i18n=I18N, css=CSS, max_file_size=int(ctx.max_upload_bytes * 2), footer_links=["api", "settings"])
+    """What launch() needs beyond the Blocks: languages, styling, the upload and request size limits."""
+    return dict(i18n=I18N, css=CSS, max_file_size=int(ctx.max_upload_bytes * 2), footer_links=["api", "settings"],
+                app_kwargs={"middleware": [Middleware(BodyLimit)]})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +93,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
     ctx = AppContext(runs_dir=args.runs_dir, model_dirs=args.model, public_runs=args.public_runs)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(ctx.tmp_dir / "gradio"))  # uploads die with the app's temp dir
     try:
         build_demo(ctx).launch(server_name=args.host, server_port=args.port, **launch_kwargs(ctx))
     finally:

@@ -31,6 +31,8 @@ class AppContext:
                             else os.environ.get("MINIGPT_APP_PUBLIC_RUNS", "").lower() in ("1", "true", "yes"))
         self.limits = limits or Limits.from_env()
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="minigpt-app-"))  # uploads and zips; removed by close()
+        # Gradio's cached uploads and downloads too, unless GRADIO_TEMP_DIR says otherwise (read by the Blocks)
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(self.tmp_dir / "gradio"))
         self.max_upload_mb = float(max_upload_mb or os.environ.get("MINIGPT_APP_MAX_UPLOAD_MB") or 5)
         # The owner's token serves the owner's pushes on their own machine only.
         self.hf_token = None if self.on_space else (hf_token if hf_token is not None else os.environ.get("HF_TOKEN"))

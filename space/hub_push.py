@@ -10,7 +10,7 @@ from huggingface_hub import get_token
 
 from minigpt.hub import HubError, push_folder
 from space.job_inputs import HUB_NAME
-from space.texts import WHAT, app_error, msg
+from space.texts import WHAT, app_error, fmt_int, msg
 
 
 def _login(ctx, lang: str, profile, oauth_token) -> tuple[str, list[str]]:
@@ -33,7 +33,8 @@ def push_run(ctx, lang: str, folder: str, repo_id: str, overwrite: bool, profile
     """Push `folder` to the visitor's repo `repo_id` ("name" alone: their own namespace); returns its URL."""
     repo_id = (repo_id or "").strip()
     if len(repo_id) > 200:
-        raise app_error(lang, msg(lang, "too_long", what=WHAT[lang]["repo_id"], n=len(repo_id), limit=200))
+        raise app_error(lang, msg(lang, "too_long", what=WHAT[lang]["repo_id"], n=fmt_int(len(repo_id), lang),
+                                  limit=fmt_int(200, lang)))
     token, namespaces = _login(ctx, lang, profile, oauth_token)
     if repo_id and "/" not in repo_id:
         repo_id = f"{namespaces[0]}/{repo_id}"

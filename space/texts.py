@@ -158,7 +158,8 @@ MESSAGES = {
         "killed": "the training process ended unexpectedly (exit code {code}), most likely out of memory; "
                   "the app is fine. Try smaller settings.",
         "err_left": "you left the line", "err_shutdown": "the app was shut down",
-        "too_long": "{what} has {n:,} characters; the limit is {limit:,}. Shorten it.",
+        "too_long": "{what} has {n} characters; the limit is {limit}. Shorten it.",
+        "request_too_large": "Request too large: the limit is {limit} kB. Send a shorter text.",
         "sign_in": "Sign in with Hugging Face (the button at the top of the page) to push to your own account.",
         "not_your_namespace": "{repo} is not yours: push to {user}/<name>.",
         "repo_exists": "{repo} already exists on the Hub: tick “overwrite” to replace its files, or choose another "
@@ -226,7 +227,8 @@ MESSAGES = {
         "killed": "o processo de treino terminou inesperadamente (código {code}), provavelmente por falta de "
                   "memória; o app continua de pé. Tente configurações menores.",
         "err_left": "você saiu da fila", "err_shutdown": "o app foi desligado",
-        "too_long": "{what} tem {n:,} caracteres; o limite é {limit:,}. Encurte-o.",
+        "too_long": "{what} tem {n} caracteres; o limite é {limit}. Encurte-o.",
+        "request_too_large": "Pedido grande demais: o limite é {limit} kB. Envie um texto mais curto.",
         "sign_in": "Entre com a Hugging Face (o botão no alto da página) para enviar à sua própria conta.",
         "not_your_namespace": "{repo} não é seu: envie para {user}/<nome>.",
         "repo_exists": "{repo} já existe no Hub: marque “sobrescrever” para substituir os arquivos, ou escolha "
