@@ -6,7 +6,7 @@ The memory estimate (float32 training with AdamW, as the app runs it) counts
     activations                    batch x block x layers x (~16 x width + 2 x intermediate) floats kept for backward
     attention scores               batch x heads x block x block per layer, for the attention kernels that build them
     logits                         batch x block x vocab, three times (logits, their log-softmax and the gradient)
-    evaluation logits              the evaluation batch's logits (no gradient)
+    evaluation logits              the evaluation batch's logits and their log-softmax (no gradient)
     the process itself             torch, transformers and the corpus: a fixed base measured on a CPU Space
 It is meant to be a little high, never low: the app refuses a run whose estimate is over MINIGPT_APP_MAX_MEMORY_GB.
 """
@@ -18,6 +18,7 @@ from configuration_minigpt import PRESETS
 
 GB = 1024**3
 FLOAT = 4  # bytes; the app trains in float32 on the CPU
+EVAL_LOGITS_BYTES = GB
 PROCESS_BASE = 1.2 * GB  # a training process with torch + transformers + datasets imported and a corpus loaded
 
 # A cpu-basic Space has 16 GB: the web server, the untrained model and a few generations need ~2 GB, training
@@ -57,10 +58,17 @@ def estimate_training_memory(preset: str, vocab_size: int, block_size: int, batc
         "activations": tokens * layers * (16 * width + 2 * inner) * FLOAT,
         "attention": batch_size * heads * block_size * block_size * layers * FLOAT,
         "logits": 3 * tokens * vocab_size * FLOAT,
-        "evaluation": eval_tokens * vocab_size * FLOAT,
+        "evaluation": 2 * eval_tokens * vocab_size * FLOAT,
         "process": int(PROCESS_BASE),
     }
     return MemoryEstimate(parameters, int(sum(parts.values())), parts)
+
+
+def eval_batch_size(batch_size: int, block_size: int, vocab_size: int) -> int:
+    """The evaluation batch: 32 sequences (fast), fewer where their logits would pass 1 GB, never below the
+    training batch (which the budget has already accepted)."""
+    fits = max(1, EVAL_LOGITS_BYTES // (block_size * vocab_size * FLOAT))
+    return max(batch_size, min(32, fits))
 
 
 def which_setting_to_lower(estimate: MemoryEstimate) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from gradio.utils import get_upload_folder
 
 from minigpt.training import DataArguments, ModelArguments
-from space.budget import estimate_training_memory, which_setting_to_lower
+from space.budget import estimate_training_memory, eval_batch_size, which_setting_to_lower
 from space.jobs import TrainingJob
 from space.texts import WHAT, app_error, msg
 
@@ -93,7 +93,8 @@ def collect_uploads(ctx, files, lang: str, job_dir: Path) -> tuple[Path, str]:
 
 def check_memory(ctx, lang: str, preset: str, vocab_size: int, block_size: int, batch_size: int) -> dict:
     """Refuse settings whose computed peak memory is over the Space's budget (nothing is allocated here)."""
-    estimate = estimate_training_memory(preset, vocab_size, block_size, batch_size, max(32, batch_size))
+    estimate = estimate_training_memory(preset, vocab_size, block_size, batch_size,
+                                        eval_batch_size(batch_size, block_size, vocab_size))
     if estimate.gigabytes > ctx.limits.max_memory_gb:
         setting = which_setting_to_lower(estimate)
         raise app_error(lang, msg(lang, "over_memory", need=estimate.gigabytes, limit=ctx.limits.max_memory_gb,
@@ -157,7 +158,7 @@ def prepare_job(ctx, lang: str, owner: str, corpus_source, files, hub_dataset, p
     # TrainingArguments are built in the training process: creating them touches accelerate's process state.
     training_kwargs = dict(
         output_dir=str(output_dir), max_steps=steps, num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(32, batch_size),
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size(batch_size, block_size, vocab_size),
         learning_rate=learning_rate, seed=seed,
         eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points
         save_strategy="no",  # the app keeps the final model only (Stop saves it too)
