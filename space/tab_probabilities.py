@@ -7,9 +7,9 @@ import pandas as pd
 from minigpt.teaching import TeachingError, next_token_distribution, token_surprises
 from space.binding import bind
 from space.context import AppContext, get_model
+from space.generation import check_length
 from space.registry import UNTRAINED
 from space.tab_generate import DEFAULT_PROMPT, GENERATE_CONCURRENCY
-from space.generation import check_length
 from space.texts import MESSAGES, T, app_error, fmt, fmt_int, fmt_num, friendly, msg, request_lang
 
 DEFAULT_TEXT = "The if statement is used for conditional execution."

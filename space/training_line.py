@@ -93,8 +93,8 @@ class TrainingLine:
 
     def _advance(self) -> None:
         with self._lock:
-            if self._closed or (self.current is not None and self.current.active and self.current.state != "queued"):
-                start = None
+            if self._closed or (self.current is not None and self.current.active):  # (a just-started job is
+                start = None  # still "queued" until its runner begins it: it counts as running)
             elif self._waiting:
                 start = self.current = self._waiting.pop(0)
             else:

@@ -61,7 +61,6 @@ def train_in_child(model_args, data_args, training_kwargs: dict, events, stop, p
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
     if hide_owner_token:  # a hosted Space: the owner's token never serves a visitor's corpus
         os.environ.pop("HF_TOKEN", None)
-        os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     import datasets
 
     from minigpt.corpus import CorpusError
