@@ -47,9 +47,12 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="MiniGPT", delete_cache=(600, 3600)) as demo:
         with gr.Row():
             gr.Markdown(T("intro"))
-            if ctx.on_space and get_space():  # Sign in with Hugging Face works on a Space only (elsewhere,
-                # launch would need a local token)
-                gr.LoginButton(T("login"), logout_value=T("logout"), elem_id="login", scale=0, min_width=220)
+            # Sign in with Hugging Face works on a Space only (elsewhere launch would need a local token). The
+            # button keeps its own English label: its script compares the label as a plain string.
+            if ctx.on_space and get_space():
+                with gr.Column(scale=0, min_width=240):
+                    gr.LoginButton(elem_id="login")
+                    gr.Markdown(T("login_help"))
         seen_job = gr.State("")
         seen_models = gr.State(ctx.registry.version)
         with gr.Tabs():

@@ -69,8 +69,8 @@ def _ui_texts() -> tuple[dict, dict]:
     add("overwrite", "Overwrite if the repository exists", "Sobrescrever se o repositório já existir")
     add("push_help", "Sign in with Hugging Face to push a run to **your own** account (user/name, or just a name).",
         "Entre com a Hugging Face para enviar um treino à **sua própria** conta (usuário/nome, ou só um nome).")
-    add("login", "Sign in with Hugging Face", "Entrar com a Hugging Face")
-    add("logout", "Sign out ({})", "Sair ({})")
+    add("login_help", "Signed in, your runs follow you and you push them to your own account.",
+        "Com login, seus treinos seguem você e você os envia à sua própria conta na Hugging Face.")
     add("no_job", "No training yet. Press **Start training**.", "Nenhum treino ainda. Aperte **Começar o treino**.")
     # Generate
     add("gen_help", "Continue a prompt with a model: the untrained one (random weights) works right away; trained "
