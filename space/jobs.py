@@ -193,6 +193,7 @@ def run_in_process(job: TrainingJob, max_seconds: float, hide_owner_token: bool)
                 job.on_sample(payload[0])
             elif kind == "done":
                 last_word = {"done": payload[0]}
+                job.note_rss(payload[0].get("peak_rss", 0))  # the kernel's count; the polling below may miss it
             elif kind == "error":
                 last_word = {"error": tuple(payload)}
             elif not child.is_alive():

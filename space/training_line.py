@@ -7,6 +7,7 @@ or running; a visitor who leaves loses their place; the line has a maximum lengt
 
 import logging
 import threading
+import time
 
 from space.jobs import TrainingJob
 
@@ -83,7 +84,8 @@ class TrainingLine:
             ahead = 0.0
             if self.current is not None and self.current.active:
                 snap = self.current.snapshot()
-                ahead = snap.remaining_seconds() or self._estimate(self.current)
+                budget_left = max(0.0, self.max_seconds - (time.time() - snap.started))
+                ahead = min(snap.remaining_seconds() or self._estimate(self.current), budget_left)
             places = []
             for position, job in enumerate(self._waiting, start=1):
                 places.append((job, position, ahead))

@@ -5,7 +5,7 @@ in a library ends that run only and the web server stays up.
 Parent and child speak over one multiprocessing queue (child -> parent) and one event (parent -> child: stop):
     ("progress", {step, max_steps, epoch, logs})   every step and every log of the Trainer
     ("sample", {...})                              each evaluation's sample text
-    ("done", {eval_loss})                          the model is saved in output_dir
+    ("done", {eval_loss, peak_rss})                the model is saved in output_dir; the child's peak RSS
     ("error", "kind", "one line")                  kind: setup (bad input, said in one line) | crash
 A child that dies without "done" or "error" (killed by the kernel's OOM killer, a segfault) is a failed run.
 
@@ -15,6 +15,7 @@ This module imports no gradio: the child loads only the training pipeline.
 import logging
 import multiprocessing
 import os
+import resource
 import traceback
 from pathlib import Path
 
@@ -77,7 +78,8 @@ def train_in_child(model_args, data_args, training_kwargs: dict, events, stop, p
             raise SetupError(str(error).splitlines()[0]) from None
         result = run_training(model_args, data_args, training_args, callbacks=[QueueProgressCallback(events)],
                               stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))))
-        events.put(("done", {"eval_loss": result.metrics.get("eval_loss")}))
+        events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),
+                             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
     except (SetupError, CorpusError, HubError) as error:
         events.put(("error", "setup", str(error)))
     except BaseException as error:  # a bug or an exhausted machine: reported, the parent stays up
