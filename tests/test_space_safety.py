@@ -58,7 +58,7 @@ def short_run(corpus, **overrides) -> dict:
                 learning_rate=3e-3, block_size=16, seed=1) | overrides
 
 
-def wait_for(condition, timeout=240.0, every=0.3):
+def wait_for(condition, timeout=400.0, every=0.3):
     end = time.time() + timeout
     while time.time() < end:
         value = condition()
@@ -100,9 +100,9 @@ def test_only_the_owner_stops_a_run_and_the_next_visitor_waits_in_line(served, c
         c.predict(**short_run(corpus), api_name="/train")
 
     assert "Stop requested" in a.predict(api_name="/stop")
-    job_a.result(timeout=240)
+    job_a.result(timeout=400)
     assert state_of(a)["state"] == "stopped"
-    job_c.result(timeout=240)
+    job_c.result(timeout=400)
     status_c = state_of(c)
     assert status_c["state"] == "finished" and status_c["step"] == 3
 
