@@ -17,7 +17,11 @@ from space.training_process import process_context, train_in_child
 
 logger = logging.getLogger("minigpt.app")
 
-RUNNING_MARK = ".minigpt-app-training"  # in a run folder while its training is under way (gone when it ends)
+MARK_SUFFIX = ".app-training"  # `.<run>.app-training` beside a run folder while its training is under way
+
+
+def running_mark(output_dir: Path) -> Path:
+    return output_dir.parent / f".{output_dir.name}{MARK_SUFFIX}"
 STOP_GRACE_SECONDS = 120  # a child that has not ended this long after Stop is ended by force
 
 
@@ -172,8 +176,8 @@ def run_in_process(job: TrainingJob, max_seconds: float, hide_owner_token: bool)
     context = process_context()
     events, stop = context.Queue(), context.Event()
     private_cache = str(job.cleanup / "datasets_cache") if job.private_corpus and job.cleanup else None
-    job.output_dir.mkdir(parents=True, exist_ok=True)
-    (job.output_dir / RUNNING_MARK).touch()
+    job.output_dir.parent.mkdir(parents=True, exist_ok=True)
+    running_mark(job.output_dir).touch()
     child = context.Process(target=train_in_child, name=f"minigpt-train-{job.id}", daemon=True,
                             args=(job.model_args, job.data_args, job.training_kwargs, events, stop, private_cache,
                                   hide_owner_token))
@@ -219,6 +223,11 @@ def run_in_process(job: TrainingJob, max_seconds: float, hide_owner_token: bool)
     return last_word
 
 
-def discard(job: TrainingJob) -> None:
-    """A run that failed: its half-written folder goes."""
-    shutil.rmtree(job.output_dir, ignore_errors=True)
+def discard(output_dir: Path) -> None:
+    """A run that failed or is pruned: its folder, what the pipeline keeps beside it while it saves (a staging
+    folder, a lock file) and the app's mark go."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+    for kind in ("saving", "saving.old"):
+        shutil.rmtree(output_dir.parent / f".{output_dir.name}.{kind}", ignore_errors=True)
+    (output_dir.parent / f".{output_dir.name}.lock").unlink(missing_ok=True)
+    running_mark(output_dir).unlink(missing_ok=True)

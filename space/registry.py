@@ -184,7 +184,8 @@ class ModelRegistry:
         if not self.runs_dir.is_dir():
             return
         for path in sorted(self.runs_dir.iterdir()):
-            if is_finished_model_dir(path) and f"run/{path.name}" not in self._entries:
+            if (not path.name.startswith(".") and is_finished_model_dir(path)  # not a staging folder
+                    and f"run/{path.name}" not in self._entries):
                 self.add_run(path)
 
     def remove_run(self, key: str) -> None:

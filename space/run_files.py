@@ -10,7 +10,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from space.jobs import RUNNING_MARK, TrainingJob, discard, run_in_process
+from space.jobs import MARK_SUFFIX, TrainingJob, discard, run_in_process, running_mark
 from space.registry import APP_RUN_FILE, ModelError
 from space.texts import friendly
 from space.visitors import owner_hash
@@ -27,7 +27,7 @@ def run_job(ctx, job: TrainingJob) -> None:
         if "error" in last_word:
             kind, text = last_word["error"]
             job.fail(f"killed:{text}" if kind == "killed" else friendly(Exception(text)))
-            discard(job)
+            discard(job.output_dir)
             return
         snap = job.snapshot()
         corpus = "uploaded text" if job.private_corpus else job.settings["corpus"]
@@ -35,12 +35,12 @@ def run_job(ctx, job: TrainingJob) -> None:
                 "stopped": job.stop_event.is_set(), "eval_loss": last_word["done"].get("eval_loss"),
                 "finished_at": time.time()}
         (job.output_dir / APP_RUN_FILE).write_text(json.dumps(info, indent=2))
-        (job.output_dir / RUNNING_MARK).unlink(missing_ok=True)
+        running_mark(job.output_dir).unlink(missing_ok=True)
         try:
             entry = ctx.registry.add_run(job.output_dir)
         except ModelError as error:
             job.fail(str(error))
-            discard(job)
+            discard(job.output_dir)
             return
         prune_runs(ctx, keep=entry.key)
         job.finish(entry.key)
@@ -58,19 +58,20 @@ def prune_runs(ctx, keep: str | None = None) -> list[str]:
         if entry.key == keep:
             continue
         ctx.registry.remove_run(entry.key)
-        shutil.rmtree(entry.path, ignore_errors=True)
+        discard(Path(entry.path))
         removed.append(entry.key)
         logger.info("removed %s: only the newest %d runs are kept", entry.key, ctx.limits.max_runs)
     return removed
 
 
 def remove_unfinished_runs(runs_dir: Path) -> list[str]:
-    """At start: a run folder still marked as training was cut off by a killed server; it goes."""
+    """At start: a run still marked as training was cut off by a killed server; it goes (with what the pipeline
+    kept beside it)."""
     removed = []
-    for path in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
-        if path.is_dir() and (path / RUNNING_MARK).exists():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path.name)
+    for mark in sorted(runs_dir.glob(f".*{MARK_SUFFIX}")) if runs_dir.is_dir() else []:
+        name = mark.name[1:-len(MARK_SUFFIX)]
+        discard(runs_dir / name)
+        removed.append(name)
     return removed
 
 
@@ -89,7 +90,7 @@ def make_zip(ctx, folder: Path) -> Path:
         for path in sorted(folder.rglob("*")):
             relative = path.relative_to(folder)
             if (path.is_dir() or path.is_symlink() or relative.parts[0].startswith(("checkpoint-", ".saving"))
-                    or ".tmp" in path.name or path.name == RUNNING_MARK):
+                    or ".tmp" in path.name):
                 continue
             archive.write(path, Path(folder.name) / relative)
     partial.replace(target)

@@ -243,3 +243,14 @@ def test_pushes_use_the_visitors_own_login_never_the_owners_token(tmp_path, monk
     made = [c for c in HubRecorder.calls if c[0] == "create_repo"]
     assert len(made) == 1 and made[0][2][0] == "alice/minigpt" and made[0][3]["exist_ok"] is False
     assert [c[3]["repo_id"] for c in HubRecorder.calls if c[0] == "upload_folder"] == ["alice/minigpt"]
+
+
+def test_a_run_cut_off_by_a_killed_server_is_removed_at_start(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "20260101-000000-tiny-bpe").mkdir(parents=True)
+    (runs / "20260101-000000-tiny-bpe" / "config.json").write_text("{}")
+    (runs / ".20260101-000000-tiny-bpe.app-training").touch()
+    (runs / ".20260101-000000-tiny-bpe.saving").mkdir()
+    (runs / "kept-by-train-py").mkdir()
+    with launched_app(tmp_path) as (ctx, _):
+        assert sorted(p.name for p in runs.iterdir()) == ["kept-by-train-py"]
