@@ -54,7 +54,7 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
         "starting": m["starting"], "running": m["running"], "stopping": m["stopping"],
         "finished": m["finished"].format(run=snap.run_name),
         "stopped": m["stopped"].format(run=snap.run_name, step=snap.step),
-        "failed": m["failed"].format(error=error_text(snap.error, lang)),
+        "failed": m["left_line"] if snap.error == "left" else m["failed"].format(error=error_text(snap.error, lang)),
     }[snap.state]
     if snap.note == "time_budget" and snap.done:
         note = " ".join(filter(None, [note, m["time_budget"].format(minutes=round(elapsed / 60))]))

@@ -110,6 +110,8 @@ def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_
         ctx.line.leave(job)  # a visitor who leaves the page gives their place in line up (no-op once started)
     if snap.state == "failed":
         yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
+        if snap.error == "left":  # the visitor pressed Stop while in line: not an error
+            return
         raise app_error(lang, msg(lang, "failed", error=error_text(snap.error, lang)))
     runs = run_choices(ctx, lang, ctx.viewer(request, profile))
     yield (*job_view(snap, lang), gr.Dropdown(choices=runs, value=snap.entry_key), None, seen(snap))

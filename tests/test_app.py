@@ -179,7 +179,7 @@ def test_training_streams_progress_while_another_client_generates(served, api):
     waiting = third.submit(**TINY, api_name="/train")  # not an error: a place in line
     assert wait_for(lambda: third.predict(api_name="/training_status").get("position")) == 1
     assert third.predict(api_name="/stop") == "You left the line."
-    assert "you left the line" in str(pytest.raises(AppError, waiting.result, timeout=60).value)
+    assert "You left the line" in waiting.result(timeout=60)[0]  # not an error
     trainer.join(timeout=300)
 
     status_html, loss, ppl, samples, run, zip_path = result["final"]

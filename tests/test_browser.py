@@ -132,7 +132,8 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
                 expect(page.locator("#queue-position")).to_contain_text("Na fila: você é o número 1", timeout=60_000)
                 save(page, tmp_path, "pt_fila.png")
                 page.get_by_role("button", name="Parar", exact=True).click()
-                expect(page.get_by_text("Você saiu da fila")).to_be_visible(timeout=60_000)
+                expect(page.get_by_text("Você saiu da fila.").first).to_be_visible(timeout=60_000)
+                expect(page.locator("#train-status")).not_to_contain_text("falhou")
             finally:
                 browser.close()
     finally:
