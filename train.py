@@ -5,6 +5,7 @@
     python train.py --model_name_or_path gpt2 --builtin_corpus machado   # continue pre-training GPT-2's weights
     python train.py --train_file my.txt --preset tiny --max_steps 200
     python train.py --do_train false --model_name_or_path runs/minigpt --train_file other.txt   # evaluate only
+    python train.py --overwrite_output_dir ...        # start fresh where another run was (else: resume the same run)
     torchrun --nproc_per_node 2 train.py ...          # data parallel (DDP); every TrainingArguments flag works
 
 `python train.py --help` lists every flag.
@@ -47,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CorpusError, SetupError, HubError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if result.already_finished:
+        print(f"already finished: {result.output_dir} holds this run; nothing changed "
+              "(--overwrite_output_dir trains it again)")
+        return 0
     if training_args.should_log:
         summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
         print(f"done: {summary}")

@@ -7,6 +7,11 @@
     pretrained/<name>  a pre-trained GPT-2 (a Hub name, or a local GPT-2 folder) converted with from_gpt2 when first
                  chosen: the chapter's foundation model beside the visitor's tiny one (needs the network for a Hub name)
 
+A run the app trained belongs to the visitor who started it (`owner` in its app_run.json, a hash of their
+session or Hugging Face user): the list, `latest` and every lookup take the viewer's hash and show them only
+their own runs and the runs nobody owns (train.py's, launch-time folders). `viewer=None` sees everything (the
+app's own bookkeeping, or a classroom launched with public runs).
+
 Weights load from safetensors only (`use_safetensors=True`; a folder without *.safetensors is refused): a pickle
 file from an upload or a stranger's folder is never unpickled.
 """
@@ -115,6 +120,7 @@ def summarize_model_dir(path: Path) -> dict:
         "corpus": app_run.get("corpus"),
         "parameters": count_parameters(config),
         "train_tokens": results.get("train_tokens"),
+        "owner": app_run.get("owner"),
     }
 
 
@@ -225,51 +231,60 @@ class ModelRegistry:
         if not self.runs_dir.is_dir():
             return
         for path in sorted(self.runs_dir.iterdir()):
-            if is_finished_model_dir(path) and f"run/{path.name}" not in self._entries:
+            if (not path.name.startswith(".") and is_finished_model_dir(path)  # not a staging folder
+                    and f"run/{path.name}" not in self._entries):
                 self.add_run(path)
 
-    def entries(self) -> list[ModelEntry]:
-        """untrained first, then runs (newest first), then launch-time folders."""
+    def remove_run(self, key: str) -> None:
         with self._lock:
-            entries = list(self._entries.values())
+            if self._entries.pop(key, None) is not None:
+                self._loaded.pop(key, None)
+                self.version += 1
+
+    def entries(self, viewer: str | None = None) -> list[ModelEntry]:
+        """untrained first, then runs (newest first), then launch-time folders; those `viewer` may see."""
+        with self._lock:
+            entries = [e for e in self._entries.values()
+                       if viewer is None or e.summary.get("owner") in (None, viewer)]
         order = {"untrained": 0, "run": 1, "dir": 2, "pretrained": 3}
         return sorted(entries, key=lambda e: (order[e.kind], -e.created if e.kind == "run" else 0, e.name))
 
-    def runs(self) -> list[ModelEntry]:
-        return [e for e in self.entries() if e.kind == "run"]
+    def runs(self, viewer: str | None = None) -> list[ModelEntry]:
+        return [e for e in self.entries(viewer) if e.kind == "run"]
 
-    def latest_run(self) -> ModelEntry | None:
-        runs = self.runs()
+    def latest_run(self, viewer: str | None = None) -> ModelEntry | None:
+        runs = self.runs(viewer)
         return runs[0] if runs else None
 
-    def resolve(self, key: str) -> ModelEntry | None:
-        """The entry for `key` ('latest': the newest run, None while there is none); ModelError if unknown."""
+    def resolve(self, key: str, viewer: str | None = None) -> ModelEntry | None:
+        """The entry for `key` ('latest': the newest run, None while there is none); ModelError if unknown (or
+        another visitor's)."""
         key = (key or "").strip()
         if key == LATEST:
-            return self.latest_run()
+            return self.latest_run(viewer)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:  # a run's bare folder name is accepted too (API convenience)
                 entry = self._entries.get(f"run/{key}") or self._entries.get(f"dir/{key}")
-        if entry is None:
-            known = ", ".join(e.key for e in self.entries())
-            raise ModelError(f"unknown model {key!r}; available: {known}")
+        if entry is None or (viewer is not None and entry.summary.get("owner") not in (None, viewer)):
+            known = ", ".join(e.key for e in self.entries(viewer))
+            raise ModelError(f"unknown model {key[:80]!r}; available: {known}")
         return entry
 
-    def choices(self, lang: str = "en", with_latest: bool = False) -> list[tuple[str, str]]:
-        """(label, key) pairs for a dropdown."""
-        pairs = [(e.label(lang), e.key) for e in self.entries()]
+    def choices(self, lang: str = "en", with_latest: bool = False, viewer: str | None = None) -> list[tuple[str, str]]:
+        """(label, key) pairs for a dropdown: the models `viewer` may use."""
+        pairs = [(e.label(lang), e.key) for e in self.entries(viewer)]
         if with_latest:
-            latest = self.latest_run()
+            latest = self.latest_run(viewer)
             label = f"{msg(lang, 'label_latest')} ({latest.name})" if latest else msg(lang, "label_latest_none")
             pairs.insert(1, (label, LATEST))
         return pairs
 
     # -- loading ----------------------------------------------------------------------------------------------
 
-    def get(self, key: str):
+    def get(self, key: str, viewer: str | None = None):
         """(entry, model, tokenizer); loads on first use, one load per model even when many threads ask at once."""
-        entry = self.resolve(key)
+        entry = self.resolve(key, viewer)
         if entry is None:
             raise ModelError("no trained model yet: train one first")
         if entry.kind == "untrained":

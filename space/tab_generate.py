@@ -12,7 +12,7 @@ import gradio as gr
 from minigpt.teaching import DecodingSettings
 from space.binding import bind
 from space.context import AppContext, get_model
-from space.generation import checked_settings, prepare_prompt, stream_generate
+from space.generation import check_length, checked_settings, prepare_prompt, stream_generate
 from space.registry import LATEST, UNTRAINED, ModelError
 from space.texts import (
     PRETRAINED_DATA,
@@ -37,12 +37,13 @@ D = GEN_DEFAULTS
 def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], temperature=D["temperature"],
              top_k=D["top_k"], top_p=D["top_p"], repetition_penalty=D["repetition_penalty"],
              max_new_tokens=D["max_new_tokens"], seed=D["seed"], num_beams=D["num_beams"],
-             request: gr.Request = None):
+             request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Continue `prompt` with a model; streams the text (prompt + continuation) token by token."""
     lang = request_lang(request)
+    prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
     settings = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens,
                                 seed, num_beams)
-    _, lm, tokenizer = get_model(ctx, model, lang)
+    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
     ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
     yield prompt
     for text in stream_generate(lm, tokenizer, ids, settings):
@@ -52,23 +53,25 @@ def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], t
 def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy=D["strategy"],
             temperature=D["temperature"], top_k=D["top_k"], top_p=D["top_p"],
             repetition_penalty=D["repetition_penalty"], max_new_tokens=D["max_new_tokens"], seed=D["seed"],
-            num_beams=D["num_beams"], request: gr.Request = None):
+            num_beams=D["num_beams"], request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """The same prompt and settings through two models, side by side (default: untrained vs latest trained)."""
     lang = request_lang(request)
+    prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
+    viewer = ctx.viewer(request, profile)
     base = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed,
                             num_beams)
     sides = []
     texts = ["", ""]
     for index, key in enumerate((model_a, model_b)):
         try:
-            entry = ctx.registry.resolve(key)
+            entry = ctx.registry.resolve(key, viewer)
         except ModelError as error:
             raise app_error(lang, str(error)) from None
         if entry is None:
             warn(lang, msg(lang, "no_trained"))
             texts[index] = msg(lang, "no_trained")
             continue
-        _, lm, tokenizer = get_model(ctx, entry.key, lang)
+        _, lm, tokenizer = get_model(ctx, entry.key, lang, viewer)
         settings = DecodingSettings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
         ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
         sides.append((index, lm, tokenizer, ids, settings))
@@ -164,8 +167,8 @@ def decoding_controls(prefix: str) -> list:
 def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
     """The Generate tab; returns its model dropdown (the app refreshes it when runs are added) and its prompt."""
     gr.Markdown(T("gen_help"))
-    model = gr.Dropdown(ctx.registry.choices("en"), value=UNTRAINED, label=T("model"), allow_custom_value=True,
-                        elem_id="gen-model")
+    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
+                        allow_custom_value=True, elem_id="gen-model")
     facts = gr.Markdown(elem_id="gen-facts")
     model.change(bind(model_facts, ctx), model, facts, api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
@@ -184,7 +187,7 @@ def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
 def build_compare_tab(ctx: AppContext) -> tuple[list[gr.Dropdown], gr.Textbox]:
     """The Compare tab; returns its two model dropdowns and its prompt."""
     gr.Markdown(T("cmp_help"))
-    choices = ctx.registry.choices("en", with_latest=True)
+    choices = ctx.registry.choices("en", with_latest=True, viewer=ctx.viewer(None))
     with gr.Row():
         model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
         model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)

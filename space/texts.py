@@ -69,6 +69,11 @@ def _ui_texts() -> tuple[dict, dict]:
     add("zip_file", "Model files", "Arquivos do modelo")
     add("repo_id", "Hub repository (user/name)", "Repositório no Hub (usuário/nome)")
     add("push", "Push to the Hub", "Enviar ao Hub")
+    add("overwrite", "Overwrite if the repository exists", "Sobrescrever se o repositório já existir")
+    add("push_help", "Sign in with Hugging Face to push a run to **your own** account (user/name, or just a name).",
+        "Entre com a Hugging Face para enviar um treino à **sua própria** conta (usuário/nome, ou só um nome).")
+    add("login_help", "Signed in, your runs follow you and you push them to your own account.",
+        "Com login, seus treinos seguem você e você os envia à sua própria conta na Hugging Face.")
     add("no_job", "No training yet. Press **Start training**.", "Nenhum treino ainda. Aperte **Começar o treino**.")
     # Generate
     add("gen_help", "Continue a prompt with a model: the untrained one (random weights) works right away; trained "
@@ -208,6 +213,27 @@ MESSAGES = {
     "en": {
         "busy": "A training is already running (started {ago} ago): its progress is shown here. Only one training "
                 "runs at a time; start yours when it ends.",
+        "queued": "In line: you are number **{position}**; your training starts in about {wait}.",
+        "line_full": "The line is full ({n} trainings waiting). Try again in a few minutes.",
+        "already_in_line": "You already have a training in line or running: wait for it, or press Stop first.",
+        "left_line": "You left the line.",
+        "not_yours": "The training that is running belongs to another visitor: only they can stop it.",
+        "others_training": "Another visitor's training is running (its text and samples are theirs); "
+                           "{waiting} waiting in line.",
+        "over_memory": "These settings need about {need:.1f} GB of memory; this Space allows {limit:g} GB "
+                       "(MINIGPT_APP_MAX_MEMORY_GB). Lower {what}.",
+        "time_budget": "Stopped at the time limit of {minutes:g} minutes per training (MINIGPT_APP_MAX_MINUTES).",
+        "killed": "the training process ended unexpectedly (exit code {code}), most likely out of memory; "
+                  "the app is fine. Try smaller settings.",
+        "err_left": "you left the line", "err_shutdown": "the app was shut down",
+        "too_long": "{what} has {n} characters; the limit is {limit}. Shorten it.",
+        "request_too_large": "Request too large: the limit is {limit} kB. Send a shorter text.",
+        "sign_in": "Sign in with Hugging Face (the button at the top of the page) to push to your own account.",
+        "not_your_namespace": "{repo} is not yours: push to {user}/<name>.",
+        "repo_exists": "{repo} already exists on the Hub: tick “overwrite” to replace its files, or choose another "
+                       "name.",
+        "hub_unreachable": "Cannot reach the Hugging Face Hub ({error}): check the token and the network.",
+        "push_failed": "Pushing to {repo} failed; the run is still here. Details: {error}",
         "starting": "Preparing the corpus, the tokenizer and the model...",
         "running": "Training",
         "stopping": "Stopping after the current step; the model keeps what it learned...",
@@ -241,7 +267,7 @@ MESSAGES = {
         "no_trained": "No trained model yet: train one in the Train tab. Showing model A only.",
         "clipped": "The prompt ({prompt} tokens) + {asked} new tokens exceed the context of {context}: "
                    "generating {given} tokens.",
-        "no_token": "Pushing needs a Hugging Face token: set the HF_TOKEN secret of the Space.",
+        "no_token": "Pushing needs a Hugging Face token: set HF_TOKEN or run `hf auth login` on this machine.",
         "need_repo": "Type the Hub repository to push to, such as your-name/minigpt.",
         "pushed": "Pushed to {url}",
         "no_runs": "No finished run to download yet.",
@@ -261,6 +287,27 @@ MESSAGES = {
     "pt": {
         "busy": "Já há um treino rodando (começou há {ago}): o progresso dele aparece aqui. Só um treino roda por "
                 "vez; comece o seu quando ele terminar.",
+        "queued": "Na fila: você é o número **{position}**; seu treino começa em cerca de {wait}.",
+        "line_full": "A fila está cheia ({n} treinos esperando). Tente de novo em alguns minutos.",
+        "already_in_line": "Você já tem um treino na fila ou rodando: espere por ele, ou aperte Parar antes.",
+        "left_line": "Você saiu da fila.",
+        "not_yours": "O treino que está rodando é de outro visitante: só ele pode pará-lo.",
+        "others_training": "Um treino de outro visitante está rodando (o texto e as amostras são dele); "
+                           "{waiting} esperando na fila.",
+        "over_memory": "Essas configurações precisam de cerca de {need:.1f} GB de memória; este Space permite "
+                       "{limit:g} GB (MINIGPT_APP_MAX_MEMORY_GB). Diminua {what}.",
+        "time_budget": "Parado no limite de {minutes:g} minutos por treino (MINIGPT_APP_MAX_MINUTES).",
+        "killed": "o processo de treino terminou inesperadamente (código {code}), provavelmente por falta de "
+                  "memória; o app continua de pé. Tente configurações menores.",
+        "err_left": "você saiu da fila", "err_shutdown": "o app foi desligado",
+        "too_long": "{what} tem {n} caracteres; o limite é {limit}. Encurte-o.",
+        "request_too_large": "Pedido grande demais: o limite é {limit} kB. Envie um texto mais curto.",
+        "sign_in": "Entre com a Hugging Face (o botão no alto da página) para enviar à sua própria conta.",
+        "not_your_namespace": "{repo} não é seu: envie para {user}/<nome>.",
+        "repo_exists": "{repo} já existe no Hub: marque “sobrescrever” para substituir os arquivos, ou escolha "
+                       "outro nome.",
+        "hub_unreachable": "Não foi possível falar com o Hub da Hugging Face ({error}): confira o token e a rede.",
+        "push_failed": "O envio para {repo} falhou; o treino continua aqui. Detalhes: {error}",
         "starting": "Preparando o corpus, o tokenizador e o modelo...",
         "running": "Treinando",
         "stopping": "Parando depois do passo atual; o modelo guarda o que aprendeu...",
@@ -287,7 +334,7 @@ MESSAGES = {
         "no_trained": "Ainda não há modelo treinado: treine um na aba Treinar. Mostrando só o modelo A.",
         "clipped": "O prompt ({prompt} tokens) + {asked} tokens novos passam do contexto de {context}: "
                    "gerando {given} tokens.",
-        "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina o segredo HF_TOKEN do Space.",
+        "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina HF_TOKEN ou rode `hf auth login` nesta máquina.",
         "need_repo": "Digite o repositório do Hub de destino, como seu-nome/minigpt.",
         "pushed": "Enviado para {url}",
         "no_runs": "Ainda não há treino terminado para baixar.",
@@ -332,11 +379,13 @@ TEACHING_PT = {  # teaching.TeachingError keys in Portuguese (English: the error
 WHAT = {  # parameter names in messages
     "en": {"max_steps": "Steps", "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
            "block_size": "Block size", "vocab_size": "Vocabulary size", "seed": "Seed", "preset": "Model size",
-           "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for"},
+           "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for", "prompt": "The prompt", "text": "The text",
+           "repo_id": "The repository name"},
     "pt": {"max_steps": "Passos", "epochs": "Épocas", "batch_size": "Tamanho do lote",
            "learning_rate": "Taxa de aprendizado", "block_size": "Tamanho do bloco",
            "vocab_size": "Tamanho do vocabulário", "seed": "Semente", "preset": "Tamanho do modelo",
-           "tokenizer_type": "Tokenizador", "corpus_source": "Corpus", "length_unit": "Treinar por"},
+           "tokenizer_type": "Tokenizador", "corpus_source": "Corpus", "length_unit": "Treinar por", "prompt": "O prompt", "text": "O texto",
+           "repo_id": "O nome do repositório"},
 }
 
 
