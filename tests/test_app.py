@@ -340,14 +340,14 @@ def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_p
 
 def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
     from space.context import AppContext
-    from space.jobs import prepare_job
+    from space.job_inputs import prepare_job
     from space.tab_train import corpus_for_visitor
 
     ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
     settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
     for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
         assert corpus_for_visitor(SimpleNamespace(headers={"accept-language": lang})) == corpus
-        job = prepare_job(ctx, lang, corpus, [], "", **settings)
+        job = prepare_job(ctx, lang, "visitor", corpus, [], "", **settings)
         assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
-    job = prepare_job(ctx, "pt", "python-reference", [], "", **settings)  # the visitor can switch
+    job = prepare_job(ctx, "pt", "visitor", "python-reference", [], "", **settings)  # the visitor can switch
     assert job.data_args.builtin_corpus == "python-reference"
