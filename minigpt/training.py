@@ -34,6 +34,7 @@ from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.corpus import describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
 from minigpt.loading import SetupError, load_pretrained
 from minigpt.model_card import write_model_card
+from minigpt.optimizers import muon_optimizer_cls_and_kwargs
 from minigpt.monitoring import (
     LossHistoryCallback,
     MiniGPTTrainer,
@@ -132,8 +133,19 @@ class MiniGPTTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Stop after this many evaluations without a better validation loss; keep the best model."},
     )
+    optim: str = field(
+        default="adamw_torch_fused",
+        metadata={"help": "'muon': torch.optim.Muon for the hidden weight matrices, AdamW for the rest "
+                          "(minigpt/optimizers.py); or any transformers optimizer name."},
+    )
+    muon_learning_rate: float | None = field(
+        default=None, metadata={"help": "Muon's learning rate with --optim muon (default: --learning_rate)."}
+    )
 
     def __post_init__(self):
+        muon = self.optim == "muon"
+        if muon:
+            self.optim = "adamw_torch"  # transformers checks the name against its own list, which has no Muon
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
             self.metric_for_best_model = "eval_loss"
@@ -142,6 +154,8 @@ class MiniGPTTrainingArguments(TrainingArguments):
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
+        if muon:
+            self.optim = "muon"  # build_trainer hands the Trainer minigpt.optimizers' factory
 
 
 @dataclass
@@ -378,6 +392,7 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_siz
         callbacks=list(callbacks),
         block_size=block_size,
         peak_flops=peak,
+        optimizer_cls_and_kwargs=muon_optimizer_cls_and_kwargs(args) if args.optim == "muon" else None,
     )
 
 
