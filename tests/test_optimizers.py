@@ -2,6 +2,7 @@
 resume, the schedule's shape."""
 
 import shutil
+from itertools import pairwise
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def test_warmup_stable_decay_schedule_scales_both_optimizers():
     adamw = [lr[0] for lr in lrs]
     assert adamw[0] == 0 and adamw[5] == pytest.approx(5e-4)  # linear warmup
     assert adamw[10:70] == [pytest.approx(1e-3)] * 60  # stable
-    assert all(a > b for a, b in zip(adamw[70:], adamw[71:]))  # decays...
+    assert all(a > b for a, b in pairwise(adamw[70:]))  # decays...
     assert adamw[-1] < 1e-5  # ...to zero
     for lr in lrs:  # Muon's lr follows the same curve at its own peak
         assert lr[-1] == pytest.approx(10 * lr[0])
