@@ -331,6 +331,19 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         model.generation_config = gpt2.generation_config
         return model.eval() if not gpt2.training else model
 
+    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        """generate() refuses up front, before the first token, what would overflow the learned positions part-way
+        through (prompt + max_new_tokens > context): no text is produced and then lost."""
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        context = self.config.max_position_embeddings
+        if generation_config.max_length > context:
+            room = context - input_ids_length
+            raise ValueError(
+                f"MiniGPT: the prompt ({input_ids_length} tokens) plus the tokens to generate "
+                f"({generation_config.max_length - input_ids_length}) exceed the context of {context} tokens; "
+                + (f"pass max_new_tokens={room} or less." if room > 0 else "shorten the prompt.")
+            )
+
 
 # Auto classes: in this process (AutoModelForCausalLM.from_config / from_pretrained on our model_type) and as
 # remote code (save_pretrained writes auto_map into config.json and copies both files).

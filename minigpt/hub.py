@@ -21,14 +21,21 @@ def check_hub_access(repo_id: str, token: str | None = None) -> str:
                        "check the network and the token, or drop --push_to_hub") from None
 
 
+# Never uploaded: checkpoints (optimizer state, and the Trainer's training_args.bin), pickles of any kind, hidden
+# and temporary files.
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", ".*", ".*/**",
+               "*.tmp*"]
+
+
 def push_folder(folder: str, repo_id: str, token: str | None = None) -> str:
-    """Upload a finished model directory (not its checkpoints) to a model repo; returns the repo URL."""
+    """Upload a finished model directory (not its checkpoints, no pickles) to a model repo in one commit; returns
+    the repo URL."""
     token = token or get_token()
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, exist_ok=True, repo_type="model").repo_id
         api.upload_folder(folder_path=folder, repo_id=url, commit_message="Upload MiniGPT",
-                          ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".saving/**", "*.tmp*"])
+                          ignore_patterns=PUSH_IGNORE)
     except Exception as error:
         raise HubError(f"pushing {Path(folder).name} to {repo_id!r} failed ({type(error).__name__}: "
                        f"{str(error).splitlines()[0] if str(error) else ''}); the local copy is complete") from None

@@ -2,7 +2,8 @@
 
 Everything hangs off transformers' Trainer: a Trainer subclass enriches each log entry, and callbacks write the
 loss history and plot, print sample text at every evaluation, warn about overfitting and stop on request.
-The CLI and the app use the same pieces.
+The CLI and the app use the same pieces. Nothing here writes into the output folder while training runs: the
+history, plot and samples are written with the finished model (see minigpt.run_folder).
 """
 
 import csv
@@ -95,19 +96,30 @@ def history_rows(log_history: list[dict]) -> list[dict]:
 
 
 def write_history(log_history: list[dict], output_dir: str) -> None:
-    """loss_history.csv and loss_plot.png in output_dir, each replaced atomically."""
+    """loss_history.csv and loss_plot.png in output_dir (a folder being built: see minigpt.run_folder)."""
     rows = history_rows(log_history)
     if not rows:
         return
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (HISTORY_FILE + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with (out / HISTORY_FILE).open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(out / HISTORY_FILE)
     plot_losses(rows, out / PLOT_FILE)
+
+
+def logged_samples(log_history: list[dict]) -> list[dict]:
+    """The samples SampleTextCallback put into the log history (kept in checkpoints, so they survive a resume)."""
+    return [entry["sample"] for entry in log_history if "sample" in entry]
+
+
+def write_samples(samples: list[dict], output_dir: str) -> None:
+    lines = ["# Samples at each evaluation\n"]
+    for s in samples:
+        lines.append(f"## step {s['step']} ({s['tokens_seen']:,} tokens seen), prompt {s['prompt']!r}\n")
+        lines.append(f"greedy:\n\n```\n{s['prompt'] + s['greedy']}\n```\n")
+        lines.append(f"sampled (temperature 0.8, top-k 50):\n\n```\n{s['prompt'] + s['sampled']}\n```\n")
+    (Path(output_dir) / SAMPLES_FILE).write_text("\n".join(lines))
 
 
 def plot_losses(rows: list[dict], path: Path) -> None:
@@ -127,25 +139,14 @@ def plot_losses(rows: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
+    fig.savefig(path)
     plt.close(fig)
-    tmp.replace(path)
-
-
-class LossHistoryCallback(TrainerCallback):
-    """Refresh the loss history file and plot at every evaluation (and at the end)."""
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        if args.should_save:
-            write_history(state.log_history, args.output_dir)
-
-    on_train_end = on_evaluate
 
 
 class SampleTextCallback(TrainerCallback):
     """At every evaluation, continue fixed prompts greedily and with one seeded sample: the visible path from
-    gibberish to text. Uses a forked RNG so that sampling never changes the training run."""
+    gibberish to text. Uses a forked RNG so that sampling never changes the training run. Each sample also goes
+    into the Trainer's log history, which every checkpoint saves: the samples from before a resume are kept."""
 
     def __init__(self, tokenizer, prompts: list[str], max_new_tokens: int = 48, seed: int = 0, on_sample=None):
         self.tokenizer = tokenizer
@@ -154,6 +155,9 @@ class SampleTextCallback(TrainerCallback):
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.samples: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.samples = logged_samples(state.log_history)  # those of the checkpoint being resumed, if any
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         if not args.should_save or model is None or (self.samples and self.samples[-1]["step"] == state.global_step):
@@ -165,11 +169,11 @@ class SampleTextCallback(TrainerCallback):
             sample = {"step": state.global_step, "tokens_seen": tokens_seen, "prompt": prompt,
                       "greedy": greedy, "sampled": sampled}
             self.samples.append(sample)
+            state.log_history.append({"step": state.global_step, "sample": sample})
             if self.on_sample is not None:
                 self.on_sample(sample)
             logger.info("sample @ step %d | greedy: %r | sampled: %r", state.global_step, prompt + greedy,
                            prompt + sampled)
-        self._write(args.output_dir)
 
     @torch.no_grad()
     def complete(self, model, prompt: str, **generate_kwargs) -> str:
@@ -188,15 +192,6 @@ class SampleTextCallback(TrainerCallback):
                                  pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
         model.train(was_training)
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-    def _write(self, output_dir: str) -> None:
-        lines = ["# Samples at each evaluation\n"]
-        for s in self.samples:
-            lines.append(f"## step {s['step']} ({s['tokens_seen']:,} tokens seen), prompt {s['prompt']!r}\n")
-            lines.append(f"greedy:\n\n```\n{s['prompt'] + s['greedy']}\n```\n")
-            lines.append(f"sampled (temperature 0.8, top-k 50):\n\n```\n{s['prompt'] + s['sampled']}\n```\n")
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(output_dir) / SAMPLES_FILE).write_text("\n".join(lines))
 
 
 class OverfittingCallback(TrainerCallback):

@@ -7,6 +7,8 @@
 Arguments are dataclasses for HfArgumentParser, named as in transformers' run_clm.py.
 """
 
+import contextlib
+import copy
 import json
 import logging
 import math
@@ -14,7 +16,8 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from pathlib import Path
 
 import datasets
@@ -25,24 +28,36 @@ from transformers import (
     EarlyStoppingCallback,
     GenerationConfig,
     TrainerCallback,
+    TrainerState,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.corpus import describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
 from minigpt.loading import SetupError, load_pretrained
 from minigpt.model_card import write_model_card
-from minigpt.optimizers import muon_optimizer_cls_and_kwargs
 from minigpt.monitoring import (
-    LossHistoryCallback,
     MiniGPTTrainer,
     OverfittingCallback,
     SampleTextCallback,
     StopOnEventCallback,
+    logged_samples,
     perplexity,
     write_history,
+    write_samples,
+)
+from minigpt.optimizers import muon_optimizer_cls_and_kwargs
+from minigpt.run_folder import (
+    RUN_SETTINGS_FILE,
+    OutputDirLock,
+    RunPlan,
+    RunSettingsCallback,
+    disk_error_message,
+    plan_run,
+    remove_checkpoints,
+    staging_dir,
+    swap_in,
 )
 from minigpt.throughput import measured_matmul_peak
 from modeling_minigpt import MiniGPTForCausalLM
@@ -141,6 +156,11 @@ class MiniGPTTrainingArguments(TrainingArguments):
     muon_learning_rate: float | None = field(
         default=None, metadata={"help": "Muon's learning rate with --optim muon (default: --learning_rate)."}
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start fresh in an output_dir that holds another run (its checkpoints are deleted; its "
+                          "finished model is replaced at the end). Without it, only the same run is resumed."},
+    )
 
     def __post_init__(self):
         muon = self.optim == "muon"
@@ -156,6 +176,42 @@ class MiniGPTTrainingArguments(TrainingArguments):
         super().__post_init__()
         if muon:
             self.optim = "muon"  # build_trainer hands the Trainer minigpt.optimizers' factory
+        check_training_values(self)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+# flag -> (is the value acceptable, what it must be): what the Trainer, the optimizer or the data loader would
+# otherwise reject with a traceback after the corpus and tokenizer work (or, for max_steps 0, silently change)
+_TRAINING_VALUE_CHECKS = {
+    "learning_rate": (_positive, "a positive number"),
+    "per_device_train_batch_size": (lambda v: v >= 1, "at least 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, "at least 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
+    "max_steps": (lambda v: v >= 1 or v == -1, "at least 1 (or -1: train for --num_train_epochs)"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
+    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_epsilon": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
+    "max_grad_norm": (lambda v: v is None or (math.isfinite(v) and v >= 0), "0 or more (0: no clipping)"),
+    "dataloader_num_workers": (lambda v: v >= 0, "0 or more"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+}
+
+
+def check_training_values(args: TrainingArguments) -> None:
+    """Raise a one-line ValueError for a value the Trainer would reject later (HfArgumentParser and the app turn it
+    into an error message before any work)."""
+    for name, (ok, expected) in _TRAINING_VALUE_CHECKS.items():
+        value = getattr(args, name)
+        if not ok(value):
+            raise ValueError(f"--{name} must be {expected}, got {value}")
+    if args.max_steps == -1 and not _positive(args.num_train_epochs):
+        raise ValueError(f"--num_train_epochs must be a positive number, got {args.num_train_epochs}")
+    if args.save_strategy == "steps" and not _positive(args.save_steps):
+        raise ValueError(f"--save_steps must be a positive number, got {args.save_steps}")
 
 
 @dataclass
@@ -164,36 +220,7 @@ class RunResult:
     metrics: dict
     samples: list[dict]
     resumed_from: str | None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def checkpoint_is_complete(path: Path) -> bool:
-    """Trainer writes trainer_state.json last: a checkpoint whose state file parses was fully written."""
-    try:
-        json.loads((path / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (path / "model.safetensors").is_file()
-
-
-def find_resumable_checkpoint(output_dir: str) -> str | None:
-    """The newest complete checkpoint-N in output_dir; half-written ones (a killed save) are removed."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return None
-    checkpoints = sorted(
-        (p for p in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    for path in reversed(checkpoints):
-        if checkpoint_is_complete(path):
-            return str(path)
-        logger.warning("removing %s: it was not completely written (the run was interrupted while saving)", path)
-        shutil.rmtree(path, ignore_errors=True)
-    return None
+    already_finished: bool = False  # output_dir held this very run, finished: nothing was done
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -241,7 +268,7 @@ def sampling_generation_config(model, tokenizer) -> GenerationConfig:
     """What generate() does by default with a saved model: sampling that reads well for a small GPT."""
     return GenerationConfig(
         do_sample=True, temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
-        max_new_tokens=min(200, model.config.max_position_embeddings),
+        max_new_tokens=min(200, model.config.max_position_embeddings // 2),  # room for a prompt of half the context
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
 
@@ -257,6 +284,29 @@ def default_prompts(data_args: DataArguments, raw: datasets.DatasetDict) -> list
 
 # ----------------------------------------------------------------------------------------------------------------
 # The run
+
+EVAL_ONLY_FILE = "eval_only_results.json"
+
+# What decides the model a training run makes (not how it logs or how fast it runs): saved with every checkpoint
+# and the finished model, and only a command with the same settings resumes them. Every field of ModelArguments and
+# DataArguments counts, except these; of TrainingArguments, only those listed.
+_NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts"}
+_COMPARED_TRAINING = (
+    "seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
+    "adam_epsilon", "max_grad_norm", "optim", "early_stopping_patience",
+)
+_PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file"}
+
+
+def run_settings(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> dict:
+    settings = {f.name: getattr(group, f.name) for group in (model_args, data_args) for f in fields(group)
+                if f.name not in _NOT_COMPARED}
+    settings.update({name: getattr(args, name) for name in _COMPARED_TRAINING})
+    for name in _PATHS & settings.keys():  # the same file, however the command spells it
+        if settings[name] and os.path.exists(settings[name]):
+            settings[name] = os.path.realpath(settings[name])
+    return json.loads(json.dumps(settings, default=lambda v: v.value if isinstance(v, Enum) else str(v)))
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> None:
@@ -283,27 +333,34 @@ def run_training(
     on_sample: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Train (or only evaluate) and write the finished model to args.output_dir. Raises SetupError/CorpusError
-    on bad input before anything is written.
+    on bad input before anything is written; the output folder is locked while the run lasts.
 
     callbacks: extra TrainerCallbacks (the app's progress reporting); stop_event: set it to end training at the
     next step and still save a usable model; on_sample: called with each evaluation's sample text."""
     check_arguments(model_args, data_args, args)
-    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
-    raw = load_text_datasets(
-        train_file=data_args.train_file, validation_file=data_args.validation_file,
-        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-        text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
-        seed=args.seed, max_train_samples=data_args.max_train_samples,
-    )
+    settings = run_settings(model_args, data_args, args)
+    with OutputDirLock(args.output_dir) if args.process_index == 0 else contextlib.nullcontext():
+        plan = RunPlan()
+        if args.do_train:
+            plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
+                            resume_from_checkpoint=args.resume_from_checkpoint)
+        if plan.finished:
+            logger.info("%s already holds this run, finished: nothing to do (--overwrite_output_dir trains it "
+                        "again)", args.output_dir)
+            metrics = json.loads((Path(args.output_dir) / "all_results.json").read_text())
+            return RunResult(args.output_dir, metrics, [], None, already_finished=True)
+        try:
+            return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample)
+        except OSError as error:  # a full disk, a read-only folder: one line, not a traceback
+            message = disk_error_message(error, error.filename or args.output_dir)
+            if message is None:
+                raise
+            raise SetupError(message) from None
 
-    resume_from = args.resume_from_checkpoint
-    if args.do_train and resume_from is None:
-        resume_from = find_resumable_checkpoint(args.output_dir)
-    if resume_from:
-        logger.info("Resuming from %s (delete it or use another --output_dir to start fresh)", resume_from)
 
-    # Model and tokenizer: from the checkpoint being resumed, a saved model, or new.
-    model_source = resume_from or model_args.model_name_or_path
+def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArguments, model_source: str | None,
+                             raw: datasets.DatasetDict):
+    """From the checkpoint being resumed, a saved model, or new. Returns (model, tokenizer, block_size)."""
     model = load_pretrained(model_source, model_args.attn_implementation) if model_source else None
     tokenizer_source = model_args.tokenizer_name or model_source
     if tokenizer_source:
@@ -328,6 +385,21 @@ def run_training(
     if len(tokenizer) > model.config.vocab_size:
         raise SetupError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}; "
                          "use the model's own tokenizer")
+    return model, tokenizer, block_size
+
+
+def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample) -> RunResult:
+    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
+    raw = load_text_datasets(
+        train_file=data_args.train_file, validation_file=data_args.validation_file,
+        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+        text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
+        seed=args.seed, max_train_samples=data_args.max_train_samples,
+    )
+    if plan.resume_from:
+        logger.info("Resuming from %s", plan.resume_from)
+    model, tokenizer, block_size = load_model_and_tokenizer(model_args, data_args,
+                                                            plan.resume_from or model_args.model_name_or_path, raw)
 
     cache_dir = None if data_args.overwrite_cache else os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
     with args.main_process_first(desc="tokenizing"):
@@ -335,21 +407,24 @@ def run_training(
                                     num_proc=data_args.preprocessing_num_workers)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
-    samples = SampleTextCallback(tokenizer, default_prompts(data_args, raw), seed=args.seed, on_sample=on_sample)
-    all_callbacks = [LossHistoryCallback(), samples, OverfittingCallback(), *callbacks]
+    prompts = default_prompts(data_args, raw)
+    samples = SampleTextCallback(tokenizer, prompts, seed=args.seed, on_sample=on_sample)
+    callbacks = [RunSettingsCallback(settings), samples, OverfittingCallback(), *callbacks]
     if args.early_stopping_patience is not None:
-        all_callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     if stop_event is not None:
-        all_callbacks.append(StopOnEventCallback(stop_event))
+        callbacks.append(StopOnEventCallback(stop_event))
 
-    trainer = build_trainer(model, tokenizer, args, chunks["train"] if args.do_train else None, chunks["validation"],
-                            block_size, all_callbacks)
+    trainer_args = copy.copy(args)
+    trainer_args.push_to_hub = False  # the Trainer would push every checkpoint (and a pickle); we push once, below
+    trainer = build_trainer(model, tokenizer, trainer_args, chunks["train"] if args.do_train else None,
+                            chunks["validation"], block_size, callbacks)
 
     metrics = {}
     if args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from)
-        metrics.update(train_result.metrics)
-        metrics["train_tokens"] = trainer.state.global_step * trainer.tokens_per_step
+        if plan.fresh and trainer.is_world_process_zero():
+            remove_checkpoints(args.output_dir)
+        metrics.update(train(trainer, plan.resume_from))
     if args.do_eval:
         eval_metrics = trainer.evaluate()
         eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
@@ -359,23 +434,31 @@ def run_training(
     if trainer.is_world_process_zero():
         source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
                                  data_args.dataset_config_name)
-        if args.do_train:
-            save_final_model(trainer, tokenizer, args.output_dir)
-            write_history(trainer.state.log_history, args.output_dir)
-        # {train,eval}_results.json, both also merged into all_results.json
-        for split in ("train", "eval"):
-            split_metrics = {k: v for k, v in metrics.items() if k.startswith("eval_") == (split == "eval")}
-            if split_metrics:
-                trainer.save_metrics(split, split_metrics)
-        if args.do_train:
-            write_model_card(args.output_dir, model=trainer.model, args=args, model_args=model_args,
-                             data_args=data_args, source=source, metrics=metrics, log_history=trainer.state.log_history,
-                             samples=samples.samples, block_size=block_size)
-            if args.push_to_hub:
-                from minigpt.hub import push_folder
+        if not args.do_train:
+            write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
+            return RunResult(args.output_dir, metrics, samples.samples, None)
+        repo_id = args.hub_model_id or Path(args.output_dir).name
+        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "args": args,
+                "model_args": model_args, "data_args": data_args, "source": source, "block_size": block_size,
+                "tokenizer": tokenizer, "prompt": prompts[0]}
+        save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
+        if args.push_to_hub:
+            from minigpt.hub import push_folder
 
-                push_folder(args.output_dir, args.hub_model_id or Path(args.output_dir).name, args.hub_token)
-    return RunResult(args.output_dir, metrics, samples.samples, resume_from)
+            push_folder(args.output_dir, repo_id, args.hub_token)
+    return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
+
+
+def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
+    """trainer.train(), except for a checkpoint that is already at its last step (a run killed while saving its
+    final folder): resuming that would train one step more, so its state is only read back."""
+    if resume_from:
+        state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
+        if state.max_steps and state.global_step >= state.max_steps:
+            trainer.state = state
+            return {"train_tokens": state.global_step * trainer.tokens_per_step}
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
 
 
 def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_size: int, callbacks=()):
@@ -403,17 +486,52 @@ def bits_per_byte(loss: float, validation: datasets.Dataset, tokenizer) -> float
     return loss * len(ids) / n_bytes / math.log(2)
 
 
-def save_final_model(trainer, tokenizer, output_dir: str) -> None:
-    """save_pretrained into a temporary folder, then move each file into place: no half-written model."""
-    final = Path(output_dir)
-    tmp = final / ".saving"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    for path in tmp.iterdir():
-        os.replace(path, final / path.name)
-    tmp.rmdir()
+# ----------------------------------------------------------------------------------------------------------------
+# What a run writes
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=4, sort_keys=True) + "\n")
+
+
+def write_results(metrics: dict, folder: Path) -> None:
+    """train_results.json, eval_results.json and both in all_results.json, as Trainer.save_metrics names them."""
+    for split in ("train", "eval"):
+        split_metrics = {k: v for k, v in metrics.items() if k.startswith("eval_") == (split == "eval")}
+        if split_metrics:
+            _write_json(folder / f"{split}_results.json", split_metrics)
+    _write_json(folder / "all_results.json", metrics)
+
+
+def write_eval_only(output_dir: str, metrics: dict, *, model: str, corpus: str) -> None:
+    """Evaluation only writes its own file, next to (never over) the records of a training run."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{EVAL_ONLY_FILE}.tmp"
+    _write_json(tmp, {"model": model, "corpus": corpus, **metrics})
+    tmp.replace(out / EVAL_ONLY_FILE)
+
+
+def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict, card: dict) -> None:
+    """The finished folder (weights, config, tokenizer, generation config, history, plot, samples, results, run
+    settings, model card), built beside output_dir and swapped in whole: see minigpt.run_folder."""
+    staging = staging_dir(output_dir)
+    try:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.config.use_cache = True  # the Trainer turns the KV cache off for training; generate() wants it
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        log_history = trainer.state.log_history
+        write_history(log_history, staging)
+        if logged_samples(log_history):
+            write_samples(logged_samples(log_history), staging)
+        write_results(metrics, staging)
+        (staging / RUN_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+        write_model_card(staging, model=model, metrics=metrics, log_history=log_history, **card)
+        swap_in(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 __all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "RunResult"]

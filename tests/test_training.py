@@ -15,7 +15,8 @@ from conftest import run_without_project
 
 import train
 from minigpt.monitoring import OverfittingCallback
-from minigpt.training import MiniGPTTrainingArguments, checkpoint_is_complete, find_resumable_checkpoint
+from minigpt.run_folder import checkpoint_is_complete, find_resumable_checkpoint
+from minigpt.training import MiniGPTTrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -64,7 +65,7 @@ def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tm
     assert generation["do_sample"] is True and 0 < generation["temperature"] < 1.5
 
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers\npipeline_tag: text-generation\n")
+    assert card.startswith("---\n") and "library_name: transformers" in card and "pipeline_tag: text-generation" in card
     assert "license:" in card and "tags:" in card and "loss_plot.png" in card
     assert "trust_remote_code=True" in card and "| learning_rate | 0.003 |" in card
     assert "before training (step 0)" in card
@@ -115,8 +116,8 @@ def test_eval_only_reports_loss_and_perplexity_of_a_saved_model(tmp_path, capsys
     assert run_cli("--do_train", "false", "--model_name_or_path", model_dir, "--train_file", other,
                    "--output_dir", eval_dir, "--block_size", 32) == 0
     printed = capsys.readouterr().out
-    results = read_json(eval_dir / "eval_results.json")
-    assert "eval_loss" in results and "eval_perplexity" in results
+    results = read_json(eval_dir / "eval_only_results.json")
+    assert "eval_loss" in results and "eval_perplexity" in results and results["model"] == str(model_dir)
     assert f"eval_perplexity={results['eval_perplexity']:.4g}" in printed
     assert not (eval_dir / "model.safetensors").exists()
 

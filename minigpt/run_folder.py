@@ -1,0 +1,270 @@
+"""The output folder of a run, kept true to what happened:
+
+- one process at a time: an exclusive lock file beside the folder (`.<name>.lock`, holding the owner's PID);
+- resumed only by the command that started it: the run's settings travel in every checkpoint (trainer_state.json)
+  and in the finished folder (run_settings.json), and a command with other settings is refused;
+- replaced as a whole at the end: the finished folder is built beside the old one and swapped in by one rename,
+  so that a reader sees the old folder or the new one, never a mix.
+"""
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from minigpt.loading import SetupError
+
+logger = logging.getLogger("minigpt")
+
+RUN_SETTINGS_FILE = "run_settings.json"
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+_MIN_FREE_BYTES = 16 * 2**20
+
+
+def disk_error_message(error: OSError, where) -> str | None:
+    """One line for the OSErrors a user fixes on their side (disk full, read-only, no permission), else None."""
+    if error.errno not in _DISK_ERRORS:
+        return None
+    return f"cannot write {where}: {error.strerror}; pass another --output_dir or free some space"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One process per output folder
+
+
+def _sibling(output_dir, kind: str) -> Path:
+    """A hidden path beside output_dir, on the same file system (so that renames between them are atomic)."""
+    target = Path(output_dir).absolute()
+    return target.parent / f".{target.name}.{kind}"
+
+
+class OutputDirLock:
+    """An exclusive lock on output_dir: flock on `.<name>.lock` beside it. The kernel drops a flock when its
+    process dies, so the lock file a killed run leaves behind is simply taken over."""
+
+    def __init__(self, output_dir):
+        self.output_dir = Path(output_dir)
+        self.path = _sibling(output_dir, "lock")
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            while self.fd is None:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise SetupError(f"{self.output_dir} is in use by PID {owner} (another training run); wait for "
+                                     "it to finish or pass another --output_dir") from None
+                try:  # its previous holder may have removed the file between our open() and flock()
+                    same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same_file = False
+                if not same_file:
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self.fd = fd
+            check_writable(self.output_dir)
+        except OSError as error:
+            self.__exit__()
+            message = disk_error_message(error, self.output_dir)
+            if message is None:
+                raise
+            raise SetupError(message) from None
+        except SetupError:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # while still holding it: see the inode check above
+            os.close(self.fd)
+            self.fd = None
+
+
+def check_writable(output_dir: Path) -> None:
+    """Fail now, not after the corpus and tokenizer work: the folder (or its parent) must take a file, and the
+    disk must not be full."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SetupError(f"--output_dir {output_dir} is a file; pass a folder")
+    if Path.cwd().resolve().is_relative_to(output_dir.resolve()):  # the whole folder is replaced at the end
+        raise SetupError(f"--output_dir {output_dir} holds the current folder; pass a folder of its own, "
+                         "e.g. runs/minigpt")
+    probe_dir = output_dir if output_dir.is_dir() else output_dir.absolute().parent
+    probe = probe_dir / f".write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+    free = shutil.disk_usage(probe_dir).free
+    if free < _MIN_FREE_BYTES:
+        raise SetupError(f"cannot write {output_dir}: only {free // 2**20} MiB free on its disk; free some space "
+                         "or pass another --output_dir")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints and the settings they were trained with
+
+
+def checkpoint_is_complete(path: Path) -> bool:
+    """Trainer writes trainer_state.json last: a checkpoint whose state file parses was fully written."""
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (path / "model.safetensors").is_file()
+
+
+def find_resumable_checkpoint(output_dir: str) -> str | None:
+    """The newest complete checkpoint-N in output_dir; half-written ones (a killed save) are removed."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    checkpoints = sorted(
+        (p for p in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    for path in reversed(checkpoints):
+        if checkpoint_is_complete(path):
+            return str(path)
+        logger.warning("removing %s: it was not completely written (the run was interrupted while saving)", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+class RunSettingsCallback(TrainerCallback, ExportableState):
+    """Puts the run's settings into every checkpoint's trainer_state.json (written in the same file, at the same
+    moment, as the rest of the checkpoint's state), where `plan_run` finds them."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def state(self) -> dict:
+        return {"args": {"settings": self.settings}, "attributes": {}}
+
+
+def checkpoint_settings(checkpoint) -> dict | None:
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    saved = state.get("stateful_callbacks", {}).get(RunSettingsCallback.__name__)
+    return saved["args"]["settings"] if isinstance(saved, dict) else None
+
+
+def finished_settings(output_dir) -> dict | None:
+    """The settings of the finished run in output_dir, or None when there is none."""
+    try:
+        return json.loads((Path(output_dir) / RUN_SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe_difference(saved: dict, wanted: dict, limit: int = 3) -> str:
+    keys = [k for k in sorted(saved.keys() | wanted.keys()) if saved.get(k) != wanted.get(k)]
+    shown = [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys[:limit]]
+    return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+@dataclass
+class RunPlan:
+    """What a training command does with its output folder."""
+
+    resume_from: str | None = None  # a checkpoint of this same run
+    finished: bool = False  # the folder already holds this run, finished: nothing to do
+    fresh: bool = False  # --overwrite_output_dir: old checkpoints go before training starts
+
+
+_HOW = "pass --overwrite_output_dir to start fresh there, or another --output_dir"
+
+
+def plan_run(output_dir, settings: dict, *, overwrite: bool, resume_from_checkpoint: str | None) -> RunPlan:
+    """Resume a checkpoint only when it was trained with these settings; refuse (one line: what differs and what to
+    do) rather than mix two runs in one folder."""
+    if overwrite:
+        if resume_from_checkpoint:
+            raise SetupError("--overwrite_output_dir starts fresh and --resume_from_checkpoint resumes: pass one")
+        return RunPlan(fresh=True)
+    target = Path(output_dir)
+    finished = finished_settings(target)
+    if finished == settings:
+        return RunPlan(finished=True)
+    checkpoint = resume_from_checkpoint or find_resumable_checkpoint(str(target))
+    if checkpoint and not (Path(checkpoint).is_dir() and checkpoint_is_complete(Path(checkpoint))):
+        raise SetupError(f"--resume_from_checkpoint {checkpoint}: not a complete checkpoint folder")
+    saved = checkpoint_settings(checkpoint) if checkpoint else None
+    if saved == settings:
+        return RunPlan(resume_from=checkpoint)
+    if finished is not None:
+        raise SetupError(f"{target} holds a finished run with other settings "
+                         f"({describe_difference(finished, settings)}); {_HOW}")
+    if checkpoint:
+        what = "other settings" if saved else "settings it does not record"
+        difference = f" ({describe_difference(saved, settings)})" if saved else ""
+        raise SetupError(f"{checkpoint} was trained with {what}{difference}; {_HOW}")
+    if target.is_dir() and any(target.iterdir()):
+        raise SetupError(f"{target} already exists and holds something other than this run; {_HOW}")
+    return RunPlan()
+
+
+def remove_checkpoints(output_dir) -> None:
+    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        shutil.rmtree(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The final folder, swapped in whole
+
+
+def staging_dir(output_dir) -> Path:
+    """An empty folder beside output_dir in which the finished folder is built (what a killed save left is gone)."""
+    path = _sibling(output_dir, "saving")
+    shutil.rmtree(path, ignore_errors=True)
+    old = path.with_name(path.name + ".old")  # swap_in's two-rename fallback was killed between its renames
+    if old.exists() and not Path(output_dir).exists():
+        os.rename(old, output_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(a))
+
+
+def swap_in(staging: Path, output_dir) -> None:
+    """Make `staging` (a complete folder) output_dir in one step; the old folder's checkpoints move into it."""
+    target = Path(output_dir).absolute()
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if not _exchange(staging, target):  # elsewhere: two renames, with a moment in which output_dir is missing
+        os.rename(target, staging.with_name(staging.name + ".old"))
+        os.rename(staging, target)
+        staging = staging.with_name(staging.name + ".old")
+    old = staging  # after the exchange, the staging path holds the previous folder
+    for checkpoint in old.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        os.rename(checkpoint, target / checkpoint.name)
+    shutil.rmtree(old)
