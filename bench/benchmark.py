@@ -1,7 +1,8 @@
 """MiniGPT vs transformers' GPT-2, side by side in one run on whatever device is here.
 
-    python bench/benchmark.py                  # everything (about 15 minutes on 2 CPU cores)
+    python bench/benchmark.py                  # everything (about 25 minutes on 2 idle CPU cores)
     python bench/benchmark.py --skip-quality   # speed only (a few minutes)
+    python bench/benchmark.py --skip-speed --nano-steps 300   # a quick look at the quality levers
 
 Prints markdown tables and writes JSON (bench/results-<device>.json). Training goes through the same Trainer as
 train.py (training.build_trainer), quality through the same pipeline (training.run_training).
