@@ -235,7 +235,8 @@ def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budge
     tokenizer = AutoTokenizer.from_pretrained(f"{out_dir}/run")
     bpb = stream_bits_per_byte(model, tokenizer, val_text)
     print(f"  quality {name}: {bpb:.3f} bits/byte, {result.metrics['train_runtime']:.0f} s", file=sys.stderr)
-    return {"seconds": result.metrics["train_runtime"], "steps": result.metrics.get("global_step", steps),
+    steps_done = result.metrics["train_tokens"] // (quiet["per_device_train_batch_size"] * data_args.block_size)
+    return {"seconds": result.metrics["train_runtime"], "steps": steps_done,
             "bits_per_byte": bpb}
 
 
