@@ -9,7 +9,11 @@ Portuguese (pt-BR) and English: static texts through gr.I18n (the browser's lang
 running in the language of the request's Accept-Language header.
 
 Environment: MINIGPT_APP_RUNS (runs folder, default runs/app), MINIGPT_APP_MODELS (more model folders, separated
-by os.pathsep), MINIGPT_APP_MAX_UPLOAD_MB (per upload, default 5), HF_TOKEN (shows "Push to the Hub").
+by os.pathsep), MINIGPT_APP_MAX_UPLOAD_MB (per upload, default 5), MINIGPT_APP_MAX_MEMORY_GB (a training's
+computed peak, default 8), MINIGPT_APP_MAX_MINUTES (per training, default 30), MINIGPT_APP_MAX_RUNS (runs kept,
+default 20), MINIGPT_APP_MAX_QUEUE (visitors waiting, default 8), MINIGPT_APP_MAX_PROMPT_CHARS (default 4000),
+MINIGPT_APP_PUBLIC_RUNS=1 (every visitor sees every run: a classroom). On a hosted Space (SPACE_ID set) pushes use
+the visitor's Sign in with Hugging Face; elsewhere HF_TOKEN / `hf auth login` (shows "Push to the Hub").
 """
 
 import os
@@ -22,34 +26,47 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 
 import gradio as gr  # noqa: E402
+from gradio.utils import get_space  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from space.binding import bind  # noqa: E402
 from space.context import AppContext  # noqa: E402
 from space.job_views import CSS  # noqa: E402
-from space.jobs import make_worker  # noqa: E402
 from space.refresh import after_train, list_models, on_load, poll  # noqa: E402
-from space.tab_generate import build_compare_tab, build_generate_tab  # noqa: E402
+from space.request_limit import BodyLimit  # noqa: E402
+from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
+from space.tab_glossary import build_glossary_tab  # noqa: E402
 from space.tab_probabilities import build_probabilities_tab  # noqa: E402
-from space.tab_train import build_train_tab  # noqa: E402
+from space.tab_train import build_train_tab, corpus_for_visitor  # noqa: E402
 from space.texts import I18N, T  # noqa: E402
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
-    """The app: four tabs, each built by its module; here only what crosses tabs (the model lists, the
+    """The app: five tabs, each built by its module; here only what crosses tabs (the model lists, the
     training panel that every visitor's timer keeps current)."""
-    with gr.Blocks(title="MiniGPT") as demo:
-        gr.Markdown(T("intro"))
+    # delete_cache: Gradio's cached uploads and downloads older than an hour go, every ten minutes
+    with gr.Blocks(title="MiniGPT", delete_cache=(600, 3600)) as demo:
+        with gr.Row():
+            gr.Markdown(T("intro"))
+            # Sign in with Hugging Face works on a Space only (elsewhere launch would need a local token). The
+            # button keeps its own English label: its script compares the label as a plain string.
+            if ctx.on_space and get_space():
+                with gr.Column(scale=0, min_width=240):
+                    gr.LoginButton(elem_id="login")
+                    gr.Markdown(T("login_help"))
         seen_job = gr.State("")
         seen_models = gr.State(ctx.registry.version)
         with gr.Tabs():
             with gr.Tab(T("tab_train"), id="train", elem_id="tab-train"):
-                train_tab = build_train_tab(ctx, make_worker(ctx), seen_job)
+                train_tab = build_train_tab(ctx, seen_job)
             with gr.Tab(T("tab_generate"), id="generate", elem_id="tab-generate"):
-                gen_model = build_generate_tab(ctx)
+                gen_model, gen_prompt = build_generate_tab(ctx)
             with gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"):
-                cmp_models = build_compare_tab(ctx)
+                cmp_models, cmp_prompt = build_compare_tab(ctx)
             with gr.Tab(T("tab_probs"), id="probs", elem_id="tab-probs"):
                 prob_model = build_probabilities_tab(ctx)
+            with gr.Tab(T("tab_glossary"), id="glossary", elem_id="tab-glossary"):
+                build_glossary_tab()
 
         model_dropdowns = [gen_model, *cmp_models, prob_model, train_tab.run_select]
         refreshed = [*train_tab.job_outputs, *model_dropdowns, seen_job, seen_models]
@@ -59,14 +76,18 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         gr.Timer(1.0).tick(bind(poll, ctx), [seen_job, seen_models], refreshed, api_visibility="private",
                            show_progress="hidden", concurrency_limit=None)
         demo.load(bind(on_load, ctx), None, refreshed, api_visibility="private", show_progress="hidden")
+        # Portuguese visitors start on Machado and "Era uma vez", English ones on the Python reference
+        demo.load(corpus_for_visitor, None, train_tab.corpus_source, api_visibility="private", queue=False)
+        demo.load(prompts_for_visitor, None, [gen_prompt, cmp_prompt], api_visibility="private", queue=False)
 
     demo.queue(max_size=64, default_concurrency_limit=4)  # the listeners set their own limits
     return demo
 
 
 def launch_kwargs(ctx: AppContext) -> dict:
-    """What launch() needs beyond the Blocks: languages, styling, the upload limit."""
-    return dict(i18n=I18N, css=CSS, max_file_size=int(ctx.max_upload_bytes * 2), footer_links=["api", "settings"])
+    """What launch() needs beyond the Blocks: languages, styling, the upload and request size limits."""
+    return dict(i18n=I18N, css=CSS, max_file_size=int(ctx.max_upload_bytes * 2), footer_links=["api", "settings"],
+                app_kwargs={"middleware": [Middleware(BodyLimit)]})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,10 +97,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-dir", default=None, help="where trainings are saved (default: runs/app)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"), help="e.g. 0.0.0.0")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--public-runs", action="store_true", default=None,
+                        help="every visitor sees, uses and downloads every run (a classroom); default: their own")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
-    ctx = AppContext(runs_dir=args.runs_dir, model_dirs=args.model)
-    build_demo(ctx).launch(server_name=args.host, server_port=args.port, **launch_kwargs(ctx))
+    ctx = AppContext(runs_dir=args.runs_dir, model_dirs=args.model, public_runs=args.public_runs)
+    try:
+        build_demo(ctx).launch(server_name=args.host, server_port=args.port, **launch_kwargs(ctx))
+    finally:
+        ctx.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Pre-train MiniGPT from the command line.
 
-    python train.py                                   # the built-in corpus, about five minutes on 2 CPU cores
+    python train.py                                   # Machado de Assis's novels (built in), a few CPU minutes
+    python train.py --builtin_corpus python-reference # the English built-in corpus
+    python train.py --model_name_or_path gpt2 --builtin_corpus machado   # continue pre-training GPT-2's weights
     python train.py --train_file my.txt --preset tiny --max_steps 200
     python train.py --do_train false --model_name_or_path runs/minigpt --train_file other.txt   # evaluate only
     python train.py --overwrite_output_dir ...        # start fresh where another run was (else: resume the same run)
@@ -12,6 +14,7 @@
 import logging
 import sys
 
+import datasets
 import transformers
 from transformers import HfArgumentParser
 
@@ -19,6 +22,16 @@ from minigpt.corpus import CorpusError
 from minigpt.hub import HubError
 from minigpt.loading import SetupError
 from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
+
+
+def set_log_levels(training_args) -> None:
+    """--log_level as in run_clm: transformers' and datasets' verbosity (and MiniGPT's own log) follow it;
+    'passive' (the default) keeps transformers' warnings and MiniGPT's per-evaluation lines."""
+    log_level = training_args.get_process_log_level()
+    transformers.utils.logging.set_verbosity(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    passive = training_args.log_level == "passive" and training_args.should_log
+    logging.getLogger("minigpt").setLevel(logging.INFO if passive else log_level)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(format="%(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
-    logging.getLogger("minigpt").setLevel(logging.INFO)
-    transformers.logging.set_verbosity(training_args.get_process_log_level())  # --log_level, as in run_clm
+    set_log_levels(training_args)
     try:
         result = run_training(model_args, data_args, training_args)
     except (CorpusError, SetupError, HubError) as error:

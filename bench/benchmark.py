@@ -75,7 +75,7 @@ def gpt2(layers, heads, width, context, attn="sdpa"):
 @cache
 def corpus_chunks(context: int):
     """Real tokens (the built-in corpus, BPE with an 8192 vocabulary), cut into blocks of `context`."""
-    raw = load_text_datasets()
+    raw = load_text_datasets(builtin_corpus_name="python-reference")
     tokenizer = train_tokenizer(raw["train"], "bpe", VOCAB)
     return tokenizer, tokenize_and_group(raw, tokenizer, context)
 

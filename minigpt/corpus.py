@@ -2,11 +2,17 @@
 
     text source -> DatasetDict(train, validation) -> tokenizer trained on train -> block_size chunks
 
-The built-in corpus is the Python Language Reference that every CPython ships
-(`pydoc_data.topics`), so the default run needs no download. Local files
-(.txt, .jsonl/.json, .csv, .parquet) and Hub datasets go through
-`datasets.load_dataset`. Every problem with the user's data is raised as a
-`CorpusError` whose one-line message names the file or flag to change.
+Two built-in corpora need no download: "machado" (two public-domain novels by Machado de Assis, shipped in
+`minigpt/data/machado/`, the default) and "python-reference" (the Python Language Reference that every
+CPython ships in `pydoc_data.topics`). Local files (.txt, .jsonl/.json, .csv, .parquet) and Hub datasets are
+read through `datasets`. Every problem with the user's data is raised as a `CorpusError` whose one-line
+message names the file or flag to change.
+
+Text is modelled byte-exact. A .txt file (and each built-in novel) is ONE text, kept exactly as it is (blank
+lines, indentation, line breaks); eos goes only between documents (files, rows of a table or a Hub dataset,
+topics of the Python reference). Rows are held out for validation whole, chosen by the seed; texts are held out
+at their end, the last N % of the corpus in reading order (as nanoGPT does), so the validation text is a
+contiguous piece of the source.
 """
 
 from __future__ import annotations
@@ -15,9 +21,8 @@ import codecs
 import hashlib
 import itertools
 import json
-import os
-import shutil
-import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -28,26 +33,24 @@ from datasets.exceptions import DatasetNotFoundError, DatasetsError
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-BUILTIN_CORPUS_NAME = "python-reference"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 EOS_TOKEN = "<|endoftext|>"  # GPT-2's name; it doubles as bos since nothing is prepended
 PAD_TOKEN = "<|pad|>"  # separate from eos so that padding never hides a real end of text
 UNK_TOKEN = "<|unk|>"  # char level only: characters the train split never showed
 
-# How each file extension is read; .txt documents are the paragraphs (blank-line separated),
-# so that one big text file still yields enough pieces for a validation split.
+# How each table-like file extension is read; .txt files are read as one text each (see _read_text).
 # Parquet is binary (its strings are UTF-8 by specification); the others are checked as UTF-8.
-_FILE_LOADERS = {
-    ".txt": ("text", {"sample_by": "paragraph"}),
-    ".jsonl": ("json", {}),
-    ".json": ("json", {}),
-    ".csv": ("csv", {}),
-    ".parquet": ("parquet", {}),
+_TABLE_LOADERS = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
 }
+_EXTENSIONS = (".txt", *_TABLE_LOADERS)
 
 _TEXT_BATCH_SIZE = 1000  # documents per batch when training tokenizers and tokenizing
-_CACHE_FORMAT = "minigpt-chunks-v1"  # bump when the chunking changes, to invalidate old caches
-
+_CACHE_FORMAT = "minigpt-chunks-v2"  # bump when the chunking changes, to invalidate old caches
 
 class CorpusError(ValueError):
     """One-line, actionable message about bad input data."""
@@ -58,18 +61,65 @@ class CorpusError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-def builtin_corpus_text() -> str:
-    """The Python Language Reference shipped with CPython, topics joined in a fixed order."""
-    return "\n\n".join(_builtin_documents())
+# The two novels and their md5 sums (also in data/machado/README.md): a damaged install fails loudly.
+_MACHADO_FILES = {
+    "quincas_borba.txt": "ccac62a93a5dfb5822e6a08301e27929",
+    "dom_casmurro.txt": "bf289065e72100743ec1faec8b0e76da",
+}
 
 
-def _builtin_documents() -> list[str]:
-    # Imported here: pydoc_data is only needed when the built-in corpus is used.
+def _machado_novels() -> list[str]:
+    novels = []
+    for name, md5 in _MACHADO_FILES.items():
+        data = (DATA_DIR / "machado" / name).read_bytes()
+        if hashlib.md5(data).hexdigest() != md5:
+            raise CorpusError(f"the built-in corpus file {name} is damaged (md5 differs); reinstall minigpt")
+        novels.append(data.decode("utf-8"))
+    return novels
+
+
+def _python_reference_topics() -> list[str]:
+    # Imported here: pydoc_data is only needed when this corpus is used.
     from pydoc_data.topics import topics
 
     # Sorted keys: the dict's order is an accident of how CPython generated it. Some topics
     # share one text ("if" and "else"); keeping it once stops it landing in both splits.
     return list(dict.fromkeys(topics[key].strip() for key in sorted(topics)))
+
+
+@dataclass(frozen=True)
+class BuiltinCorpus:
+    name: str  # what --builtin_corpus takes
+    language: str  # the app offers it first to visitors of this language
+    title: str
+    prompts: tuple[str, ...]  # continued at every evaluation
+    documents: Callable[[], list[str]]
+    texts: bool  # True: each document is a long text, held out at its end; False: rows, held out whole
+
+
+BUILTIN_CORPORA = {
+    "machado": BuiltinCorpus(
+        "machado", "pt", "Machado de Assis: Quincas Borba (1891) and Dom Casmurro (1899)",
+        ("Era uma vez", "Capitú"), _machado_novels, texts=True,
+    ),
+    "python-reference": BuiltinCorpus(
+        "python-reference", "en", "the Python Language Reference (pydoc_data.topics)",
+        ("The", "def"), _python_reference_topics, texts=False,
+    ),
+}
+DEFAULT_BUILTIN_CORPUS = "machado"  # the book's readers come first
+
+
+def builtin_corpus(name: str | None = None) -> BuiltinCorpus:
+    name = name or DEFAULT_BUILTIN_CORPUS
+    if name not in BUILTIN_CORPORA:
+        raise CorpusError(f"--builtin_corpus {name!r} is unknown; choose one of: {', '.join(BUILTIN_CORPORA)}")
+    return BUILTIN_CORPORA[name]
+
+
+def builtin_documents(name: str | None = None) -> list[str]:
+    """The documents of a built-in corpus, in reading order (the two novels; the reference's topics)."""
+    return builtin_corpus(name).documents()
 
 
 def load_text_datasets(
@@ -81,12 +131,15 @@ def load_text_datasets(
     validation_split_percentage: float = 10,
     seed: int = 42,
     max_train_samples: int | None = None,
+    builtin_corpus_name: str | None = None,
 ) -> datasets.DatasetDict:
     """Load the corpus as DatasetDict(train, validation), each with one str column "text".
 
-    Without a validation file or split, `validation_split_percentage` % of the documents
-    (at least one) are held out, chosen with `seed`. The split happens here, before any
-    tokenizer sees the text, so the validation loss measures text the model never met.
+    Without a file or a Hub dataset, the built-in corpus `builtin_corpus_name` (default: machado) is used.
+    Without a validation file or split, `validation_split_percentage` % is held out: whole rows chosen with
+    `seed` for tables, Hub datasets and the Python reference; the last % of the text, in reading order, for
+    .txt files and the novels. The split happens here, before any tokenizer sees the text, so the validation
+    loss measures text the model never met.
     """
     if not 0 < validation_split_percentage < 100:
         raise CorpusError(
@@ -95,50 +148,60 @@ def load_text_datasets(
         )
     if max_train_samples is not None and max_train_samples < 1:
         raise CorpusError(f"--max_train_samples must be at least 1, got {max_train_samples}")
-    train, validation = _load_sources(
-        train_file, validation_file, dataset_name, dataset_config_name, text_column
+    train, validation, texts = _load_sources(
+        train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_corpus_name
     )
     if validation is None:
-        train, validation = _split_off_validation(train, validation_split_percentage, seed)
+        hold_out = _hold_out_text_end if texts else partial(_hold_out_rows, seed=seed)
+        train, validation = hold_out(train, validation_split_percentage)
     if max_train_samples is not None:
         train = train.select(range(min(max_train_samples, len(train))))
     return datasets.DatasetDict(train=train, validation=validation)
 
 
-def _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column):
-    """(train, validation or None), each a cleaned one-column Dataset."""
+def _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_name):
+    """(train, validation or None, whether the documents are long texts), each a cleaned one-column Dataset."""
     if dataset_name and (train_file or validation_file):
         raise CorpusError("pass either --dataset_name or --train_file/--validation_file, not both")
     if validation_file and not train_file:
         raise CorpusError("--validation_file needs a --train_file to go with it")
+    if builtin_name and (dataset_name or train_file):
+        raise CorpusError("pass either --builtin_corpus or --train_file/--dataset_name, not both")
     if dataset_name:
-        return _load_hub(dataset_name, dataset_config_name, text_column)
+        return *_load_hub(dataset_name, dataset_config_name, text_column), False
     if train_file:
         train = _load_file(train_file, "--train_file", text_column)
         validation = _load_file(validation_file, "--validation_file", text_column) if validation_file else None
-        return train, validation
-    builtin = datasets.Dataset.from_dict({"text": _builtin_documents()})
-    return builtin, None
+        return train, validation, Path(train_file).suffix.lower() == ".txt"
+    corpus = builtin_corpus(builtin_name)
+    return datasets.Dataset.from_dict({"text": corpus.documents()}), None, corpus.texts
 
 
 def _load_file(path: str, flag: str, text_column: str) -> datasets.Dataset:
     if not Path(path).is_file():
         raise CorpusError(f"{flag} {path}: file not found")
     extension = Path(path).suffix.lower()
-    if extension not in _FILE_LOADERS:
+    if extension not in _EXTENSIONS:
         raise CorpusError(
-            f"{flag} {path}: unsupported extension {extension or '(none)'!r}; "
-            f"use one of {', '.join(_FILE_LOADERS)}"
+            f"{flag} {path}: unsupported extension {extension or '(none)'!r}; use one of {', '.join(_EXTENSIONS)}"
         )
-    builder, options = _FILE_LOADERS[extension]
+    if extension == ".txt":
+        return _clean(_read_text(path, flag), "text", f"{flag} {path}")
+    builder = _TABLE_LOADERS[extension]
     if builder != "parquet":
         _check_utf8(path, flag)
     try:
-        dataset = datasets.load_dataset(builder, data_files=path, split="train", **options)
+        dataset = datasets.load_dataset(builder, data_files=path, split="train")
     except (DatasetsError, pa.ArrowException) as error:
         raise _unreadable_file_error(path, flag, builder, error) from error
-    # The text loader always names its column "text", whatever --text_column says.
-    return _clean(dataset, "text" if builder == "text" else text_column, f"{flag} {path}")
+    return _clean(dataset, text_column, f"{flag} {path}")
+
+
+def _read_text(path: str, flag: str) -> datasets.Dataset:
+    """The whole file as one document, byte for byte: newline="" keeps "\r\n" as it is."""
+    _check_utf8(path, flag)
+    with open(path, encoding="utf-8", newline="") as file:
+        return datasets.Dataset.from_dict({"text": [file.read()]})
 
 
 def _check_utf8(path: str, flag: str) -> None:
@@ -218,13 +281,13 @@ def _has_text(texts: list[str | None]) -> list[bool]:
     return [bool(text and not text.isspace()) for text in texts]
 
 
-def _split_off_validation(documents: datasets.Dataset, percentage: float, seed: int):
-    """Hold out whole documents; both parts keep the original reading order."""
+def _hold_out_rows(documents: datasets.Dataset, percentage: float, seed: int):
+    """Hold out whole rows chosen with `seed`; both parts keep the original order."""
     count = len(documents)
     if count < 2:
         raise CorpusError(
-            "the corpus is a single document, so no validation split can be made: "
-            "separate paragraphs with blank lines or pass --validation_file"
+            "the corpus is a single row, so no validation split can be made: "
+            "pass --validation_file, or give the text as a .txt file (its end is held out)"
         )
     validation_count = min(count - 1, max(1, round(count * percentage / 100)))
     held_out = np.random.default_rng(seed).permutation(count)[:validation_count]
@@ -236,11 +299,57 @@ def _split_off_validation(documents: datasets.Dataset, percentage: float, seed: 
     )
 
 
+def _hold_out_text_end(documents: datasets.Dataset, percentage: float):
+    """Hold out the last `percentage` % of the characters, in reading order: whole texts from the end, then the
+    end of the text before, cut at the start of a paragraph (or line) near the mark. train + validation, joined,
+    is the source exactly."""
+    train = list(documents["text"])
+    remaining = max(1, round(sum(map(len, train)) * percentage / 100))
+    validation = []
+    while remaining > 0 and train:
+        text = train.pop()
+        if len(text) <= remaining:
+            validation.insert(0, text)
+            remaining -= len(text)
+            continue
+        cut = _cut_point(text, len(text) - remaining)
+        train.append(text[:cut])
+        validation.insert(0, text[cut:])
+        break
+    return (
+        _clean(datasets.Dataset.from_dict({"text": train}), "text", "the training part of the text"),
+        datasets.Dataset.from_dict({"text": validation}).filter(_has_text, batched=True, input_columns="text"),
+    )
+
+
+def _cut_point(text: str, target: int) -> int:
+    """The start of the paragraph nearest to `target`, else of the line, else `target` itself; the search stays
+    within half the held-out length, so the split stays close to the asked percentage."""
+    window = max(1, (len(text) - target) // 2)
+    for separator in ("\n\n", "\n"):
+        found = [
+            text.rfind(separator, max(0, target - window), target),
+            text.find(separator, target, min(len(text), target + window)),
+        ]
+        starts = [_skip_newlines(text, index + len(separator)) for index in found if index >= 0]
+        starts = [start for start in starts if 0 < start < len(text)]
+        if starts:
+            return min(starts, key=lambda start: abs(start - target))
+    return target
+
+
+def _skip_newlines(text: str, position: int) -> int:
+    while position < len(text) and text[position] == "\n":
+        position += 1
+    return position
+
+
 def describe_source(
     train_file: str | None = None,
     validation_file: str | None = None,
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
+    builtin_corpus_name: str | None = None,
 ) -> str:
     """A short name of the corpus for model cards and the app."""
     if dataset_name:
@@ -249,7 +358,7 @@ def describe_source(
     if train_file:
         validation = f", validation: {Path(validation_file).name}" if validation_file else ""
         return f"{Path(train_file).name}{validation}"
-    return f"{BUILTIN_CORPUS_NAME} (built-in)"
+    return f"{builtin_corpus(builtin_corpus_name).name} (built-in)"
 
 
 # ---------------------------------------------------------------------------
@@ -335,39 +444,44 @@ def tokenize_and_group(
     tokenizer: PreTrainedTokenizerFast,
     block_size: int,
     cache_dir: str | None = None,
+    overwrite_cache: bool = False,
     num_proc: int | None = None,
 ) -> datasets.DatasetDict:
     """Tokenize every split into rows of exactly `block_size` token ids (column "input_ids").
 
     Documents are joined with eos after each one, so the model learns where a text ends;
     each map batch of documents drops its tail shorter than a block (as transformers'
-    run_clm example does). With `cache_dir`, the result is stored under a key made of the
-    corpus, the tokenizer and block_size, and reused next time.
+    run_clm example does). With `cache_dir`, datasets' map writes each split to an Arrow file
+    named by the corpus, the tokenizer and block_size, and later runs load it instead of
+    tokenizing again; `overwrite_cache` tokenizes again and rewrites the file (run_clm's flag).
     """
     if block_size < 1:
         raise CorpusError(f"--block_size must be at least 1, got {block_size}")
     if tokenizer.eos_token_id is None:
         raise CorpusError("the tokenizer has no eos_token to put between documents")
-    if cache_dir is None:
-        return _checked(_group(raw, tokenizer, block_size, num_proc), raw, tokenizer, block_size)
-    cached = Path(cache_dir) / _cache_key(raw, tokenizer, block_size)
-    if cached.is_dir():
-        return datasets.load_from_disk(str(cached))
-    grouped = _checked(_group(raw, tokenizer, block_size, num_proc), raw, tokenizer, block_size)
-    _save_atomically(grouped, cached)
-    return datasets.load_from_disk(str(cached))
-
-
-def _group(raw: datasets.DatasetDict, tokenizer, block_size: int, num_proc: int | None) -> datasets.DatasetDict:
-    return raw.map(
+    cache_files = None
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        key = _cache_key(raw, tokenizer, block_size)
+        cache_files = {split: str(Path(cache_dir) / f"{key}-{split}.arrow") for split in raw}
+    grouped = raw.map(
         partial(_tokenize_and_chunk, tokenizer=tokenizer, block_size=block_size),
         batched=True,
         batch_size=_TEXT_BATCH_SIZE,
         input_columns="text",
         remove_columns=raw["train"].column_names,
         num_proc=num_proc,
+        cache_file_names=cache_files,
+        load_from_cache_file=not overwrite_cache,
         desc=f"Tokenizing into blocks of {block_size}",
     )
+    try:
+        return _checked(grouped, raw, tokenizer, block_size)
+    except CorpusError:
+        for name in (cache_files or {}).values():  # a refused corpus leaves no cache behind
+            for path in Path(name).parent.glob(f"{Path(name).stem}*.arrow"):
+                path.unlink(missing_ok=True)
+        raise
 
 
 def _tokenize_and_chunk(texts: list[str], tokenizer, block_size: int) -> dict[str, list[list[int]]]:
@@ -408,8 +522,8 @@ def _cache_key(raw: datasets.DatasetDict, tokenizer, block_size: int) -> str:
     """Same corpus + same tokenizer + same block_size -> same key, in any process.
 
     datasets' fingerprints are derived from the content for in-memory datasets (the built-in
-    corpus) and from the files for loaded ones, and the tokenizer's JSON holds its whole
-    vocabulary, merges and pipeline.
+    corpora, .txt files) and from the files for loaded ones, and the tokenizer's JSON holds its
+    whole vocabulary, merges and pipeline.
     """
     parts = {
         "format": _CACHE_FORMAT,
@@ -420,18 +534,3 @@ def _cache_key(raw: datasets.DatasetDict, tokenizer, block_size: int) -> str:
     }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return f"tokenized-{digest[:24]}"
-
-
-def _save_atomically(grouped: datasets.DatasetDict, target: Path) -> None:
-    """Write next to the target, then rename: a crash never leaves a half-written cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent)
-    try:
-        grouped.save_to_disk(staging)
-        os.replace(staging, target)
-    except OSError:
-        # Another process finished the same cache first: theirs is as good as ours.
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+import huggingface_hub
+from huggingface_hub import get_token
 
 
 class HubError(RuntimeError):
@@ -15,7 +16,7 @@ def check_hub_access(repo_id: str, token: str | None = None) -> str:
     if not token:
         raise HubError(f"cannot push to {repo_id!r}: no Hugging Face token; set HF_TOKEN or run `hf auth login`")
     try:
-        return HfApi(token=token).whoami()["name"]
+        return huggingface_hub.HfApi(token=token).whoami()["name"]
     except Exception as error:  # offline, DNS, HTTP 401...: all mean the same to the user
         raise HubError(f"cannot reach the Hugging Face Hub to push {repo_id!r} ({type(error).__name__}); "
                        "check the network and the token, or drop --push_to_hub") from None
@@ -27,13 +28,14 @@ PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.bin", "*.pt", "*.pth", "*.p
                "*.tmp*"]
 
 
-def push_folder(folder: str, repo_id: str, token: str | None = None) -> str:
+def push_folder(folder: str, repo_id: str, token: str | None = None, exist_ok: bool = True) -> str:
     """Upload a finished model directory (not its checkpoints, no pickles) to a model repo in one commit; returns
-    the repo URL."""
+    the repo URL. exist_ok=False: only into a repo this call creates (an existing one is an error, never
+    overwritten)."""
     token = token or get_token()
-    api = HfApi(token=token)
+    api = huggingface_hub.HfApi(token=token)
     try:
-        url = api.create_repo(repo_id, exist_ok=True, repo_type="model").repo_id
+        url = api.create_repo(repo_id, exist_ok=exist_ok, repo_type="model").repo_id
         api.upload_folder(folder_path=folder, repo_id=url, commit_message="Upload MiniGPT",
                           ignore_patterns=PUSH_IGNORE)
     except Exception as error:

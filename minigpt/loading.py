@@ -43,7 +43,7 @@ def load_pretrained(name_or_path: str, attn_implementation: str | None = None) -
 def build_untrained(preset: str = "tiny", vocab_size: int = 2048, seed: int = 0):
     """A random MiniGPT of `preset` with a BPE tokenizer trained on the built-in corpus (a fraction of a second):
     the chapter's model before training. Its initial weights come from `seed`, without touching the global RNG."""
-    tokenizer = train_tokenizer(load_text_datasets()["train"], kind="bpe", vocab_size=vocab_size)
+    tokenizer = train_tokenizer(load_text_datasets(builtin_corpus_name="python-reference")["train"], kind="bpe", vocab_size=vocab_size)
     config = MiniGPTConfig.from_preset(
         preset, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from tokenizers import decoders
 from transformers import (
     AutoTokenizer,
     DataCollatorForLanguageModeling,
@@ -34,7 +35,14 @@ from transformers import (
 )
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
-from minigpt.corpus import describe_source, load_text_datasets, tokenize_and_group, train_tokenizer
+from minigpt.corpus import (
+    BUILTIN_CORPORA,
+    builtin_corpus,
+    describe_source,
+    load_text_datasets,
+    tokenize_and_group,
+    train_tokenizer,
+)
 from minigpt.loading import SetupError, load_pretrained
 from minigpt.model_card import write_model_card
 from minigpt.monitoring import (
@@ -64,15 +72,14 @@ from modeling_minigpt import MiniGPTForCausalLM
 
 logger = logging.getLogger("minigpt")
 
-BUILTIN_PROMPTS = ["The", "def"]
-
 
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Continue from a saved MiniGPT directory, or start from GPT-2 weights (a local GPT-2 "
-                          "directory or a Hub name such as 'gpt2'). Leave empty to train from scratch."},
+        metadata={"help": "Continue from a saved MiniGPT directory, or continue pre-training GPT-2 weights (a local "
+                          "GPT-2 directory or a Hub name such as 'gpt2' or 'pierreguillou/gpt2-small-portuguese'). "
+                          "Leave empty to train from scratch."},
     )
     preset: str = field(
         default="small", metadata={"help": "Model size when training from scratch.", "choices": list(PRESETS)}
@@ -98,20 +105,30 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    builtin_corpus: str | None = field(
+        default=None,
+        metadata={"help": "A corpus shipped with MiniGPT, used when no --train_file or --dataset_name is given: "
+                          "machado (Portuguese novels, the default) or python-reference (English).",
+                  "choices": list(BUILTIN_CORPORA)},
+    )
     dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hugging Face Hub."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
     train_file: str | None = field(default=None, metadata={"help": "A .txt, .jsonl/.json, .csv or .parquet file."})
     validation_file: str | None = field(default=None, metadata={"help": "Same formats; else split off train."})
     text_column: str = field(default="text", metadata={"help": "Column holding the text (jsonl/csv/parquet/Hub)."})
     validation_split_percentage: float = field(
-        default=10, metadata={"help": "Percent of the documents held out for validation when no validation file."}
+        default=10,
+        metadata={"help": "Percent held out for validation when there is no validation file: the end of a text "
+                          "(a .txt file, the novels), or whole rows chosen by --seed (tables, Hub datasets)."},
     )
     block_size: int | None = field(
         default=None, metadata={"help": "Tokens per training sequence (the context). Default: the preset's."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many train documents."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenizing."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again even if cached."})
+    overwrite_cache: bool = field(
+        default=False, metadata={"help": "Tokenize again and overwrite the cached tokenized data."}
+    )
     sample_prompts: str | None = field(
         default=None, metadata={"help": "Prompts continued at every evaluation, separated by '|'."}
     )
@@ -128,7 +145,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
     output_dir: str | None = field(default="runs/minigpt", metadata={"help": "Where checkpoints and the model go."})
     do_train: bool = field(default=True, metadata={"help": "Train (--do_train false: evaluate only)."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split."})
-    max_steps: int = field(default=600, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
+    max_steps: int = field(default=300, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3
@@ -277,7 +294,7 @@ def default_prompts(data_args: DataArguments, raw: datasets.DatasetDict) -> list
     if data_args.sample_prompts:
         return [p for p in data_args.sample_prompts.split("|")]
     if not (data_args.train_file or data_args.dataset_name):
-        return BUILTIN_PROMPTS
+        return list(builtin_corpus(data_args.builtin_corpus).prompts)
     first_line = raw["validation"][0]["text"].strip().splitlines()[0]
     return [" ".join(first_line.split()[:3])[:24]]
 
@@ -394,16 +411,17 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
         train_file=data_args.train_file, validation_file=data_args.validation_file,
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
         text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
-        seed=args.seed, max_train_samples=data_args.max_train_samples,
+        seed=args.seed, max_train_samples=data_args.max_train_samples, builtin_corpus_name=data_args.builtin_corpus,
     )
     if plan.resume_from:
         logger.info("Resuming from %s", plan.resume_from)
     model, tokenizer, block_size = load_model_and_tokenizer(model_args, data_args,
                                                             plan.resume_from or model_args.model_name_or_path, raw)
 
-    cache_dir = None if data_args.overwrite_cache else os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
+    cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
     with args.main_process_first(desc="tokenizing"):
         chunks = tokenize_and_group(raw, tokenizer, block_size, cache_dir=cache_dir,
+                                    overwrite_cache=data_args.overwrite_cache,
                                     num_proc=data_args.preprocessing_num_workers)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
@@ -433,7 +451,7 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
 
     if trainer.is_world_process_zero():
         source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
-                                 data_args.dataset_config_name)
+                                 data_args.dataset_config_name, data_args.builtin_corpus)
         if not args.do_train:
             write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
             return RunResult(args.output_dir, metrics, samples.samples, None)
@@ -480,10 +498,25 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_siz
 
 
 def bits_per_byte(loss: float, validation: datasets.Dataset, tokenizer) -> float:
-    """nats/token -> bits/byte, so that tokenizers of different granularity compare fairly."""
-    ids = [i for row in validation["input_ids"] for i in row]
+    """nats/token -> bits/byte over the exact bytes of the validation text, so that tokenizers of different
+    granularity compare fairly. `loss` is the mean over the predicted tokens: every token of a block but its
+    first; their bytes are the validation blocks' text (decoded as one stream, the text exactly) less the
+    bytes of each block's first token. eos tokens are predicted too and hold no bytes."""
+    rows = validation["input_ids"]
+    ids = [i for row in rows for i in row]
     n_bytes = len(tokenizer.decode(ids, skip_special_tokens=True).encode("utf-8"))
-    return loss * len(ids) / n_bytes / math.log(2)
+    n_bytes -= sum(_token_bytes(tokenizer, row[0]) for row in rows)
+    n_predicted = sum(len(row) - 1 for row in rows)
+    return loss * n_predicted / n_bytes / math.log(2)
+
+
+def _token_bytes(tokenizer, token_id: int) -> int:
+    if token_id in tokenizer.all_special_ids:
+        return 0
+    token = tokenizer.convert_ids_to_tokens(token_id)
+    if isinstance(tokenizer.backend_tokenizer.decoder, decoders.ByteLevel):
+        return len(token)  # byte-level BPE spells every byte as one character
+    return len(tokenizer.convert_tokens_to_string([token]).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,27 +1,49 @@
-"""The app's state: its folders, upload limit, Hub token, the models it offers and the training slot."""
+"""The app's state: its folders and limits, whether it is a hosted Space, the models it offers and the training
+line."""
 
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-from space.jobs import JobBoard
+from space.budget import Limits
 from space.registry import ModelError, ModelRegistry
-from space.texts import app_error
+from space.run_files import remove_unfinished_runs, run_job
+from space.texts import PRETRAINED_SUGGESTED, app_error
+from space.training_line import TrainingLine
+from space.visitors import owner_hash, visitor_id
 
 logger = logging.getLogger("minigpt.app")
 
 
 class AppContext:
+    """on_space: a hosted Space (SPACE_ID set): pushes only with the visitor's own Hugging Face login, never the
+    owner's HF_TOKEN. public_runs: every visitor sees every run (a classroom); else each sees their own."""
+
     def __init__(self, runs_dir: str | Path | None = None, model_dirs=(), max_upload_mb: float | None = None,
-                 hf_token: str | None = None, untrained_preset: str = "tiny"):
+                 hf_token: str | None = None, untrained_preset: str = "tiny", public_runs: bool | None = None,
+                 limits: Limits | None = None, pretrained=None):
         self.runs_dir = Path(runs_dir or os.environ.get("MINIGPT_APP_RUNS") or "runs/app").resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir = Path(tempfile.mkdtemp(prefix="minigpt-app-"))  # uploads and zips; inside the temp dir
+        self.on_space = bool(os.environ.get("SPACE_ID"))
+        self.public_runs = (public_runs if public_runs is not None
+                            else os.environ.get("MINIGPT_APP_PUBLIC_RUNS", "").lower() in ("1", "true", "yes"))
+        self.limits = limits or Limits.from_env()
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix="minigpt-app-"))  # uploads and zips; removed by close()
+        # Gradio's cached uploads and downloads too, unless GRADIO_TEMP_DIR says otherwise (read by the Blocks)
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(self.tmp_dir / "gradio"))
         self.max_upload_mb = float(max_upload_mb or os.environ.get("MINIGPT_APP_MAX_UPLOAD_MB") or 5)
-        self.hf_token = hf_token if hf_token is not None else os.environ.get("HF_TOKEN")
+        # The owner's token serves the owner's pushes on their own machine only.
+        self.hf_token = None if self.on_space else (hf_token if hf_token is not None else os.environ.get("HF_TOKEN"))
+        for name in remove_unfinished_runs(self.runs_dir):
+            logger.warning("removed %s: its training was cut off when the app last stopped", name)
         env_dirs = [d for d in os.environ.get("MINIGPT_APP_MODELS", "").split(os.pathsep) if d.strip()]
-        self.registry = ModelRegistry(self.runs_dir, untrained_preset=untrained_preset)
+        if pretrained is None:  # Hub names or GPT-2 folders, separated by commas; loaded only when picked
+            names = os.environ.get("MINIGPT_APP_PRETRAINED")
+            pretrained = names.split(",") if names is not None else PRETRAINED_SUGGESTED
+        self.registry = ModelRegistry(self.runs_dir, untrained_preset=untrained_preset,
+                                      pretrained=[name for name in pretrained if name.strip()])
         self.model_dir_errors = []
         for folder in [*model_dirs, *env_dirs]:
             try:
@@ -29,15 +51,28 @@ class AppContext:
             except ModelError as error:
                 logger.warning("not offered: %s", error)
                 self.model_dir_errors.append(str(error))
-        self.board = JobBoard()
+        self.line = TrainingLine(lambda job: run_job(self, job), self.limits.max_waiting,
+                                 self.limits.max_minutes * 60)
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
+    def viewer(self, request, profile=None) -> str | None:
+        """The registry's viewer for this request: the visitor's owner hash; "" (only the runs nobody owns) for
+        no request, as in the page's first drawing; None (every run) when runs are public."""
+        if self.public_runs:
+            return None
+        return owner_hash(visitor_id(request, profile)) if request is not None else ""
 
-def get_model(ctx: AppContext, key: str, lang: str = "en"):
+    def close(self) -> None:
+        """Clean shutdown: the training stops (its model is saved), the app's temp folder goes."""
+        self.line.close()
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+
+def get_model(ctx: AppContext, key: str, lang: str = "en", viewer: str | None = None):
     try:
-        return ctx.registry.get(key)
+        return ctx.registry.get(key, viewer)
     except ModelError as error:
         raise app_error(lang, str(error)) from None

@@ -9,7 +9,7 @@ from transformers import StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from minigpt.teaching import DecodingSettings, StopOnEvent, TeachingError, encode_prompt
-from space.texts import app_error, friendly, msg, warn
+from space.texts import WHAT, app_error, fmt_int, friendly, msg, warn
 
 
 class TokenStreamer(BaseStreamer):
@@ -104,3 +104,12 @@ def prepare_prompt(lang, tokenizer, model, prompt: str, settings: DecodingSettin
                        given=room))
         settings.max_new_tokens = room
     return ids.to(model.device)
+
+
+def check_length(lang: str, text, limit: int, what: str = "prompt") -> str:
+    """Refuse a text longer than `limit` characters before it is tokenized (a 40 MB prompt costs nothing)."""
+    text = text if isinstance(text, str) else str(text or "")
+    if len(text) > limit:
+        raise app_error(lang, msg(lang, "too_long", what=WHAT[lang][what], n=fmt_int(len(text), lang),
+                                  limit=fmt_int(limit, lang)))
+    return text

@@ -30,10 +30,23 @@ def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.D
     return loss, ppl
 
 
+def error_text(error: str | None, lang: str) -> str:
+    """A job's error for its owner: the codes the app sets (left, shutdown, killed:<exit code>) in words."""
+    if error in ("left", "shutdown"):
+        return MESSAGES[lang][f"err_{error}"]
+    if error and error.startswith("killed:"):
+        return MESSAGES[lang]["killed"].format(code=error.split(":", 1)[1])
+    return error or ""
+
+
 def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) -> str:
     m = MESSAGES[lang]
     if snap is None:
         return f'<div class="mg-status"><p>{md_inline(m["no_job"])}</p></div>'
+    if snap.state == "queued":
+        text = m["queued"].format(position=snap.position or 1, wait=format_duration(snap.wait_seconds or 0))
+        return (f'<div class="mg-status mg-queued" id="queue-position" data-position="{snap.position or 1}">'
+                f'{f"<p class=mg-note>{md_inline(note)}</p>" if note else ""}<p>{md_inline(text)}</p></div>')
     total = snap.max_steps if snap.max_steps and snap.max_steps > 0 else None
     fraction = 1.0 if snap.state in ("finished", "stopped") else (snap.step / total if total else 0.0)
     elapsed = (snap.ended or time.time()) - snap.started
@@ -41,8 +54,10 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
         "starting": m["starting"], "running": m["running"], "stopping": m["stopping"],
         "finished": m["finished"].format(run=snap.run_name),
         "stopped": m["stopped"].format(run=snap.run_name, step=snap.step),
-        "failed": m["failed"].format(error=snap.error or ""),
+        "failed": m["left_line"] if snap.error == "left" else m["failed"].format(error=error_text(snap.error, lang)),
     }[snap.state]
+    if snap.note == "time_budget" and snap.done:
+        note = " ".join(filter(None, [note, m["time_budget"].format(minutes=round(elapsed / 60))]))
     parts = [f'<div class="mg-status mg-{snap.state}">']
     if note:
         parts.append(f'<p class="mg-note">{md_inline(note)}</p>')
@@ -55,8 +70,8 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
     if snap.tokens_per_second:
         line.append(f"{fmt_int(snap.tokens_per_second, lang)} {m['tokens_s']}")
     line.append(f"{m['elapsed']} {format_duration(elapsed)}")
-    if total and 0 < snap.step < total and not snap.done:
-        line.append(f"{m['remaining']} ~{format_duration(elapsed / snap.step * (total - snap.step))}")
+    if snap.remaining_seconds() is not None:
+        line.append(f"{m['remaining']} ~{format_duration(snap.remaining_seconds())}")
     parts.append(f"<p>{' · '.join(line)}</p>")
     last = {}
     for p in snap.points:

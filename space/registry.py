@@ -4,6 +4,13 @@
     run/<name>   a finished training run in the app's runs folder (found at start, added when a run ends)
     dir/<name>   a saved model folder named when the app was launched (`python app.py --model DIR`)
     latest       the newest finished run (Compare's default "after training"); None while there is none
+    pretrained/<name>  a pre-trained GPT-2 (a Hub name, or a local GPT-2 folder) converted with from_gpt2 when first
+                 chosen: the chapter's foundation model beside the visitor's tiny one (needs the network for a Hub name)
+
+A run the app trained belongs to the visitor who started it (`owner` in its app_run.json, a hash of their
+session or Hugging Face user): the list, `latest` and every lookup take the viewer's hash and show them only
+their own runs and the runs nobody owns (train.py's, launch-time folders). `viewer=None` sees everything (the
+app's own bookkeeping, or a classroom launched with public runs).
 
 Weights load from safetensors only (`use_safetensors=True`; a folder without *.safetensors is refused): a pickle
 file from an upload or a stranger's folder is never unpickled.
@@ -21,7 +28,7 @@ from transformers import AutoTokenizer
 
 from configuration_minigpt import PRESETS
 from minigpt.loading import SetupError, build_untrained, load_pretrained
-from space.texts import fmt, msg
+from space.texts import PRETRAINED_PARAMETERS, fmt, format_parameters, msg
 
 logger = logging.getLogger("minigpt.app")
 
@@ -37,7 +44,7 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class ModelEntry:
     key: str
-    kind: str  # untrained | run | dir
+    kind: str  # untrained | run | dir | pretrained
     name: str
     path: str | None
     created: float
@@ -53,6 +60,8 @@ class ModelEntry:
             bits.append(msg(lang, "label_val_loss", loss=fmt(s["eval_loss"], lang, ".2f")))
         if s.get("stopped"):
             bits.append(msg(lang, "label_stopped"))
+        if self.kind == "pretrained":
+            return msg(lang, "label_pretrained", name=self.name, size=format_parameters(s.get("parameters"), lang))
         name = f"{msg(lang, 'label_dir')}: {self.name}" if self.kind == "dir" else self.name
         return f"{name} ({', '.join(bits)})" if bits else name
 
@@ -77,6 +86,18 @@ def _size_of(config: dict) -> str:
     return f"{layers}x{width}" if layers and width else ""
 
 
+def count_parameters(config: dict) -> int | None:
+    """About how many weights a GPT-2-shaped model of this config has (MiniGPT or GPT-2 names), tied embeddings."""
+    width = config.get("hidden_size") or config.get("n_embd")
+    layers = config.get("num_hidden_layers") or config.get("n_layer")
+    vocab, context = config.get("vocab_size"), config.get("max_position_embeddings") or config.get("n_positions")
+    if not (width and layers and vocab and context):
+        return None
+    inner = config.get("intermediate_size") or config.get("n_inner") or 4 * width
+    block = 4 * width * width + 4 * width + 2 * width * inner + inner + width + 4 * width  # attention, MLP, norms
+    return vocab * width + context * width + layers * block + 2 * width
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -97,6 +118,9 @@ def summarize_model_dir(path: Path) -> dict:
         "steps": app_run.get("steps"),
         "stopped": app_run.get("stopped", False),
         "corpus": app_run.get("corpus"),
+        "parameters": count_parameters(config),
+        "train_tokens": results.get("train_tokens"),
+        "owner": app_run.get("owner"),
     }
 
 
@@ -119,11 +143,25 @@ def load_model_dir(path: str | Path):
     return model.eval(), tokenizer
 
 
+def load_pretrained_gpt2(name: str, name_or_path: str):
+    """(model, tokenizer) of a GPT-2 checkpoint (Hub name or folder) as a MiniGPT, through the pipeline's loader."""
+    try:
+        model = load_pretrained(name_or_path)  # from_gpt2, safetensors only
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except (SetupError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ModelError(f"the pre-trained model {name} could not be loaded: it comes from the Hugging Face Hub, "
+                         f"which may be unreachable from here ({reason}); use a model trained in the app") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.eval(), tokenizer
+
+
 class ModelRegistry:
     """Every model the app offers, and the loaded ones (LRU cache). Safe to use from many threads."""
 
     def __init__(self, runs_dir: str | Path, model_dirs=(), untrained_preset: str = "tiny",
-                 untrained_vocab_size: int = 2048, cache_size: int = 4):
+                 untrained_vocab_size: int = 2048, cache_size: int = 4, pretrained=()):
         self.runs_dir = Path(runs_dir)
         self.cache_size = cache_size
         self._lock = threading.RLock()
@@ -141,6 +179,8 @@ class ModelRegistry:
         logger.info("untrained %s model ready in %.1fs", untrained_preset, time.perf_counter() - start)
         for folder in model_dirs:
             self.add_dir(folder)
+        for name in pretrained:
+            self.add_pretrained(name)
         self.scan_runs()
 
     # -- the list ---------------------------------------------------------------------------------------------
@@ -166,6 +206,19 @@ class ModelRegistry:
             return self._add(ModelEntry(f"dir/{name}", "dir", name, str(path), path.stat().st_mtime,
                                         summarize_model_dir(path)))
 
+    def add_pretrained(self, name_or_path: str) -> ModelEntry:
+        """A pre-trained GPT-2 offered by name; nothing is downloaded until a visitor picks it."""
+        name = str(name_or_path).strip()
+        path = Path(name).expanduser()
+        if path.is_dir():
+            if not is_finished_model_dir(path):
+                raise ModelError(f"{name}: not a saved model folder (needs *.safetensors, config.json and a tokenizer)")
+            name, parameters = path.name, count_parameters(_read_json(path / "config.json"))
+        else:
+            parameters = PRETRAINED_PARAMETERS.get(name)
+        return self._add(ModelEntry(f"pretrained/{name}", "pretrained", name, str(path) if path.is_dir() else name,
+                                    0.0, {"parameters": parameters}))
+
     def add_run(self, folder: str | Path) -> ModelEntry:
         path = Path(folder).resolve()
         if not is_finished_model_dir(path):
@@ -178,51 +231,60 @@ class ModelRegistry:
         if not self.runs_dir.is_dir():
             return
         for path in sorted(self.runs_dir.iterdir()):
-            if is_finished_model_dir(path) and f"run/{path.name}" not in self._entries:
+            if (not path.name.startswith(".") and is_finished_model_dir(path)  # not a staging folder
+                    and f"run/{path.name}" not in self._entries):
                 self.add_run(path)
 
-    def entries(self) -> list[ModelEntry]:
-        """untrained first, then runs (newest first), then launch-time folders."""
+    def remove_run(self, key: str) -> None:
         with self._lock:
-            entries = list(self._entries.values())
-        order = {"untrained": 0, "run": 1, "dir": 2}
+            if self._entries.pop(key, None) is not None:
+                self._loaded.pop(key, None)
+                self.version += 1
+
+    def entries(self, viewer: str | None = None) -> list[ModelEntry]:
+        """untrained first, then runs (newest first), then launch-time folders; those `viewer` may see."""
+        with self._lock:
+            entries = [e for e in self._entries.values()
+                       if viewer is None or e.summary.get("owner") in (None, viewer)]
+        order = {"untrained": 0, "run": 1, "dir": 2, "pretrained": 3}
         return sorted(entries, key=lambda e: (order[e.kind], -e.created if e.kind == "run" else 0, e.name))
 
-    def runs(self) -> list[ModelEntry]:
-        return [e for e in self.entries() if e.kind == "run"]
+    def runs(self, viewer: str | None = None) -> list[ModelEntry]:
+        return [e for e in self.entries(viewer) if e.kind == "run"]
 
-    def latest_run(self) -> ModelEntry | None:
-        runs = self.runs()
+    def latest_run(self, viewer: str | None = None) -> ModelEntry | None:
+        runs = self.runs(viewer)
         return runs[0] if runs else None
 
-    def resolve(self, key: str) -> ModelEntry | None:
-        """The entry for `key` ('latest': the newest run, None while there is none); ModelError if unknown."""
+    def resolve(self, key: str, viewer: str | None = None) -> ModelEntry | None:
+        """The entry for `key` ('latest': the newest run, None while there is none); ModelError if unknown (or
+        another visitor's)."""
         key = (key or "").strip()
         if key == LATEST:
-            return self.latest_run()
+            return self.latest_run(viewer)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:  # a run's bare folder name is accepted too (API convenience)
                 entry = self._entries.get(f"run/{key}") or self._entries.get(f"dir/{key}")
-        if entry is None:
-            known = ", ".join(e.key for e in self.entries())
-            raise ModelError(f"unknown model {key!r}; available: {known}")
+        if entry is None or (viewer is not None and entry.summary.get("owner") not in (None, viewer)):
+            known = ", ".join(e.key for e in self.entries(viewer))
+            raise ModelError(f"unknown model {key[:80]!r}; available: {known}")
         return entry
 
-    def choices(self, lang: str = "en", with_latest: bool = False) -> list[tuple[str, str]]:
-        """(label, key) pairs for a dropdown."""
-        pairs = [(e.label(lang), e.key) for e in self.entries()]
+    def choices(self, lang: str = "en", with_latest: bool = False, viewer: str | None = None) -> list[tuple[str, str]]:
+        """(label, key) pairs for a dropdown: the models `viewer` may use."""
+        pairs = [(e.label(lang), e.key) for e in self.entries(viewer)]
         if with_latest:
-            latest = self.latest_run()
+            latest = self.latest_run(viewer)
             label = f"{msg(lang, 'label_latest')} ({latest.name})" if latest else msg(lang, "label_latest_none")
             pairs.insert(1, (label, LATEST))
         return pairs
 
     # -- loading ----------------------------------------------------------------------------------------------
 
-    def get(self, key: str):
+    def get(self, key: str, viewer: str | None = None):
         """(entry, model, tokenizer); loads on first use, one load per model even when many threads ask at once."""
-        entry = self.resolve(key)
+        entry = self.resolve(key, viewer)
         if entry is None:
             raise ModelError("no trained model yet: train one first")
         if entry.kind == "untrained":
@@ -236,7 +298,10 @@ class ModelRegistry:
             with self._lock:
                 if entry.key in self._loaded:
                     return (entry, *self._loaded[entry.key])
-            model, tokenizer = load_model_dir(entry.path)
+            if entry.kind == "pretrained":
+                model, tokenizer = load_pretrained_gpt2(entry.name, entry.path)
+            else:
+                model, tokenizer = load_model_dir(entry.path)
             with self._lock:
                 self._loaded[entry.key] = (model, tokenizer)
                 while len(self._loaded) > self.cache_size:

@@ -12,11 +12,22 @@ import gradio as gr
 from minigpt.teaching import DecodingSettings
 from space.binding import bind
 from space.context import AppContext, get_model
-from space.generation import checked_settings, prepare_prompt, stream_generate
+from space.generation import check_length, checked_settings, prepare_prompt, stream_generate
 from space.registry import LATEST, UNTRAINED, ModelError
-from space.texts import T, app_error, friendly, msg, request_lang, warn
+from space.texts import (
+    PRETRAINED_DATA,
+    VISITOR_PROMPT,
+    T,
+    app_error,
+    fmt_int,
+    format_parameters,
+    friendly,
+    msg,
+    request_lang,
+    warn,
+)
 
-DEFAULT_PROMPT = "The value of"
+DEFAULT_PROMPT = VISITOR_PROMPT["pt"]  # Portuguese first; prompt_for_visitor switches on page load
 GENERATE_CONCURRENCY = 8  # generations (and probability views) running at once, training or not
 GEN_DEFAULTS = dict(strategy="top_p", temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
                     max_new_tokens=60, seed=0, num_beams=4)
@@ -26,12 +37,13 @@ D = GEN_DEFAULTS
 def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], temperature=D["temperature"],
              top_k=D["top_k"], top_p=D["top_p"], repetition_penalty=D["repetition_penalty"],
              max_new_tokens=D["max_new_tokens"], seed=D["seed"], num_beams=D["num_beams"],
-             request: gr.Request = None):
+             request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Continue `prompt` with a model; streams the text (prompt + continuation) token by token."""
     lang = request_lang(request)
+    prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
     settings = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens,
                                 seed, num_beams)
-    _, lm, tokenizer = get_model(ctx, model, lang)
+    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
     ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
     yield prompt
     for text in stream_generate(lm, tokenizer, ids, settings):
@@ -41,29 +53,61 @@ def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], t
 def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy=D["strategy"],
             temperature=D["temperature"], top_k=D["top_k"], top_p=D["top_p"],
             repetition_penalty=D["repetition_penalty"], max_new_tokens=D["max_new_tokens"], seed=D["seed"],
-            num_beams=D["num_beams"], request: gr.Request = None):
+            num_beams=D["num_beams"], request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """The same prompt and settings through two models, side by side (default: untrained vs latest trained)."""
     lang = request_lang(request)
+    prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
+    viewer = ctx.viewer(request, profile)
     base = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed,
                             num_beams)
     sides = []
     texts = ["", ""]
     for index, key in enumerate((model_a, model_b)):
         try:
-            entry = ctx.registry.resolve(key)
+            entry = ctx.registry.resolve(key, viewer)
         except ModelError as error:
             raise app_error(lang, str(error)) from None
         if entry is None:
             warn(lang, msg(lang, "no_trained"))
             texts[index] = msg(lang, "no_trained")
             continue
-        _, lm, tokenizer = get_model(ctx, entry.key, lang)
+        _, lm, tokenizer = get_model(ctx, entry.key, lang, viewer)
         settings = DecodingSettings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
         ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
         sides.append((index, lm, tokenizer, ids, settings))
         texts[index] = prompt
     yield tuple(texts)
     yield from _stream_sides(lang, prompt, sides, texts)
+
+
+def prompts_for_visitor(request: gr.Request = None) -> tuple[str, str]:
+    """Generate's and Compare's prompt in the visitor's language, set when the page loads."""
+    prompt = VISITOR_PROMPT[request_lang(request)]
+    return prompt, prompt
+
+
+def model_facts(ctx: AppContext, *keys, request: gr.Request = None) -> str:
+    """Size and training data of each chosen model: the visitor's tiny model beside a pre-trained GPT-2."""
+    lang = request_lang(request)
+    lines = []
+    for key in keys:
+        try:
+            entry = ctx.registry.resolve(key)
+        except ModelError:
+            continue
+        if entry is None:
+            continue
+        s = entry.summary
+        size = format_parameters(s.get("parameters"), lang)
+        if entry.kind == "untrained":
+            lines.append(msg(lang, "facts_untrained", name=entry.name, size=size))
+        elif entry.kind == "pretrained":
+            data = PRETRAINED_DATA.get(entry.name, {}).get(lang) or msg(lang, "facts_unknown_data")
+            lines.append(msg(lang, "facts_pretrained", name=entry.name, size=size, data=data))
+        else:
+            tokens = fmt_int(s["train_tokens"], lang) if s.get("train_tokens") else "?"
+            lines.append(msg(lang, "facts_run", name=entry.name, size=size, tokens=tokens, corpus=s.get("corpus") or "–"))
+    return "\n\n".join(lines)
 
 
 def _stream_sides(lang, prompt, sides, texts):
@@ -120,11 +164,13 @@ def decoding_controls(prefix: str) -> list:
     return [strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, num_beams]
 
 
-def build_generate_tab(ctx: AppContext) -> gr.Dropdown:
-    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added)."""
+def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
+    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added) and its prompt."""
     gr.Markdown(T("gen_help"))
-    model = gr.Dropdown(ctx.registry.choices("en"), value=UNTRAINED, label=T("model"), allow_custom_value=True,
-                        elem_id="gen-model")
+    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
+                        allow_custom_value=True, elem_id="gen-model")
+    facts = gr.Markdown(elem_id="gen-facts")
+    model.change(bind(model_facts, ctx), model, facts, api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
     controls = decoding_controls("gen")
     button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
@@ -135,17 +181,20 @@ def build_generate_tab(ctx: AppContext) -> gr.Dropdown:
                  concurrency_limit=GENERATE_CONCURRENCY)
     prompt.submit(handler, inputs, output, api_visibility="private", concurrency_id="generate",
                   concurrency_limit=GENERATE_CONCURRENCY)
-    return model
+    return model, prompt
 
 
-def build_compare_tab(ctx: AppContext) -> list[gr.Dropdown]:
-    """The Compare tab; returns its two model dropdowns."""
+def build_compare_tab(ctx: AppContext) -> tuple[list[gr.Dropdown], gr.Textbox]:
+    """The Compare tab; returns its two model dropdowns and its prompt."""
     gr.Markdown(T("cmp_help"))
-    choices = ctx.registry.choices("en", with_latest=True)
+    choices = ctx.registry.choices("en", with_latest=True, viewer=ctx.viewer(None))
     with gr.Row():
         model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
         model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)
-    prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2)
+    facts = gr.Markdown(elem_id="cmp-facts")
+    gr.on([model_a.change, model_b.change], bind(model_facts, ctx), [model_a, model_b], facts,
+          api_visibility="private", queue=False)
+    prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="cmp-prompt")
     controls = decoding_controls("cmp")
     button = gr.Button(T("compare"), variant="primary", elem_id="compare-btn")
     with gr.Row():
@@ -153,4 +202,4 @@ def build_compare_tab(ctx: AppContext) -> list[gr.Dropdown]:
         out_b = gr.Textbox(label=T("output_b"), lines=8, interactive=False)
     button.click(bind(compare, ctx), [prompt, model_a, model_b, *controls], [out_a, out_b], api_name="compare",
                  concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
-    return [model_a, model_b]
+    return [model_a, model_b], prompt

@@ -7,6 +7,7 @@ import pandas as pd
 from minigpt.teaching import TeachingError, next_token_distribution, token_surprises
 from space.binding import bind
 from space.context import AppContext, get_model
+from space.generation import check_length
 from space.registry import UNTRAINED
 from space.tab_generate import DEFAULT_PROMPT, GENERATE_CONCURRENCY
 from space.texts import MESSAGES, T, app_error, fmt, fmt_int, fmt_num, friendly, msg, request_lang
@@ -23,11 +24,13 @@ def _bar_plot(frame: pd.DataFrame, labels: list[str], top: float, lang: str) -> 
 
 
 def probabilities(ctx: AppContext, prompt, model=UNTRAINED, temperature=1.0, top_k=0, top_p=1.0,
-                  repetition_penalty=1.0, n_bars=15, request: gr.Request = None):
+                  repetition_penalty=1.0, n_bars=15, request: gr.Request = None,
+                  profile: gr.OAuthProfile | None = None):
     """The next-token distribution before and after repetition penalty -> temperature -> top-k -> top-p."""
     lang = request_lang(request)
     m = MESSAGES[lang]
-    _, lm, tokenizer = get_model(ctx, model, lang)
+    prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
+    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
     try:
         view = next_token_distribution(lm, tokenizer, prompt, temperature=float(temperature), top_k=int(top_k),
                                        top_p=float(top_p), repetition_penalty=float(repetition_penalty),
@@ -58,11 +61,13 @@ def probabilities(ctx: AppContext, prompt, model=UNTRAINED, temperature=1.0, top
     )
 
 
-def surprise(ctx: AppContext, text, model=UNTRAINED, request: gr.Request = None):
+def surprise(ctx: AppContext, text, model=UNTRAINED, request: gr.Request = None,
+             profile: gr.OAuthProfile | None = None):
     """Each token's surprise -log p (cross entropy) as highlighting, and the text's perplexity."""
     lang = request_lang(request)
     m = MESSAGES[lang]
-    _, lm, tokenizer = get_model(ctx, model, lang)
+    text = check_length(lang, text, ctx.limits.max_prompt_chars, what="text")
+    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
     try:
         view = token_surprises(lm, tokenizer, text)
     except TeachingError as error:
@@ -85,7 +90,8 @@ def surprise(ctx: AppContext, text, model=UNTRAINED, request: gr.Request = None)
 def build_probabilities_tab(ctx: AppContext) -> gr.Dropdown:
     """The Probabilities tab; returns its model dropdown."""
     gr.Markdown(T("probs_help"))
-    model = gr.Dropdown(ctx.registry.choices("en"), value=UNTRAINED, label=T("model"), allow_custom_value=True)
+    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
+                        allow_custom_value=True)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=1)
     with gr.Row():
         temperature = gr.Slider(0.0, 3.0, value=1.0, step=0.05, label=T("temperature"))

@@ -11,22 +11,27 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from minigpt.hub import HubError, check_hub_access, push_folder
 from space.binding import bind
 from space.context import AppContext
-from space.job_views import md_inline, plot_frames, samples_html, status_html
-from space.jobs import APP_PRESETS, HUB_NAME, JobSnapshot, make_zip, prepare_job
+from space.hub_push import push_run
+from space.job_inputs import APP_PRESETS, forget_uploads, prepare_job
+from space.job_views import error_text, md_inline, plot_frames, samples_html, status_html
+from space.jobs import JobSnapshot
 from space.registry import LATEST, ModelError
-from space.texts import MESSAGES, UI_EN, T, app_error, format_duration, msg, request_lang, warn
+from space.run_files import make_zip
+from space.texts import MESSAGES, UI_EN, VISITOR_CORPUS, T, app_error, msg, request_lang
+from space.training_line import AlreadyInLine, LineFull
+from space.visitors import visitor_id
 
-TRAIN_DEFAULTS = dict(corpus_source="builtin", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
+TRAIN_DEFAULTS = dict(corpus_source="machado", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
                       length_unit="steps", max_steps=400, epochs=1.0, batch_size=16, learning_rate=3e-3,
                       block_size=128, seed=42)
 
 
-def seen(snap: JobSnapshot | None) -> str:
-    """What a session has drawn: its timer skips a job version that the train stream already showed."""
-    return f"{snap.id}:{snap.version}" if snap is not None else ""
+def seen(snap: JobSnapshot | None, shared: bool = False) -> str:
+    """What a session has drawn: its timer skips a job version that the train stream already showed. `shared`:
+    another visitor's job, seen from outside."""
+    return f"{snap.id}:{snap.version}:{shared:d}" if snap is not None else ""
 
 
 def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
@@ -45,79 +50,117 @@ def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
     return (status_html(snap, lang, note), *plots, samples_html(snap, lang))
 
 
-def run_choices(ctx: AppContext, lang: str) -> list[tuple[str, str]]:
-    return [(e.label(lang), e.key) for e in ctx.registry.runs()]
+def corpus_for_visitor(request: gr.Request = None) -> str:
+    """The built-in corpus in the visitor's language, chosen when the page loads (they can switch)."""
+    return VISITOR_CORPUS[request_lang(request)]
+
+
+def run_choices(ctx: AppContext, lang: str, viewer: str | None) -> list[tuple[str, str]]:
+    return [(e.label(lang), e.key) for e in ctx.registry.runs(viewer)]
 
 
 # -- handlers ---------------------------------------------------------------------------------------------------
 
-def train(ctx: AppContext, work, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit,
+def panel_for(ctx: AppContext, visitor: str, lang: str):
+    """(snapshot, note) of what this visitor's training panel shows: their own job (queued, running or done);
+    else another visitor's running job, public parts only; else nothing."""
+    mine = ctx.line.job_of(visitor)
+    if mine is not None and (mine.active or mine.snapshot().error not in ("left",)):
+        return mine.snapshot(), None
+    current = ctx.line.current
+    if current is not None and current.active and current.state != "queued":
+        return current.snapshot().public(), msg(lang, "others_training", waiting=ctx.line.waiting())
+    return None, None
+
+
+def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit,
           max_steps, epochs, batch_size, learning_rate, block_size, seed, request: gr.Request,
-          progress=gr.Progress()):
-    """Start a training (one at a time for the whole app) and stream its progress: status (HTML with a
-    progress bar), loss and perplexity plots, the sample texts, then the finished run and its zip."""
+          profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
+    """Queue a training (one runs at a time for the whole app; the others wait in line with their place and
+    an estimated start) and stream its progress: status (HTML with a progress bar), loss and perplexity plots,
+    the sample texts, then the finished run. Leaving while in line gives the place up."""
     lang = request_lang(request)
-    job = None
-    if not ctx.board.busy():
-        job = prepare_job(ctx, lang, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
-                          length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
-    if job is None or not ctx.board.start(job, work):
-        if job is not None and job.cleanup is not None:
-            shutil.rmtree(job.cleanup, ignore_errors=True)
-        snap = ctx.board.current.snapshot()
-        note = msg(lang, "busy", ago=format_duration(time.time() - snap.started))
-        warn(lang, note)
-        yield (*job_view(snap, lang, note), gr.skip(), gr.skip(), seen(snap))
-        return
+    visitor = visitor_id(request, profile)
+    try:
+        mine = ctx.line.job_of(visitor)
+        if mine is not None and mine.active:
+            raise app_error(lang, msg(lang, "already_in_line"))
+        job = prepare_job(ctx, lang, visitor, corpus_source, files, hub_dataset, preset, tokenizer_type,
+                          vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
+    finally:
+        forget_uploads(files)
+    try:
+        ctx.line.submit(job)
+    except (AlreadyInLine, LineFull) as error:
+        shutil.rmtree(job.cleanup, ignore_errors=True)
+        key = "already_in_line" if isinstance(error, AlreadyInLine) else "line_full"
+        raise app_error(lang, msg(lang, key, n=ctx.line.waiting())) from None
     version = -1
-    snap = job.snapshot()
-    while True:
-        snap = job.wait(version, timeout=1.0)
-        if snap.version != version:
+    try:
+        while True:
+            snap = job.wait(version, timeout=1.0)
+            if snap.state == "queued":
+                ctx.line.tick()
+            if snap.version == version:
+                continue
             version = snap.version
-            total = snap.max_steps if snap.max_steps and snap.max_steps > 0 else None
-            progress((snap.step, total), desc=MESSAGES[lang]["running"], unit="steps")
+            if snap.state != "queued":
+                total = snap.max_steps if snap.max_steps and snap.max_steps > 0 else None
+                progress((snap.step, total), desc=MESSAGES[lang]["running"], unit="steps")
             if snap.done:
                 break
             yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
             time.sleep(0.4)  # at most ~2 updates a second; the job keeps running meanwhile
+    finally:
+        ctx.line.leave(job)  # a visitor who leaves the page gives their place in line up (no-op once started)
     if snap.state == "failed":
         yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
-        raise app_error(lang, msg(lang, "failed", error=snap.error))
-    entry = ctx.registry.resolve(snap.entry_key)
-    zip_path = make_zip(ctx, Path(entry.path))
-    yield (*job_view(snap, lang), gr.Dropdown(choices=run_choices(ctx, lang), value=entry.key), str(zip_path),
-           seen(snap))
+        if snap.error == "left":  # the visitor pressed Stop while in line: not an error
+            return
+        raise app_error(lang, msg(lang, "failed", error=error_text(snap.error, lang)))
+    runs = run_choices(ctx, lang, ctx.viewer(request, profile))
+    yield (*job_view(snap, lang), gr.Dropdown(choices=runs, value=snap.entry_key), None, seen(snap))
 
 
-def stop(ctx: AppContext, request: gr.Request):
-    """Stop the running training at the next step; the model is saved and usable."""
+def stop(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None):
+    """Stop your own training at the next step (the model is saved and usable), or leave the line."""
     lang = request_lang(request)
-    job = ctx.board.current
+    job = ctx.line.job_of(visitor_id(request, profile))
     if job is None or not job.active:
-        return msg(lang, "nothing_to_stop")
+        current = ctx.line.current
+        return msg(lang, "not_yours" if current is not None and current.active else "nothing_to_stop")
+    if ctx.line.leave(job):
+        return msg(lang, "left_line")
     job.request_stop()
     return msg(lang, "stop_requested")
 
 
-def training_status(ctx: AppContext) -> dict:
-    """The current (or last) training: state, step, max_steps, losses, samples, the finished model's key."""
-    job = ctx.board.current
+def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
+    """Your training (queued, running or the last one): state, position in line, step, losses, samples, the
+    finished model's key; and `line`: whether any training runs, its progress and the number waiting."""
+    job = ctx.line.job_of(visitor_id(request, profile))
+    current = ctx.line.current
+    line = {"training": False, "waiting": ctx.line.waiting()}
+    if current is not None and current.active and current.state != "queued":
+        c = current.snapshot()
+        line.update(training=True, step=c.step, max_steps=c.max_steps, remaining_seconds=c.remaining_seconds())
     if job is None:
-        return {"state": "idle"}
+        return {"state": "idle", "line": line}
     s = job.snapshot()
     last = {p["curve"]: p for p in s.points}
-    return {"state": s.state, "run": s.run_name, "step": s.step, "max_steps": s.max_steps, "epoch": s.epoch,
-            "tokens_seen": s.tokens_seen, "tokens_per_second": s.tokens_per_second,
-            "train_loss": last.get("train", {}).get("loss"), "eval_loss": last.get("validation", {}).get("loss"),
-            "samples": s.samples[-4:], "model": s.entry_key, "error": s.error, "settings": s.settings,
-            "stop_requested_at": s.stop_requested_at}
+    return {"state": s.state, "position": s.position, "wait_seconds": s.wait_seconds, "run": s.run_name,
+            "step": s.step, "max_steps": s.max_steps, "epoch": s.epoch, "tokens_seen": s.tokens_seen,
+            "tokens_per_second": s.tokens_per_second, "train_loss": last.get("train", {}).get("loss"),
+            "eval_loss": last.get("validation", {}).get("loss"), "samples": s.samples[-4:], "model": s.entry_key,
+            "error": error_text(s.error, request_lang(request)) or None, "settings": s.settings,
+            "stop_requested_at": s.stop_requested_at, "peak_rss_mb": round(s.peak_rss / 2**20),
+            "line": line}
 
 
-def finished_run(ctx: AppContext, run: str | None, lang: str):
-    """The registry entry of a finished training run (default: the latest), or a visible error."""
+def finished_run(ctx: AppContext, run: str | None, lang: str, viewer: str | None):
+    """The registry entry of one of the visitor's finished runs (default: their latest), or a visible error."""
     try:
-        entry = ctx.registry.resolve(run or LATEST)
+        entry = ctx.registry.resolve(run or LATEST, viewer)
     except ModelError as error:
         raise app_error(lang, str(error)) from None
     if entry is None or entry.kind != "run":
@@ -125,26 +168,21 @@ def finished_run(ctx: AppContext, run: str | None, lang: str):
     return entry
 
 
-def download(ctx: AppContext, run: str | None = None, request: gr.Request = None):
-    """A finished run as a .zip (the model folder without checkpoints)."""
+def download(ctx: AppContext, run: str | None = None, request: gr.Request = None,
+             profile: gr.OAuthProfile | None = None):
+    """One of your finished runs as a .zip (the model folder without checkpoints), made now."""
     lang = request_lang(request)
-    return str(make_zip(ctx, Path(finished_run(ctx, run, lang).path)))
+    return str(make_zip(ctx, Path(finished_run(ctx, run, lang, ctx.viewer(request, profile)).path)))
 
 
-def push(ctx: AppContext, run: str | None = None, repo_id: str = "", request: gr.Request = None):
-    """Upload a finished run to a Hub model repository (needs the HF_TOKEN secret)."""
+def push(ctx: AppContext, run: str | None = None, repo_id: str = "", overwrite: bool = False,
+         request: gr.Request = None, profile: gr.OAuthProfile | None = None,
+         oauth_token: gr.OAuthToken | None = None):
+    """Upload one of your finished runs to a Hub model repository in your own namespace: on a Space with your
+    Sign in with Hugging Face login, on your own machine with its token."""
     lang = request_lang(request)
-    if not ctx.hf_token:
-        raise app_error(lang, msg(lang, "no_token"))
-    repo_id = (repo_id or "").strip()
-    if not HUB_NAME.match(repo_id):
-        raise app_error(lang, msg(lang, "need_repo"))
-    entry = finished_run(ctx, run, lang)
-    try:
-        check_hub_access(repo_id, ctx.hf_token)
-        url = push_folder(entry.path, repo_id, ctx.hf_token)
-    except HubError as error:
-        raise app_error(lang, str(error)) from None
+    entry = finished_run(ctx, run, lang, ctx.viewer(request, profile))
+    url = push_run(ctx, lang, entry.path, repo_id, bool(overwrite), profile, oauth_token)
     return msg(lang, "pushed", url=url)
 
 
@@ -153,8 +191,9 @@ def push(ctx: AppContext, run: str | None = None, repo_id: str = "", request: gr
 def _settings_column():
     """The corpus and hyperparameter inputs, in the order train() takes them."""
     d = TRAIN_DEFAULTS
-    corpus_source = gr.Radio([(T("src_builtin"), "builtin"), (T("src_upload"), "upload"), (T("src_hub"), "hub")],
-                             value=d["corpus_source"], label=T("corpus_source"))
+    corpus_source = gr.Radio([(T("src_machado"), "machado"), (T("src_python"), "python-reference"),
+                              (T("src_upload"), "upload"), (T("src_hub"), "hub")],
+                             value=d["corpus_source"], label=T("corpus_source"), elem_id="corpus-source")
     files = gr.File([], file_count="multiple", file_types=[".txt"], label=T("files"), visible=False)
     hub_dataset = gr.Textbox("", label=T("hub_dataset"), info=T("hub_dataset_info"), visible=False)
     with gr.Row():
@@ -182,7 +221,7 @@ def _settings_column():
             batch_size, learning_rate, block_size, seed]
 
 
-def build_train_tab(ctx: AppContext, work, seen_job: gr.State) -> SimpleNamespace:
+def build_train_tab(ctx: AppContext, seen_job: gr.State) -> SimpleNamespace:
     """The tab's components and its own events; returns what the app wires across tabs (the job outputs, the
     runs dropdown, the train event)."""
     gr.Markdown(T("train_help"))
@@ -201,26 +240,33 @@ def build_train_tab(ctx: AppContext, work, seen_job: gr.State) -> SimpleNamespac
                 ppl_plot = gr.LinePlot(x="step", y="value", color="curve", label=T("ppl_plot"), elem_id="ppl-plot")
             samples = gr.HTML("", label=T("samples"), elem_id="samples")
             with gr.Accordion(T("trained_models"), open=False):
-                runs = run_choices(ctx, "en")
+                runs = run_choices(ctx, "en", ctx.viewer(None))
                 with gr.Row():
                     run_select = gr.Dropdown(runs, value=runs[0][1] if runs else None, label=T("run_select"),
                                              allow_custom_value=True)
                     download_btn = gr.Button(T("download"))
                 zip_file = gr.File(label=T("zip_file"), interactive=False)
-                with gr.Row(visible=bool(ctx.hf_token)):
-                    repo_id = gr.Textbox(label=T("repo_id"))
+                can_push = ctx.on_space or bool(ctx.hf_token)
+                gr.Markdown(T("push_help"), visible=can_push)
+                with gr.Row(visible=can_push):
+                    repo_id = gr.Textbox(label=T("repo_id"), max_length=200)
+                    overwrite = gr.Checkbox(False, label=T("overwrite"))
                     push_btn = gr.Button(T("push"))
                 push_note = gr.Markdown()
 
     job_outputs = [status, loss_plot, ppl_plot, samples]
     train_event = start_btn.click(
-        bind(train, ctx, work), inputs, [*job_outputs, run_select, zip_file, seen_job],
-        api_name="train", concurrency_limit=2, concurrency_id="train", show_progress="minimal",
+        bind(train, ctx), inputs, [*job_outputs, run_select, zip_file, seen_job],
+        # the visitors in line wait inside train() (their place shows); one of them trains at a time
+        api_name="train", concurrency_limit=ctx.limits.max_waiting + 1, concurrency_id="train",
+        show_progress="minimal",
         show_progress_on=[status],
     )
     stop_btn.click(bind(stop, ctx), None, stop_note, api_name="stop", concurrency_limit=None,
                    show_progress="hidden")
     download_btn.click(bind(download, ctx), run_select, zip_file, api_name="download", concurrency_limit=2)
-    push_btn.click(bind(push, ctx), [run_select, repo_id], push_note, api_name="push_to_hub", concurrency_limit=1)
+    push_btn.click(bind(push, ctx), [run_select, repo_id, overwrite], push_note, api_name="push_to_hub",
+                   concurrency_limit=1)
     gr.api(bind(training_status, ctx), api_name="training_status", concurrency_limit=None)
-    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, train_event=train_event)
+    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, train_event=train_event,
+                           corpus_source=inputs[0])

@@ -32,7 +32,10 @@ def _ui_texts() -> tuple[dict, dict]:
         "(texto que o modelo nunca viu no treino) e continuamos dois prompts: dá para ver o texto sem sentido "
         "virar texto. Um treino roda por vez para todos; o progresso aparece para todo visitante.")
     add("corpus_source", "Corpus", "Corpus")
-    add("src_builtin", "built-in (Python Language Reference)", "embutido (Python Language Reference)")
+    add("src_machado", "Machado de Assis: two novels (Portuguese, built-in)",
+        "Machado de Assis: dois romances (português, embutido)")
+    add("src_python", "the Python Language Reference (English, built-in)",
+        "a Python Language Reference (inglês, embutida)")
     add("src_upload", "my .txt files", "meus arquivos .txt")
     add("src_hub", "a Hugging Face Hub dataset", "um dataset do Hugging Face Hub")
     add("files", "Text files (.txt, UTF-8)", "Arquivos de texto (.txt, UTF-8)")
@@ -66,6 +69,11 @@ def _ui_texts() -> tuple[dict, dict]:
     add("zip_file", "Model files", "Arquivos do modelo")
     add("repo_id", "Hub repository (user/name)", "Repositório no Hub (usuário/nome)")
     add("push", "Push to the Hub", "Enviar ao Hub")
+    add("overwrite", "Overwrite if the repository exists", "Sobrescrever se o repositório já existir")
+    add("push_help", "Sign in with Hugging Face to push a run to **your own** account (user/name, or just a name).",
+        "Entre com a Hugging Face para enviar um treino à **sua própria** conta (usuário/nome, ou só um nome).")
+    add("login_help", "Signed in, your runs follow you and you push them to your own account.",
+        "Com login, seus treinos seguem você e você os envia à sua própria conta na Hugging Face.")
     add("no_job", "No training yet. Press **Start training**.", "Nenhum treino ainda. Aperte **Começar o treino**.")
     # Generate
     add("gen_help", "Continue a prompt with a model: the untrained one (random weights) works right away; trained "
@@ -129,7 +137,72 @@ def _ui_texts() -> tuple[dict, dict]:
     add("text", "Text", "Texto")
     add("measure", "Measure surprise", "Medir a surpresa")
     add("surprise", "Surprise per token", "Surpresa por token")
+    add("tab_glossary", "Glossary", "Glossário")
+    add("glossary", _glossary_markdown(GLOSSARY_EN, "Glossary", "Where to see it"),
+        _glossary_markdown(GLOSSARY_PT, "Glossário", "Onde ver"))
     return en, pt
+
+
+# The chapter's glossary: (term, one or two sentences, where the visitor sees it live in this app).
+GLOSSARY_EN = [
+    ("Cross entropy", ("The loss a language model minimises: minus the log of the probability it gave to the token "
+     "that really came next, averaged over tokens (in nats). Zero would mean certainty about every next token."),
+     "the **loss** curve in **Train**, and the surprise per token in **Probabilities**"),
+    ("Perplexity", ("e raised to the cross entropy: the number of equally likely tokens the model is, on average, "
+     "hesitating between. A random model's perplexity is about its vocabulary size."),
+     "the **perplexity** plot in **Train**, and the perplexity of a whole text in **Probabilities**"),
+    ("Forward pass", ("Running the tokens through the network once, from embeddings to the probabilities of the "
+     "next token. Generating text is one forward pass per new token."),
+     "**Probabilities**: each bar chart is the result of one forward pass"),
+    ("Backpropagation", ("Computing, from the loss, how much each weight should change (its gradient), layer by layer "
+     "from the output back to the input; the optimizer then updates the weights."),
+     "every **step** of the progress bar in **Train** is a forward pass, a backward pass and an update"),
+    ("Batch", ("The sequences processed together in one step; their losses are averaged into one update. Bigger "
+     "batches give smoother but costlier steps."),
+     "the **batch size** setting in **Train**, and the tokens/s it reaches"),
+    ("Epoch", ("One full pass over the training text. Many epochs over a small corpus make the model memorise it: "
+     "training loss keeps falling while validation loss stops improving (overfitting)."),
+     "the **epoch** counter beside the progress bar in **Train**, and the gap between the two loss curves"),
+    ("Sampling", ("Choosing the next token at random according to the model's probabilities, instead of always the "
+     "most likely one (greedy). Temperature, top-k and top-p reshape or cut the distribution first."),
+     "the strategies in **Generate** and **Compare**, and the kept tokens in **Probabilities**"),
+    ("Checkpoint", ("A saved copy of the model's weights and settings (here safetensors, a config and the tokenizer) "
+     "that can be loaded again to generate or to continue training."),
+     "**Download as .zip** under *Trained models* in **Train**; every trained model in the model lists is one"),
+]
+GLOSSARY_PT = [
+    ("Entropia cruzada", ("A perda que um modelo de linguagem minimiza: menos o log da probabilidade que ele deu ao "
+     "token que de fato veio a seguir, em média sobre os tokens (em nats). Zero seria certeza sobre cada token."),
+     "a curva de **perda** em **Treinar**, e a surpresa por token em **Probabilidades**"),
+    ("Perplexidade", ("e elevado à entropia cruzada: o número de tokens igualmente prováveis entre os quais o modelo "
+     "hesita, em média. Um modelo aleatório tem perplexidade próxima do tamanho do vocabulário."),
+     "o gráfico de **perplexidade** em **Treinar**, e a perplexidade de um texto inteiro em **Probabilidades**"),
+    ("Passagem para a frente (forward)", ("Passar os tokens uma vez pela rede, dos embeddings até as probabilidades "
+     "do próximo token. Gerar texto é uma passagem para a frente por token novo."),
+     "**Probabilidades**: cada gráfico de barras é o resultado de uma passagem para a frente"),
+    ("Retropropagação (backpropagation)", ("Calcular, a partir da perda, quanto cada peso deve mudar (o gradiente), "
+     "camada por camada, da saída de volta à entrada; o otimizador então atualiza os pesos."),
+     ("cada **passo** da barra de progresso em **Treinar** é uma passagem para a frente, uma para trás e uma "
+     "atualização")),
+    ("Lote (batch)", ("As sequências processadas juntas em um passo; suas perdas viram uma média e uma única "
+     "atualização. Lotes maiores dão passos mais estáveis, porém mais caros."),
+     "o campo **tamanho do lote** em **Treinar**, e os tokens/s que ele alcança"),
+    ("Época", ("Uma passada completa pelo texto de treino. Muitas épocas sobre um corpus pequeno fazem o modelo "
+     "decorá-lo: a perda de treino continua caindo enquanto a de validação para de melhorar (sobreajuste)."),
+     "o contador de **épocas** ao lado da barra de progresso em **Treinar**, e a distância entre as duas curvas"),
+    ("Amostragem", ("Escolher o próximo token ao acaso, segundo as probabilidades do modelo, em vez de sempre o mais "
+     "provável (greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição antes."),
+     "as estratégias em **Gerar** e **Comparar**, e os tokens mantidos em **Probabilidades**"),
+    ("Checkpoint", ("Uma cópia salva dos pesos e das configurações do modelo (aqui: safetensors, uma config e o "
+     "tokenizador) que pode ser carregada de novo para gerar ou para continuar o treino."),
+     "**Baixar como .zip** em *Modelos treinados*, na aba **Treinar**; cada modelo treinado das listas é um"),
+]
+
+
+def _glossary_markdown(entries, title: str, where: str) -> str:
+    return f"## {title}\n\n" + "\n\n".join(
+        f"**{term}**. {text} *{where}:* {place}." for term, text, place in entries
+    )
 
 
 UI_EN, UI_PT = _ui_texts()
@@ -140,6 +213,27 @@ MESSAGES = {
     "en": {
         "busy": "A training is already running (started {ago} ago): its progress is shown here. Only one training "
                 "runs at a time; start yours when it ends.",
+        "queued": "In line: you are number **{position}**; your training starts in about {wait}.",
+        "line_full": "The line is full ({n} trainings waiting). Try again in a few minutes.",
+        "already_in_line": "You already have a training in line or running: wait for it, or press Stop first.",
+        "left_line": "You left the line.",
+        "not_yours": "The training that is running belongs to another visitor: only they can stop it.",
+        "others_training": "Another visitor's training is running (its text and samples are theirs); "
+                           "{waiting} waiting in line.",
+        "over_memory": "These settings need about {need:.1f} GB of memory; this Space allows {limit:g} GB "
+                       "(MINIGPT_APP_MAX_MEMORY_GB). Lower {what}.",
+        "time_budget": "Stopped at the time limit of {minutes:g} minutes per training (MINIGPT_APP_MAX_MINUTES).",
+        "killed": "the training process ended unexpectedly (exit code {code}), most likely out of memory; "
+                  "the app is fine. Try smaller settings.",
+        "err_left": "you left the line", "err_shutdown": "the app was shut down",
+        "too_long": "{what} has {n} characters; the limit is {limit}. Shorten it.",
+        "request_too_large": "Request too large: the limit is {limit} kB. Send a shorter text.",
+        "sign_in": "Sign in with Hugging Face (the button at the top of the page) to push to your own account.",
+        "not_your_namespace": "{repo} is not yours: push to {user}/<name>.",
+        "repo_exists": "{repo} already exists on the Hub: tick “overwrite” to replace its files, or choose another "
+                       "name.",
+        "hub_unreachable": "Cannot reach the Hugging Face Hub ({error}): check the token and the network.",
+        "push_failed": "Pushing to {repo} failed; the run is still here. Details: {error}",
         "starting": "Preparing the corpus, the tokenizer and the model...",
         "running": "Training",
         "stopping": "Stopping after the current step; the model keeps what it learned...",
@@ -155,6 +249,11 @@ MESSAGES = {
         "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
         "between": "between {low} and {high}",
         "label_untrained": "untrained: random weights ({size})", "label_val_loss": "val loss {loss}",
+        "label_pretrained": "pre-trained GPT-2: {name} ({size} parameters)",
+        "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all.",
+        "facts_run": "**{name}**: {size} parameters, trained on {tokens} tokens ({corpus}).",
+        "facts_pretrained": "**{name}**: {size} parameters, pre-trained on {data}.",
+        "facts_unknown_data": "a corpus named in its model card",
         "label_stopped": "stopped early", "label_dir": "dir", "label_latest": "latest trained",
         "label_latest_none": "latest trained (none yet)",
         "need_hub": "Type a Hub dataset name such as karpathy/tiny_shakespeare.",
@@ -168,7 +267,7 @@ MESSAGES = {
         "no_trained": "No trained model yet: train one in the Train tab. Showing model A only.",
         "clipped": "The prompt ({prompt} tokens) + {asked} new tokens exceed the context of {context}: "
                    "generating {given} tokens.",
-        "no_token": "Pushing needs a Hugging Face token: set the HF_TOKEN secret of the Space.",
+        "no_token": "Pushing needs a Hugging Face token: set HF_TOKEN or run `hf auth login` on this machine.",
         "need_repo": "Type the Hub repository to push to, such as your-name/minigpt.",
         "pushed": "Pushed to {url}",
         "no_runs": "No finished run to download yet.",
@@ -188,6 +287,27 @@ MESSAGES = {
     "pt": {
         "busy": "Já há um treino rodando (começou há {ago}): o progresso dele aparece aqui. Só um treino roda por "
                 "vez; comece o seu quando ele terminar.",
+        "queued": "Na fila: você é o número **{position}**; seu treino começa em cerca de {wait}.",
+        "line_full": "A fila está cheia ({n} treinos esperando). Tente de novo em alguns minutos.",
+        "already_in_line": "Você já tem um treino na fila ou rodando: espere por ele, ou aperte Parar antes.",
+        "left_line": "Você saiu da fila.",
+        "not_yours": "O treino que está rodando é de outro visitante: só ele pode pará-lo.",
+        "others_training": "Um treino de outro visitante está rodando (o texto e as amostras são dele); "
+                           "{waiting} esperando na fila.",
+        "over_memory": "Essas configurações precisam de cerca de {need:.1f} GB de memória; este Space permite "
+                       "{limit:g} GB (MINIGPT_APP_MAX_MEMORY_GB). Diminua {what}.",
+        "time_budget": "Parado no limite de {minutes:g} minutos por treino (MINIGPT_APP_MAX_MINUTES).",
+        "killed": "o processo de treino terminou inesperadamente (código {code}), provavelmente por falta de "
+                  "memória; o app continua de pé. Tente configurações menores.",
+        "err_left": "você saiu da fila", "err_shutdown": "o app foi desligado",
+        "too_long": "{what} tem {n} caracteres; o limite é {limit}. Encurte-o.",
+        "request_too_large": "Pedido grande demais: o limite é {limit} kB. Envie um texto mais curto.",
+        "sign_in": "Entre com a Hugging Face (o botão no alto da página) para enviar à sua própria conta.",
+        "not_your_namespace": "{repo} não é seu: envie para {user}/<nome>.",
+        "repo_exists": "{repo} já existe no Hub: marque “sobrescrever” para substituir os arquivos, ou escolha "
+                       "outro nome.",
+        "hub_unreachable": "Não foi possível falar com o Hub da Hugging Face ({error}): confira o token e a rede.",
+        "push_failed": "O envio para {repo} falhou; o treino continua aqui. Detalhes: {error}",
         "starting": "Preparando o corpus, o tokenizador e o modelo...",
         "running": "Treinando",
         "stopping": "Parando depois do passo atual; o modelo guarda o que aprendeu...",
@@ -214,7 +334,7 @@ MESSAGES = {
         "no_trained": "Ainda não há modelo treinado: treine um na aba Treinar. Mostrando só o modelo A.",
         "clipped": "O prompt ({prompt} tokens) + {asked} tokens novos passam do contexto de {context}: "
                    "gerando {given} tokens.",
-        "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina o segredo HF_TOKEN do Space.",
+        "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina HF_TOKEN ou rode `hf auth login` nesta máquina.",
         "need_repo": "Digite o repositório do Hub de destino, como seu-nome/minigpt.",
         "pushed": "Enviado para {url}",
         "no_runs": "Ainda não há treino terminado para baixar.",
@@ -229,6 +349,11 @@ MESSAGES = {
         "truncated": " Só os primeiros {n} tokens cabem no contexto.",
         "between": "entre {low} e {high}",
         "label_untrained": "não treinado: pesos aleatórios ({size})", "label_val_loss": "perda val. {loss}",
+        "label_pretrained": "GPT-2 pré-treinado: {name} ({size} parâmetros)",
+        "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum.",
+        "facts_run": "**{name}**: {size} parâmetros, treinado em {tokens} tokens ({corpus}).",
+        "facts_pretrained": "**{name}**: {size} parâmetros, pré-treinado em {data}.",
+        "facts_unknown_data": "um corpus descrito no seu model card",
         "label_stopped": "interrompido", "label_dir": "pasta", "label_latest": "o mais recente treinado",
         "label_latest_none": "o mais recente treinado (nenhum ainda)",
         "col_token": "token", "col_p_before": "p antes", "col_p_after": "p depois", "col_kept": "mantido",
@@ -254,12 +379,37 @@ TEACHING_PT = {  # teaching.TeachingError keys in Portuguese (English: the error
 WHAT = {  # parameter names in messages
     "en": {"max_steps": "Steps", "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
            "block_size": "Block size", "vocab_size": "Vocabulary size", "seed": "Seed", "preset": "Model size",
-           "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for"},
+           "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for", "prompt": "The prompt", "text": "The text",
+           "repo_id": "The repository name"},
     "pt": {"max_steps": "Passos", "epochs": "Épocas", "batch_size": "Tamanho do lote",
            "learning_rate": "Taxa de aprendizado", "block_size": "Tamanho do bloco",
            "vocab_size": "Tamanho do vocabulário", "seed": "Semente", "preset": "Tamanho do modelo",
-           "tokenizer_type": "Tokenizador", "corpus_source": "Corpus", "length_unit": "Treinar por"},
+           "tokenizer_type": "Tokenizador", "corpus_source": "Corpus", "length_unit": "Treinar por", "prompt": "O prompt", "text": "O texto",
+           "repo_id": "O nome do repositório"},
 }
+
+
+# What the visitor sees first, by language: the built-in corpus of that language and a prompt that fits it.
+VISITOR_CORPUS = {"pt": "machado", "en": "python-reference"}
+VISITOR_PROMPT = {"pt": "Era uma vez", "en": "The value of"}
+
+# The pre-trained GPT-2s the app suggests (default: one per language), with what their model cards say.
+PRETRAINED_SUGGESTED = ("pierreguillou/gpt2-small-portuguese", "gpt2")
+PRETRAINED_PARAMETERS = {"gpt2": 124_000_000, "pierreguillou/gpt2-small-portuguese": 124_000_000}
+PRETRAINED_DATA = {
+    "gpt2": {"en": "WebText, about 40 GB of English web pages (billions of tokens)",
+             "pt": "WebText, cerca de 40 GB de páginas da web em inglês (bilhões de tokens)"},
+    "pierreguillou/gpt2-small-portuguese": {
+        "en": "GPT-2's WebText (40 GB, English), then 1.28 GB of Portuguese Wikipedia",
+        "pt": "o WebText do GPT-2 (40 GB, inglês) e depois 1,28 GB da Wikipédia em português"},
+}
+
+
+def format_parameters(count: int | None, lang: str) -> str:
+    """124000000 -> '124M'; 812345 -> '0.81M' ('0,81M' in Portuguese)."""
+    if not count:
+        return "?"
+    return fmt(count / 1e6, lang, ".0f" if count >= 1e7 else ".2f") + "M"
 
 
 def request_lang(request: gr.Request | None) -> str:

@@ -1,28 +1,58 @@
 """The real app, launched on a free local port for a test module (gradio_client and browser tests)."""
 
+import base64
 import contextlib
+import hashlib
+import json
+import time
 from pathlib import Path
 
+import gradio.oauth
 import pytest
+from itsdangerous import TimestampSigner
 
 import app
 from space.context import AppContext
 
+# A hosted Space as the app sees it: SPACE_ID and the OAuth variables that Spaces set with `hf_oauth: true`
+# (dummies: nothing here talks to huggingface.co), and the owner's HF_TOKEN secret that must never be used.
+SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "owner/minigpt", "HF_TOKEN": "hf_owner_secret_token", "OAUTH_CLIENT_ID": "test-client",
+             "OAUTH_CLIENT_SECRET": "test-secret", "OAUTH_SCOPES": "openid profile write-repos manage-repos",
+             "OPENID_PROVIDER_URL": "https://huggingface.co"}
+
 
 @contextlib.contextmanager
-def launched_app(root: Path, **context_kwargs):
-    """Yield (AppContext, url) of a running app whose runs and temp files live under root; stop it after."""
+def launched_app(root: Path, env: dict | None = None, own_temp: bool = False, **context_kwargs):
+    """Yield (AppContext, url) of a running app whose runs and temp files live under root (own_temp: Gradio's
+    files in the app's own temp folder, as `python app.py` has them); stop it after (the training stops, the
+    app's temp folder goes). `env`: more environment variables while it runs."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        if own_temp:
+            mp.delenv("GRADIO_TEMP_DIR", raising=False)
+        else:
+            mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         mp.setenv("MINIGPT_APP_MODELS", "")
-        ctx = AppContext(runs_dir=root / "runs", hf_token="", **context_kwargs)
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+            if hasattr(gradio.oauth, name):  # gradio.oauth reads these when it is imported
+                mp.setattr(gradio.oauth, name, value)
+        ctx = AppContext(runs_dir=root / "runs", **{"hf_token": "" if not env else None, **context_kwargs})
         demo = app.build_demo(ctx)
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
         try:
+            _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
             yield ctx, url
         finally:
-            job = ctx.board.current
-            if job is not None and job.active:
-                job.request_stop()
-                job.thread.join(timeout=60)
             demo.close()
+            ctx.close()
+
+
+def signed_in_cookie(username: str, token: str, secret: str = SPACE_ENV["OAUTH_CLIENT_SECRET"]) -> str:
+    """The session cookie that Sign in with Hugging Face leaves after a login (signed as gradio.oauth signs it):
+    a test visitor 'logged in' without any call to huggingface.co."""
+    info = {"access_token": token, "token_type": "bearer", "scope": SPACE_ENV["OAUTH_SCOPES"],
+            "expires_at": int(time.time()) + 3600,
+            "userinfo": {"sub": "1", "name": username, "preferred_username": username,
+                         "profile": f"https://huggingface.co/{username}", "picture": "", "website": ""}}
+    key = hashlib.sha256((secret + "-v4").encode()).hexdigest()
+    data = base64.b64encode(json.dumps({"oauth_info": info}).encode())
+    return "session=" + TimestampSigner(key).sign(data).decode()

@@ -55,3 +55,20 @@ def run_without_project(script: str, tmp_path, timeout: int = 300) -> str:
                           text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
+
+
+def make_tiny_gpt2_folder(folder, text: str = "Era uma vez a Capitú, e a mãe; a casa, o coração.\n\n" * 50):
+    """A GPT-2 checkpoint as the Hub holds one (GPT2LMHeadModel in safetensors + its tokenizer), tiny and
+    random, built offline: what `from_gpt2` and `--model_name_or_path` read in place of the real gpt2."""
+    import datasets
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from minigpt.corpus import train_tokenizer
+
+    tokenizer = train_tokenizer(datasets.Dataset.from_dict({"text": [text]}), kind="bpe", vocab_size=300)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

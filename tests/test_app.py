@@ -15,13 +15,14 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from app_server import launched_app  # noqa: E402
+from conftest import make_tiny_gpt2_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E402
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
-TINY = dict(corpus_source="builtin", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
+TINY = dict(corpus_source="python-reference", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
             length_unit="steps", max_steps=40, epochs=1, batch_size=8, learning_rate=3e-3, block_size=32, seed=1)
 PROMPT = "The value of"
 
@@ -29,7 +30,8 @@ PROMPT = "The value of"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("app")
-    with launched_app(root, max_upload_mb=0.05) as (ctx, url):
+    tiny_gpt2 = make_tiny_gpt2_folder(root / "tiny-gpt2")  # stands in for a Hub GPT-2, offline
+    with launched_app(root, max_upload_mb=0.05, pretrained=[str(tiny_gpt2)]) as (ctx, url):
         yield SimpleNamespace(url=url, ctx=ctx, root=root)
 
 
@@ -76,7 +78,7 @@ def test_every_action_has_an_api_name_and_generate_needs_only_a_prompt(api):
     parameters = info["/generate"]["parameters"]
     assert parameters[0]["parameter_name"] == "prompt"
     assert all(p["parameter_has_default"] for p in parameters[1:])
-    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained"]
+    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained", "pretrained/tiny-gpt2"]
 
 
 def test_generate_streams_and_the_same_seed_gives_the_same_text(api):
@@ -165,22 +167,25 @@ def test_training_streams_progress_while_another_client_generates(served, api):
     trainer = threading.Thread(target=lambda: result.update(zip(("final", "outputs", "progress"),
                                                                 run_training(api, max_steps=60))))
     trainer.start()
-    wait_for(lambda: other.predict(api_name="/training_status")["state"] == "running")
+    wait_for(lambda: api.predict(api_name="/training_status")["state"] == "running")
 
     def generate_and_check(seed):
         text = other.predict(PROMPT, strategy="sample", max_new_tokens=40, seed=seed, api_name="/generate")
-        return text, other.predict(api_name="/training_status")["state"]
+        return text, api.predict(api_name="/training_status")["state"]
 
     with ThreadPoolExecutor(4) as pool:
         generated = list(pool.map(generate_and_check, range(4)))
     assert all(text.startswith(PROMPT) for text, _ in generated)
     assert any(state == "running" for _, state in generated), generated  # they ran during the training
 
-    busy = third.predict(**TINY, api_name="/train")  # not an error: the running job's status
-    assert "already running" in busy[0]
+    waiting = third.submit(**TINY, api_name="/train")  # not an error: a place in line
+    assert wait_for(lambda: third.predict(api_name="/training_status").get("position")) == 1
+    assert third.predict(api_name="/stop") == "You left the line."
+    assert "You left the line" in waiting.result(timeout=60)[0]  # not an error
     trainer.join(timeout=300)
 
     status_html, loss, ppl, samples, run, zip_path = result["final"]
+    assert zip_path is None  # a zip is made when asked for (/download)
     assert "saved as" in status_html and "step 60 of 60" in status_html
     assert len(result["outputs"]) >= 4  # streamed while training
     assert result["progress"] and max(i for i, _ in result["progress"] if i is not None) >= 30
@@ -194,7 +199,7 @@ def test_training_streams_progress_while_another_client_generates(served, api):
     run_key = run["value"]
     models = {m["key"]: m for m in api.predict(api_name="/models")}
     assert run_key in models and models[run_key]["kind"] == "run"
-    with zipfile.ZipFile(zip_path) as archive:
+    with zipfile.ZipFile(api.predict(run_key, api_name="/download")) as archive:
         names = archive.namelist()
     assert any(n.endswith("/model.safetensors") for n in names) and any(n.endswith("/tokenizer.json") for n in names)
     assert not any("checkpoint-" in n or n.endswith((".bin", ".pt")) for n in names)
@@ -203,7 +208,6 @@ def test_training_streams_progress_while_another_client_generates(served, api):
     assert before.startswith(PROMPT) and after.startswith(PROMPT) and before != after
     assert tuple(api.predict(PROMPT, "untrained", run_key, strategy="greedy", max_new_tokens=20,
                              api_name="/compare")) == (before, after)
-    assert Path(api.predict(run_key, api_name="/download")).stat().st_size > 10_000
     info = json.loads((served.ctx.runs_dir / run_key.split("/", 1)[1] / APP_RUN_FILE).read_text())
     assert info["steps"] == 60 and info["stopped"] is False
 
@@ -294,3 +298,56 @@ def test_model_folders_load_from_safetensors_only(served, tmp_path):
         load_model_dir(pickled)
     entry = registry.add_dir(run.path)
     assert entry.key.startswith("dir/") and registry.get(entry.key)[1] is not None
+
+
+def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from space.registry import count_parameters
+    from space.tab_generate import model_facts
+
+    registry = served.ctx.registry
+    labels = {key: label for label, key in registry.choices("pt")}
+    assert labels["pretrained/tiny-gpt2"].startswith("GPT-2 pré-treinado: tiny-gpt2 (")
+    assert [m["kind"] for m in api.predict(api_name="/models")][-1] == "pretrained"
+    entry, model, tokenizer = registry.get("pretrained/tiny-gpt2")
+    gpt2 = GPT2LMHeadModel.from_pretrained(entry.path).eval()
+    ids = tokenizer("Era uma vez a Capitú", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, gpt2(ids).logits, atol=1e-5)
+    assert entry.summary["parameters"] == count_parameters(gpt2.config.to_dict()) == gpt2.num_parameters()
+    facts = model_facts(served.ctx, "untrained", "pretrained/tiny-gpt2")
+    assert "random weights: trained on no text at all" in facts and "**tiny-gpt2**" in facts
+    text = api.predict("Era uma vez", model="pretrained/tiny-gpt2", strategy="greedy", max_new_tokens=5,
+                       api_name="/generate")
+    assert text.startswith("Era uma vez") and len(text) > len("Era uma vez")
+
+
+def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from space.context import AppContext
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=["minigpt-tests/no-such-gpt2"])
+    assert "pretrained/minigpt-tests/no-such-gpt2" in [e.key for e in ctx.registry.entries()]  # listed, not loaded
+    with pytest.raises(ModelError, match=r"pre-trained model minigpt-tests/no-such-gpt2 could not be loaded: it "
+                                         r"comes from the Hugging Face Hub.*use a model trained in the app"):
+        ctx.registry.get("pretrained/minigpt-tests/no-such-gpt2")
+
+
+def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
+    from space.context import AppContext
+    from space.job_inputs import prepare_job
+    from space.tab_train import corpus_for_visitor
+
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
+    for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
+        assert corpus_for_visitor(SimpleNamespace(headers={"accept-language": lang})) == corpus
+        job = prepare_job(ctx, lang, "visitor", corpus, [], "", **settings)
+        assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
+    job = prepare_job(ctx, "pt", "visitor", "python-reference", [], "", **settings)  # the visitor can switch
+    assert job.data_args.builtin_corpus == "python-reference"

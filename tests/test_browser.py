@@ -19,7 +19,8 @@ if CHROMIUM is None:
     pytest.skip("no chromium executable (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-from app_server import launched_app  # noqa: E402
+from app_server import SPACE_ENV, launched_app  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 
 SHOTS = Path("/tmp/minigpt_screenshots")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -28,7 +29,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    with launched_app(tmp_path_factory.mktemp("browser_app")) as (_, address):
+    # as on the hosted Space: Sign in with Hugging Face (dummy OAuth settings; nothing calls huggingface.co)
+    with launched_app(tmp_path_factory.mktemp("browser_app"), env=SPACE_ENV) as (_, address):
         end = time.time() + 60
         while True:  # the server answers before the browser is pointed at it
             try:
@@ -95,8 +97,75 @@ def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_pat
             page.locator("#probs-btn").click()
             expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
             page.locator("#surprise-btn").click()
-            expect(page.get_by_text("Entropia cruzada", exact=False).last).to_be_visible()
+            expect(page.locator("text=Entropia cruzada >> visible=true").last).to_be_visible()
             expect(page.locator("#surprise-out")).to_contain_text("statement")
             save(page, tmp_path, "pt_probabilidades.png")
+        finally:
+            browser.close()
+
+
+def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(url, tmp_path):
+    """Another visitor (a gradio_client) trains; the browser sees the sign-in button, that training's progress
+    without its text, and its own place in line after pressing Start; Stop gives the place up."""
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("\n\n".join(f"line {i} of a small private text" for i in range(80)))
+    other = Client(url, verbose=False, analytics_enabled=False)
+    running = other.submit("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 4,
+                           3e-3, 16, 1, api_name="/train")
+    expect = sync_api.expect
+    try:
+        end = time.time() + 240
+        while other.predict(api_name="/training_status").get("state") != "running":
+            assert time.time() < end, "the other visitor's training did not start"
+            time.sleep(0.5)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            try:
+                page = browser.new_context(locale="pt-BR", viewport={"width": 1400, "height": 1000}).new_page()
+                page.set_default_timeout(60_000)
+                page.goto(url)
+                expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible(timeout=60_000)
+                expect(page.get_by_text("Com login, seus treinos seguem você")).to_be_visible()
+                expect(page.get_by_text("Um treino de outro visitante está rodando")).to_be_visible(timeout=60_000)
+                expect(page.locator("#train-status")).not_to_contain_text("private text")
+                page.get_by_role("button", name="Começar o treino").click()
+                expect(page.locator("#queue-position")).to_contain_text("Na fila: você é o número 1", timeout=60_000)
+                save(page, tmp_path, "pt_fila.png")
+                page.get_by_role("button", name="Parar", exact=True).click()
+                expect(page.get_by_text("Você saiu da fila.").first).to_be_visible(timeout=60_000)
+                expect(page.locator("#train-status")).not_to_contain_text("falhou")
+            finally:
+                browser.close()
+    finally:
+        other.predict(api_name="/stop")
+        running.result(timeout=240)
+
+
+@pytest.mark.parametrize(("locale", "corpus", "prompt", "tabs", "term"), [
+    ("pt-BR", "Machado de Assis: dois romances (português, embutido)", "Era uma vez", ("Gerar", "Glossário"),
+     "Entropia cruzada"),
+    ("en-US", "the Python Language Reference (English, built-in)", "The value of", ("Generate", "Glossary"),
+     "Cross entropy"),
+])
+def test_the_visitors_language_picks_the_corpus_the_prompt_and_the_glossary(url, tmp_path, locale, corpus, prompt,
+                                                                            tabs, term):
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            expect(page.locator("#corpus-source").get_by_label(corpus, exact=True)).to_be_checked()
+            page.get_by_role("tab", name=tabs[0], exact=True).click()
+            expect(page.locator("#gen-prompt textarea")).to_have_value(prompt)
+            page.get_by_role("tab", name=tabs[1], exact=True).click()
+            expect(page.locator("#glossary")).to_contain_text(term)
+            for other in ("checkpoint", "Checkpoint"):
+                if other in page.locator("#glossary").inner_text():
+                    break
+            else:
+                raise AssertionError("the glossary lacks 'checkpoint'")
+            save(page, tmp_path, f"{locale}_glossary.png")
         finally:
             browser.close()

@@ -1,6 +1,8 @@
 """Tests for minigpt.corpus: real datasets, real tokenizers, no network."""
 
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,8 @@ from minigpt import corpus
 from minigpt.corpus import CorpusError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = PROJECT_ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = PROJECT_ROOT / "minigpt" / "data" / "tinyshakespeare.txt"
+PYTHON_REFERENCE = "python-reference"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,7 +29,7 @@ def private_datasets_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def builtin():
-    return corpus.load_text_datasets()
+    return corpus.load_text_datasets(builtin_corpus_name=PYTHON_REFERENCE)
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +53,12 @@ def write_table(path: Path, rows: dict[str, list]) -> Path:
 # --- loading ------------------------------------------------------------------
 
 
-def test_builtin_corpus_text_is_the_python_reference_and_deterministic():
-    text = corpus.builtin_corpus_text()
-    assert len(text) > 300_000
-    assert 'The "pass" statement' in text
-    assert text == corpus.builtin_corpus_text()
-    assert corpus.BUILTIN_CORPUS_NAME == "python-reference"
+def test_python_reference_is_deterministic():
+    topics = corpus.builtin_documents(PYTHON_REFERENCE)
+    assert sum(map(len, topics)) > 300_000
+    assert any('The "pass" statement' in topic for topic in topics)
+    assert topics == corpus.builtin_documents(PYTHON_REFERENCE)
+    assert corpus.builtin_corpus(PYTHON_REFERENCE).language == "en"
 
 
 def test_builtin_corpus_splits_whole_topics_disjointly(builtin):
@@ -71,34 +74,34 @@ def test_builtin_corpus_splits_whole_topics_disjointly(builtin):
 
 
 def test_split_is_deterministic_in_seed_and_follows_percentage(builtin):
-    again = corpus.load_text_datasets(seed=42)
+    again = corpus.load_text_datasets(seed=42, builtin_corpus_name=PYTHON_REFERENCE)
     assert list(again["validation"]["text"]) == list(builtin["validation"]["text"])
-    other_seed = corpus.load_text_datasets(seed=7)
+    other_seed = corpus.load_text_datasets(seed=7, builtin_corpus_name=PYTHON_REFERENCE)
     assert list(other_seed["validation"]["text"]) != list(builtin["validation"]["text"])
-    assert len(corpus.load_text_datasets(validation_split_percentage=50)["validation"]) == 39
+    half = corpus.load_text_datasets(validation_split_percentage=50, builtin_corpus_name=PYTHON_REFERENCE)
+    assert len(half["validation"]) == 39
 
 
-def test_small_percentage_still_holds_out_one_document(tmp_path):
-    path = tmp_path / "two.txt"
-    path.write_text("first paragraph\n\nsecond paragraph\n", encoding="utf-8")
+def test_small_percentage_still_holds_out_one_row(tmp_path):
+    path = write_table(tmp_path / "two.jsonl", {"text": ["first row", "second row"]})
     raw = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=1)
     assert len(raw["train"]) == 1 and len(raw["validation"]) == 1
 
 
 def test_max_train_samples_limits_train_only(builtin):
-    raw = corpus.load_text_datasets(max_train_samples=5)
+    raw = corpus.load_text_datasets(max_train_samples=5, builtin_corpus_name=PYTHON_REFERENCE)
     assert len(raw["train"]) == 5
     assert len(raw["validation"]) == len(builtin["validation"])
 
 
-@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="shared/data/tinyshakespeare.txt is absent")
-def test_tiny_shakespeare_text_file_is_split_by_paragraph():
-    raw = corpus.load_text_datasets(train_file=str(SHAKESPEARE))
-    documents = len(raw["train"]) + len(raw["validation"])
-    assert documents > 5000
-    assert len(raw["validation"]) == round(documents * 0.1)
-    assert raw["train"][0]["text"].startswith("First Citizen:")
-    assert all("\n\n" not in text for text in raw["validation"]["text"])
+def test_tiny_shakespeare_is_one_text_whose_last_tenth_is_held_out_at_a_paragraph():
+    text = SHAKESPEARE.read_bytes().decode("utf-8")
+    raw = corpus.load_text_datasets(train_file=str(SHAKESPEARE), seed=1)
+    (train,), (validation,) = raw["train"]["text"], raw["validation"]["text"]
+    assert train + validation == text  # byte for byte, blank lines included
+    assert train.startswith("First Citizen:") and train.endswith("\n\n") and validation[0] != "\n"
+    assert abs(len(validation) / len(text) - 0.10) < 0.001
+    assert corpus.load_text_datasets(train_file=str(SHAKESPEARE), seed=2)["validation"]["text"] == [validation]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
@@ -120,7 +123,8 @@ def test_validation_file_is_used_instead_of_a_split(tmp_path):
 
 
 def test_describe_source():
-    assert corpus.describe_source() == "python-reference (built-in)"
+    assert corpus.describe_source() == "machado (built-in)"
+    assert corpus.describe_source(builtin_corpus_name=PYTHON_REFERENCE) == "python-reference (built-in)"
     assert corpus.describe_source("data/train.txt", "data/valid.txt") == "train.txt, validation: valid.txt"
     assert corpus.describe_source(dataset_name="wikitext", dataset_config_name="wikitext-2-raw-v1") == (
         "wikitext/wikitext-2-raw-v1 (Hugging Face Hub)"
@@ -155,10 +159,9 @@ def test_empty_corpus(tmp_path):
         corpus.load_text_datasets(train_file=str(path))
 
 
-def test_single_document_cannot_be_split(tmp_path):
-    path = tmp_path / "one.txt"
-    path.write_text("one line\nanother line\n", encoding="utf-8")
-    with pytest.raises(CorpusError, match="single document.*blank lines or pass --validation_file"):
+def test_a_single_row_cannot_be_split(tmp_path):
+    path = write_table(tmp_path / "one.jsonl", {"text": ["one line\nanother line\n"]})
+    with pytest.raises(CorpusError, match="single row.*--validation_file, or give the text as a .txt file"):
         corpus.load_text_datasets(train_file=str(path))
 
 
@@ -213,12 +216,16 @@ def test_conflicting_sources():
         corpus.load_text_datasets(train_file="a.txt", dataset_name="wikitext")
     with pytest.raises(CorpusError, match="--validation_file needs a --train_file"):
         corpus.load_text_datasets(validation_file="a.txt")
+    with pytest.raises(CorpusError, match="either --builtin_corpus or --train_file/--dataset_name"):
+        corpus.load_text_datasets(train_file="a.txt", builtin_corpus_name="machado")
+    with pytest.raises(CorpusError, match="--builtin_corpus 'klingon' is unknown; choose one of: machado, python"):
+        corpus.load_text_datasets(builtin_corpus_name="klingon")
 
 
 def test_hub_dataset_offline_is_a_corpus_error(tmp_path):
     # Offline mode is read when datasets is imported, hence a fresh interpreter.
     script = (
-        "import corpus\n"
+        "from minigpt import corpus\n"
         "try:\n"
         "    corpus.load_text_datasets(dataset_name='minigpt-tests/not-a-real-dataset')\n"
         "except corpus.CorpusError as error:\n"
@@ -305,15 +312,18 @@ def test_builtin_corpus_groups_into_full_blocks(builtin, bpe):
     assert eos_count in (len(builtin["train"]), len(builtin["train"]) - 1)  # the last may fall in the dropped tail
 
 
-def test_second_call_is_served_from_the_cache(builtin, bpe, tmp_path, monkeypatch):
-    first = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
-    assert [p.name for p in tmp_path.iterdir()] == [corpus._cache_key(builtin, bpe, 64)]
+def must_not_tokenize(*args, **kwargs):
+    raise AssertionError("tokenized again instead of using the cache")
 
-    def must_not_tokenize(*args, **kwargs):
-        raise AssertionError("tokenized again instead of using the cache")
+
+def test_second_call_is_served_from_datasets_cache_files(builtin, bpe, tmp_path, monkeypatch):
+    first = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    key = corpus._cache_key(builtin, bpe, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}-train.arrow", f"{key}-validation.arrow"]
+    assert first["train"].cache_files[0]["filename"] == str(tmp_path / f"{key}-train.arrow")
 
     monkeypatch.setattr(corpus, "_tokenize_and_chunk", must_not_tokenize)
-    same_corpus_again = corpus.load_text_datasets()
+    same_corpus_again = corpus.load_text_datasets(builtin_corpus_name=PYTHON_REFERENCE)
     second = corpus.tokenize_and_group(same_corpus_again, bpe, block_size=64, cache_dir=str(tmp_path))
     assert list(second["train"]["input_ids"]) == list(first["train"]["input_ids"])
     assert list(second["validation"]["input_ids"]) == list(first["validation"]["input_ids"])
@@ -321,34 +331,20 @@ def test_second_call_is_served_from_the_cache(builtin, bpe, tmp_path, monkeypatc
         corpus.tokenize_and_group(builtin, bpe, block_size=32, cache_dir=str(tmp_path))
 
 
-def test_a_crash_while_saving_leaves_no_cache_entry(builtin, bpe, tmp_path, monkeypatch):
-    def save_half_then_crash(self, path, **kwargs):
-        (Path(path) / "half-written.arrow").write_bytes(b"partial")
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", save_half_then_crash)
-    with pytest.raises(OSError, match="No space left"):
-        corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_cache_written_meanwhile_by_another_process_is_used(builtin, bpe, tmp_path, monkeypatch):
-    target = tmp_path / corpus._cache_key(builtin, bpe, 64)
-    real_save = datasets.DatasetDict.save_to_disk
-
-    def other_process_wins(self, path, **kwargs):
-        real_save(self, str(target))  # the other process renames its copy into place first
-        real_save(self, path, **kwargs)
-
-    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", other_process_wins)
-    grouped = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
-    assert [p.name for p in tmp_path.iterdir()] == [target.name]
-    assert len(grouped["train"]) > 0
+def test_overwrite_cache_tokenizes_again_and_rewrites_the_files(builtin, bpe, tmp_path, monkeypatch):
+    corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    train_file = tmp_path / f"{corpus._cache_key(builtin, bpe, 64)}-train.arrow"
+    train_file.write_bytes(b"stale")  # a cache file that would not even load
+    rewritten = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), overwrite_cache=True)
+    assert len(rewritten["train"]) > 500 and train_file.stat().st_size > 1000
+    monkeypatch.setattr(corpus, "_tokenize_and_chunk", must_not_tokenize)
+    with pytest.raises(AssertionError, match="tokenized again"):
+        corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), overwrite_cache=True)
 
 
 def test_cache_key_depends_on_corpus_tokenizer_and_block_size(builtin, bpe):
     char = corpus.train_tokenizer(builtin["train"], kind="char")
-    other_corpus = corpus.load_text_datasets(seed=1)
+    other_corpus = corpus.load_text_datasets(seed=1, builtin_corpus_name=PYTHON_REFERENCE)
     keys = {
         corpus._cache_key(builtin, bpe, 64),
         corpus._cache_key(builtin, bpe, 65),
@@ -376,3 +372,95 @@ def test_validation_without_a_full_block(tmp_path):
 def test_block_size_must_be_positive(builtin, bpe):
     with pytest.raises(CorpusError, match="--block_size must be at least 1"):
         corpus.tokenize_and_group(builtin, bpe, block_size=0)
+
+
+# --- the built-in Portuguese corpus and byte-exact text -----------------------
+
+MACHADO_DIR = PROJECT_ROOT / "minigpt" / "data" / "machado"
+
+
+def test_machado_ships_in_the_package_and_matches_its_readme_checksums():
+    readme = (MACHADO_DIR / "README.md").read_text(encoding="utf-8")
+    for name, md5 in corpus._MACHADO_FILES.items():
+        assert hashlib.md5((MACHADO_DIR / name).read_bytes()).hexdigest() == md5
+        assert f"| {name} |" in readme and md5 in readme
+    novels = corpus.builtin_documents("machado")
+    assert [novel.splitlines()[0] for novel in novels] == ["Title: Quincas Borba", "Title: Dom Casmurro"]
+    assert novels == [(MACHADO_DIR / name).read_bytes().decode("utf-8") for name in corpus._MACHADO_FILES]
+
+
+def test_machado_is_the_default_and_its_validation_is_the_end_of_dom_casmurro():
+    assert corpus.DEFAULT_BUILTIN_CORPUS == "machado" and corpus.builtin_corpus().language == "pt"
+    quincas, dom = corpus.builtin_documents("machado")
+    raw = corpus.load_text_datasets()
+    assert raw["train"]["text"][0] == quincas
+    (validation,) = raw["validation"]["text"]
+    assert raw["train"]["text"][1] + validation == dom and dom.endswith(validation)
+    assert abs(len(validation) / (len(quincas) + len(dom)) - 0.10) < 0.002
+    # More than one novel's worth: the end of Quincas Borba and all of Dom Casmurro, in reading order.
+    half = corpus.load_text_datasets(validation_split_percentage=60)
+    assert half["validation"]["text"][1] == dom and quincas.endswith(half["validation"]["text"][0])
+    assert half["train"]["text"][0] + half["validation"]["text"][0] == quincas
+
+
+def test_a_damaged_machado_file_is_refused(tmp_path, monkeypatch):
+    shutil.copytree(MACHADO_DIR, tmp_path / "machado")
+    novel = tmp_path / "machado" / "dom_casmurro.txt"
+    novel.write_bytes(novel.read_bytes().replace("Capitú".encode(), "Capitu".encode(), 1))
+    monkeypatch.setattr(corpus, "DATA_DIR", tmp_path)
+    with pytest.raises(CorpusError, match="dom_casmurro.txt is damaged.*reinstall minigpt"):
+        corpus.load_text_datasets()
+
+
+MESSY_TEXT = (
+    "Title: A test\r\n\r\nCAPITULO I\n\n\n  Indented line, trailing spaces   \n\tand a tab.\n\n"
+    "Capitú olhou: «ação», coração, á janella... 🙂\n\n\n\n"
+    + "".join(f"Paragrapho {i}: uma linha\nque continua.\n\n" for i in range(60))
+    + "Fim, sem newline final"
+)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "char"])
+def test_a_txt_file_round_trips_byte_for_byte_through_the_tokenized_stream(tmp_path, kind):
+    path = tmp_path / "messy.txt"
+    path.write_bytes(MESSY_TEXT.encode("utf-8"))
+    whole = corpus.load_text_datasets(train_file=str(path), validation_file=str(path))
+    assert whole["train"]["text"] == [MESSY_TEXT]  # one document, \r\n and blank lines as in the file
+    tokenizer = corpus.train_tokenizer(whole["train"], kind=kind, vocab_size=300)
+    grouped = corpus.tokenize_and_group(whole, tokenizer, block_size=1)  # blocks of one token: no tail dropped
+    stream = [ids[0] for ids in grouped["train"]["input_ids"]]
+    assert stream.count(tokenizer.eos_token_id) == 1 and stream[-1] == tokenizer.eos_token_id  # eos ends the file
+    assert tokenizer.decode(stream, skip_special_tokens=True).encode("utf-8") == path.read_bytes()
+    assert "\n\n" in tokenizer.decode(stream[:40]) or "\r\n\r\n" in tokenizer.decode(stream[:40])
+
+    blocks = corpus.tokenize_and_group(whole, tokenizer, block_size=16)
+    blocked = [token for ids in blocks["train"]["input_ids"] for token in ids]
+    assert blocked == stream[: len(blocked)] and len(stream) - len(blocked) < 16
+
+
+def test_the_validation_of_a_text_is_its_contiguous_end(tmp_path):
+    path = tmp_path / "messy.txt"
+    path.write_bytes(MESSY_TEXT.encode("utf-8"))
+    for percentage in (5, 10, 30):
+        raw = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=percentage)
+        (train,), (validation,) = raw["train"]["text"], raw["validation"]["text"]
+        assert train + validation == MESSY_TEXT
+        assert validation.startswith("Paragrapho ") and train.endswith("\n\n")  # cut at a paragraph's start
+        assert abs(len(validation) / len(MESSY_TEXT) - percentage / 100) < percentage / 200
+
+
+def test_a_text_without_line_breaks_is_cut_at_the_percentage(tmp_path):
+    path = tmp_path / "one_line.txt"
+    path.write_text("x" * 1000, encoding="utf-8")
+    raw = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=10)
+    assert [len(raw["train"]["text"][0]), len(raw["validation"]["text"][0])] == [900, 100]
+
+
+def test_bpe_trained_on_machado_keeps_newlines_and_accents():
+    raw = corpus.load_text_datasets()
+    tokenizer = corpus.train_tokenizer(raw["train"], kind="bpe", vocab_size=1024)
+    text = "Capitú, a mãe, o coração; á janella.\n\nEra uma vez"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    assert tokenizer.eos_token_id not in ids
+    assert "ĊĊ" in tokenizer.get_vocab()  # a paragraph break is a token of its own, learned from the novels

@@ -24,7 +24,7 @@ from modeling_minigpt import MiniGPTForCausalLM
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer(load_text_datasets()["train"], kind="bpe", vocab_size=400)
+    return train_tokenizer(load_text_datasets(builtin_corpus_name="python-reference")["train"], kind="bpe", vocab_size=400)
 
 
 @pytest.fixture(scope="module")

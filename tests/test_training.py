@@ -19,7 +19,7 @@ from minigpt.run_folder import checkpoint_is_complete, find_resumable_checkpoint
 from minigpt.training import MiniGPTTrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = ROOT / "minigpt" / "data" / "tinyshakespeare.txt"
 TINY = ["--preset", "tiny", "--config_overrides", "n_embd=64,n_layer=2,n_head=2", "--block_size", "32",
         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "5",
         "--dataloader_num_workers", "0", "--seed", "7"]
@@ -83,10 +83,9 @@ def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tm
     assert stdout.startswith("MiniGPTForCausalLM True"), stdout
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="shared/data/tinyshakespeare.txt is not beside the checkout")
 def test_tiny_shakespeare_char_level(tmp_path):
     out = tmp_path / "shakespeare"
-    assert run_cli("--train_file", SHAKESPEARE, "--tokenizer_type", "char", "--max_train_samples", 800,
+    assert run_cli("--train_file", SHAKESPEARE, "--tokenizer_type", "char", "--validation_split_percentage", 2,
                    "--output_dir", out, "--max_steps", 60, "--eval_steps", 30, "--save_steps", 60,
                    "--learning_rate", 3e-3, *TINY) == 0
     results = read_json(out / "all_results.json")
@@ -100,8 +99,8 @@ def test_builtin_corpus_offline_with_no_corpus_flag(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     out = tmp_path / "builtin"
-    assert run_cli("--output_dir", out, "--max_steps", 10, "--eval_steps", 10, "--save_steps", 10,
-                   "--vocab_size", 512, *TINY) == 0
+    assert run_cli("--builtin_corpus", "python-reference", "--output_dir", out, "--max_steps", 10,
+                   "--eval_steps", 10, "--save_steps", 10, "--vocab_size", 512, *TINY) == 0
     assert "python-reference (built-in)" in (out / "README.md").read_text()
     assert "The" in (out / "samples.md").read_text()
 

@@ -1,0 +1,91 @@
+"""A training in its own process: the same minigpt.training.run_training as train.py, started from a fork server
+(torch and transformers imported once, then a clean process per run), so that an out-of-memory kill or a crash
+in a library ends that run only and the web server stays up.
+
+Parent and child speak over one multiprocessing queue (child -> parent) and one event (parent -> child: stop):
+    ("progress", {step, max_steps, epoch, logs})   every step and every log of the Trainer
+    ("sample", {...})                              each evaluation's sample text
+    ("done", {eval_loss, peak_rss})                the model is saved in output_dir; the child's peak RSS
+    ("error", "kind", "one line")                  kind: setup (bad input, said in one line) | crash
+A child that dies without "done" or "error" (killed by the kernel's OOM killer, a segfault) is a failed run.
+
+This module imports no gradio: the child loads only the training pipeline.
+"""
+
+import logging
+import multiprocessing
+import os
+import resource
+import traceback
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger("minigpt.app")
+
+_PRELOAD = ["minigpt.training", "space.training_process"]
+
+
+def process_context():
+    """A fork server where the platform has one (fast starts, nothing of the web server's threads inherited),
+    else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class QueueProgressCallback(TrainerCallback):
+    """Trainer -> parent: every step (progress bar) and every log (loss, perplexity, tokens/s)."""
+
+    def __init__(self, events):
+        self.events = events
+
+    def _send(self, state, logs=None):
+        self.events.put(("progress", {"step": state.global_step, "max_steps": state.max_steps,
+                                      "epoch": float(state.epoch or 0.0), "logs": dict(logs or {})}))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._send(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._send(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self._send(state, logs)
+
+
+def train_in_child(model_args, data_args, training_kwargs: dict, events, stop, private_cache: str | None,
+                   hide_owner_token: bool) -> None:
+    """The child's whole life: build TrainingArguments, run the pipeline, report. Never raises."""
+    logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
+    if hide_owner_token:  # a hosted Space: the owner's token never serves a visitor's corpus
+        os.environ.pop("HF_TOKEN", None)
+    import datasets
+
+    from minigpt.corpus import CorpusError
+    from minigpt.hub import HubError
+    from minigpt.loading import SetupError
+    from minigpt.training import MiniGPTTrainingArguments, run_training
+
+    if private_cache:  # an uploaded text: its Arrow and token caches live (and die) with the run's upload folder
+        datasets.config.HF_DATASETS_CACHE = Path(private_cache)
+    try:
+        try:
+            training_args = MiniGPTTrainingArguments(**training_kwargs)
+        except ValueError as error:  # TrainingArguments' own checks
+            raise SetupError(str(error).splitlines()[0]) from None
+        result = run_training(model_args, data_args, training_args, callbacks=[QueueProgressCallback(events)],
+                              stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))))
+        events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),
+                             "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    except (SetupError, CorpusError, HubError) as error:
+        events.put(("error", "setup", str(error)))
+    except BaseException as error:  # a bug or an exhausted machine: reported, the parent stays up
+        logger.error("training failed:\n%s", traceback.format_exc())
+        text = str(error).splitlines()[0] if str(error) else ""
+        events.put(("error", "crash", f"{type(error).__name__}: {text}".rstrip(": ")))
+    finally:
+        events.close()
+        events.join_thread()  # everything sent reaches the parent before the process ends
