@@ -1,7 +1,8 @@
 """MiniGPT vs transformers' GPT-2, side by side in one run on whatever device is here.
 
-    python bench/benchmark.py                  # everything (about 15 minutes on 2 CPU cores)
+    python bench/benchmark.py                  # everything (about 25 minutes on 2 idle CPU cores)
     python bench/benchmark.py --skip-quality   # speed only (a few minutes)
+    python bench/benchmark.py --skip-speed --nano-steps 300   # a quick look at the quality levers
 
 Prints markdown tables and writes JSON (bench/results-<device>.json). Training goes through the same Trainer as
 train.py (training.build_trainer), quality through the same pipeline (training.run_training).
@@ -9,6 +10,7 @@ train.py (training.build_trainer), quality through the same pipeline (training.r
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -19,14 +21,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-from transformers import GPT2Config, GPT2LMHeadModel, PrinterCallback
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PrinterCallback
 from transformers import logging as hf_logging
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.corpus import load_text_datasets, tokenize_and_group, train_tokenizer
+from minigpt.loading import build_untrained, load_pretrained
 from minigpt.monitoring import TimeBudgetCallback
 from minigpt.precision import precision_of
 from minigpt.quantization import quantize_int8
+from minigpt.teaching import DecodingSettings
 from minigpt.throughput import measured_matmul_peak, mfu
 from minigpt.training import (
     DataArguments,
@@ -36,15 +40,16 @@ from minigpt.training import (
     run_training,
 )
 from modeling_minigpt import MiniGPTForCausalLM
+from space.generation import stream_generate
 
-SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = ROOT / "minigpt" / "data" / "tinyshakespeare.txt"  # shipped with the project, see its README
 DIMS = {  # name -> (layers, heads, width, context); vocabulary 8192 for both
     "default preset (small)": (PRESETS["small"]["num_hidden_layers"], PRESETS["small"]["num_attention_heads"],
                                PRESETS["small"]["hidden_size"], PRESETS["small"]["max_position_embeddings"]),
     "6 x 6 x 384 (base)": (6, 6, 384, 256),
 }
 VOCAB = 8192
-NANOGPT = dict(n_layer=4, n_head=4, n_embd=128, block=64, batch=12, lr=1e-3, steps=2000)
+NANOGPT = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block": 64, "batch": 12, "lr": 1e-3, "steps": 2000}
 
 
 def device_name() -> str:
@@ -125,6 +130,25 @@ def generation_speed(model, batch: int, new_tokens: int = 128, prompt_len: int =
     return {"tokens_per_second": batch * new_tokens / best, "time_to_first_token_ms": 1000 * first}
 
 
+def app_streaming_speed() -> dict:
+    """The app's real path: a default-preset (small) model, random weights, through space.generation.stream_generate
+    with the app's default decoding settings (top-p sampling, 60 new tokens, streamed from a thread)."""
+    model, tokenizer = build_untrained("small", vocab_size=VOCAB)
+    settings = DecodingSettings()
+    ids = tokenizer("The", return_tensors="pt").input_ids
+
+    def once():
+        start = time.perf_counter()
+        first, text = None, ""
+        for text in stream_generate(model, tokenizer, ids, settings):
+            first = first if first is not None else time.perf_counter() - start
+        return first, time.perf_counter() - start, min(len(tokenizer(text).input_ids), settings.max_new_tokens)
+
+    once()  # warm up
+    first, seconds, tokens = min(once() for _ in range(3))
+    return {"tokens_per_second": tokens / seconds, "time_to_first_token_ms": 1000 * first, "new_tokens": tokens}
+
+
 def generation_variants(dims) -> dict:
     """MiniGPT's speed paths, all through generate(): plain, bf16 weights, (CPU) int8 weights, (GPU) static cache +
     compile."""
@@ -138,41 +162,105 @@ def generation_variants(dims) -> dict:
     return variants
 
 
-def quality_per_minute(shakespeare: Path) -> dict:
-    """nanoGPT's CPU recipe through train.py's pipeline, then MiniGPT's recipe given the same training time."""
-    n = NANOGPT
-    quiet = dict(eval_strategy="no", eval_on_start=False, save_strategy="no", logging_steps=100, disable_tqdm=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        nano = run_training(
-            ModelArguments(tokenizer_type="char", preset="tiny",
-                           config_overrides=f"n_layer={n['n_layer']},n_head={n['n_head']},n_embd={n['n_embd']}"),
-            DataArguments(train_file=str(shakespeare), block_size=n["block"]),
-            MiniGPTTrainingArguments(output_dir=f"{tmp}/nano", max_steps=n["steps"],
-                                     per_device_train_batch_size=n["batch"], learning_rate=n["lr"],
-                                     warmup_steps=100, **quiet),
-        )
-        budget = nano.metrics["train_runtime"]
+def nanogpt_split(text_file: Path, out_dir: Path) -> tuple[str, str, str]:
+    """nanoGPT's split of a text: the first 90 % of its bytes train, the last 10 % validate, each contiguous.
+    Written as one-document .jsonl files so that the pipeline keeps every byte (no paragraph splitting).
+    Returns (train file, validation file, validation text)."""
+    data = text_file.read_bytes()
+    cut = int(len(data) * 0.9)
+    while cut < len(data) and (data[cut] & 0xC0) == 0x80:  # never cut a UTF-8 character in two
+        cut += 1
+    files = []
+    for name, part in (("train", data[:cut]), ("validation", data[cut:])):
+        path = out_dir / f"{name}.jsonl"
+        path.write_text(json.dumps({"text": part.decode("utf-8")}) + "\n")
+        files.append(str(path))
+    return files[0], files[1], data[cut:].decode("utf-8")
 
-        # MiniGPT's recipe: the same model size, but BPE (each token carries ~3 characters, so a 128-token block
-        # sees ~5x more text than nanoGPT's 64 characters) and a higher learning rate; its step count comes from a
-        # short probe so that the cosine schedule ends when the time does.
-        model_args = ModelArguments(tokenizer_type="bpe", vocab_size=1024, preset="tiny",
-                                    config_overrides=f"n_layer={n['n_layer']},n_head={n['n_head']},n_embd={n['n_embd']}")
-        data_args = DataArguments(train_file=str(shakespeare), block_size=128)
-        recipe = dict(per_device_train_batch_size=16, learning_rate=2e-3, **quiet)
+
+@torch.inference_mode()
+def stream_bits_per_byte(model, tokenizer, text: str, batch_size: int = 32) -> float:
+    """Bits per byte over exactly `text`: its tokens as one stream (after an end-of-text token), cut into windows
+    of the model's context, every token predicted once. The tokenizer must give the text back byte for byte."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.decode(ids) != text:
+        raise ValueError("the tokenizer does not round-trip the validation text: bits per byte would not be exact")
+    stream = torch.tensor([tokenizer.eos_token_id, *ids])
+    context = model.config.max_position_embeddings
+    windows = [stream[i : i + context + 1] for i in range(0, len(ids), context)]
+    model.eval()
+    nats = 0.0
+    for i in range(0, len(windows), batch_size):
+        group = windows[i : i + batch_size]
+        for length in sorted({len(w) for w in group}):  # the last window is shorter
+            batch = torch.stack([w for w in group if len(w) == length])
+            logits = model(batch[:, :-1]).logits
+            nats += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(),
+                                                      reduction="sum").item()
+    return nats / math.log(2) / len(text.encode("utf-8"))
+
+
+# Quality levers, each measured on its own line in the same run. A recipe is: tokenizer, block, batch, learning
+# rate, and any other MiniGPTTrainingArguments; the model is nanoGPT's 4 x 4 x 128 for every recipe.
+MINIGPT_RECIPE = {"tokenizer_type": "bpe", "vocab_size": 1024, "block": 128, "batch": 16, "learning_rate": 2e-3}
+LEVERS = {
+    "MiniGPT recipe (BPE 1024, block 128, batch 16, lr 2e-3, AdamW, cosine)": {},
+    "+ Muon for hidden matrices (same lr), AdamW for the rest": {"optim": "muon"},
+    "+ Muon for hidden matrices (lr 1e-2), AdamW for the rest": {"optim": "muon", "muon_learning_rate": 1e-2},
+    "+ warmup-stable-decay schedule (last 30 % decays)": {"lr_scheduler_type": "warmup_stable_decay",
+                                                          "decay_fraction": 0.3},
+    "+ BPE 2048": {"vocab_size": 2048},
+    "+ block 256, batch 8": {"block": 256, "batch": 8},
+    "+ no weight decay": {"weight_decay": 0.0},
+}
+
+
+def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budget=None, steps=None) -> dict:
+    """One recipe through run_training (train.py's path), then scored on the exact validation bytes."""
+    recipe = dict(recipe)
+    n = NANOGPT
+    model_args = ModelArguments(
+        tokenizer_type=recipe.pop("tokenizer_type"), vocab_size=recipe.pop("vocab_size", 1024), preset="tiny",
+        config_overrides=recipe.pop("config_overrides", f"n_layer={n['n_layer']},n_head={n['n_head']},"
+                                                          f"n_embd={n['n_embd']}"))
+    data_args = DataArguments(train_file=train_file, validation_file=val_file, block_size=recipe.pop("block"))
+    quiet = {"eval_strategy": "no", "eval_on_start": False, "do_eval": False, "save_strategy": "no", "logging_steps": 100,
+                 "disable_tqdm": True, "per_device_train_batch_size": recipe.pop("batch")}
+    decay_fraction = recipe.pop("decay_fraction", None)
+    if steps is None:  # as many steps as fit the time budget: a short probe measures the speed
         probe = run_training(model_args, data_args, MiniGPTTrainingArguments(
-            output_dir=f"{tmp}/probe", max_steps=30, do_eval=False, **recipe))
+            output_dir=f"{out_dir}/probe", max_steps=30, **quiet, **{**recipe, "lr_scheduler_type": "cosine"}))
         steps = int(budget * probe.metrics["train_steps_per_second"] * 0.95)
-        ours = run_training(model_args, data_args, MiniGPTTrainingArguments(
-            output_dir=f"{tmp}/ours", max_steps=steps, **recipe), callbacks=[TimeBudgetCallback(budget)])
-    return {
-        "nanoGPT recipe (char, 4x4x128, block 64, batch 12, 2000 steps)": {
-            "seconds": budget, "steps": n["steps"], "eval_loss": nano.metrics["eval_loss"],
-            "bits_per_byte": nano.metrics["eval_bits_per_byte"]},
-        "MiniGPT recipe (BPE 1024, same 4x4x128 model, block 128, batch 16, lr 2e-3)": {
-            "seconds": ours.metrics["train_runtime"], "steps": steps, "eval_loss": ours.metrics["eval_loss"],
-            "bits_per_byte": ours.metrics["eval_bits_per_byte"]},
-    }
+    if decay_fraction:  # warmup-stable-decay: the last fraction of the steps decays to zero
+        recipe["lr_scheduler_kwargs"] = {"num_decay_steps": int(decay_fraction * steps)}
+    callbacks = [TimeBudgetCallback(budget)] if budget else []
+    result = run_training(model_args, data_args, MiniGPTTrainingArguments(
+        output_dir=f"{out_dir}/run", max_steps=steps, **quiet, **recipe), callbacks=callbacks)
+    model = load_pretrained(f"{out_dir}/run")
+    tokenizer = AutoTokenizer.from_pretrained(f"{out_dir}/run")
+    bpb = stream_bits_per_byte(model, tokenizer, val_text)
+    print(f"  quality {name}: {bpb:.3f} bits/byte, {result.metrics['train_runtime']:.0f} s", file=sys.stderr)
+    steps_done = result.metrics["train_tokens"] // (quiet["per_device_train_batch_size"] * data_args.block_size)
+    return {"seconds": result.metrics["train_runtime"], "steps": steps_done,
+            "bits_per_byte": bpb}
+
+
+def quality_per_minute(shakespeare: Path, nano_steps: int = NANOGPT["steps"], levers=LEVERS) -> dict:
+    """nanoGPT's CPU recipe through train.py's pipeline, then each MiniGPT lever given the same training time, all
+    scored in bits over the exact bytes of nanoGPT's validation split."""
+    n = NANOGPT
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file, val_file, val_text = nanogpt_split(shakespeare, Path(tmp))
+        nano = {"tokenizer_type": "char", "block": n["block"], "batch": n["batch"], "learning_rate": n["lr"],
+                    "warmup_steps": 100}
+        name = f"nanoGPT recipe (char, block {n['block']}, batch {n['batch']}, lr {n['lr']:g}, {nano_steps} steps)"
+        results[name] = train_and_score(name, nano, train_file, val_file, val_text, f"{tmp}/nano", steps=nano_steps)
+        budget = results[name]["seconds"]
+        for i, (name, lever) in enumerate(levers.items()):
+            results[name] = train_and_score(name, {**MINIGPT_RECIPE, **lever}, train_file, val_file, val_text,
+                                            f"{tmp}/lever{i}", budget=budget)
+    return results
 
 
 def table(headers, rows) -> str:
@@ -184,6 +272,9 @@ def table(headers, rows) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-quality", action="store_true", help="skip the Tiny Shakespeare quality run")
+    parser.add_argument("--skip-speed", action="store_true", help="skip the training and generation speed runs")
+    parser.add_argument("--nano-steps", type=int, default=NANOGPT["steps"],
+                        help="steps of nanoGPT's recipe, whose time is every other recipe's budget")
     parser.add_argument("--train-steps", type=int, default=6, help="timed training steps per measurement")
     parser.add_argument("--shakespeare", type=Path, default=SHAKESPEARE, help="Tiny Shakespeare text file")
     parser.add_argument("--json", default=None, help="where to write the results (default bench/results-<device>.json)")
@@ -192,57 +283,68 @@ def main(argv=None) -> int:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bf16_ok = device == "cpu" or torch.cuda.is_bf16_supported()
-    peaks = {"fp32": measured_matmul_peak(device, torch.float32)}
-    if bf16_ok:
-        peaks["bf16"] = measured_matmul_peak(device, torch.bfloat16)
+    peaks = {}
+    if not opts.skip_speed:
+        peaks["fp32"] = measured_matmul_peak(device, torch.float32)
+        if bf16_ok:
+            peaks["bf16"] = measured_matmul_peak(device, torch.bfloat16)
     report = {"device": device_name(), "torch": torch.__version__, "peak_flops": peaks, "training": [],
               "generation": [], "quality": {}}
     print(f"# MiniGPT benchmark on {report['device']} (torch {torch.__version__})\n")
-    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
+    if peaks:
+        print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
 
-    rows = []
-    for dims_name, dims in DIMS.items():
-        for precision in ["fp32"] + (["bf16"] if bf16_ok else []):
-            for name, factory in (("MiniGPT", minigpt), ("GPT-2", gpt2)):
-                r = training_speed(factory, dims, opts.train_steps, precision=precision)
-                config = minigpt(*dims).config
-                r["mfu"] = mfu(r["tokens_per_second"], config, dims[3], peaks[precision])
-                r.update(dims=dims_name, precision=precision, model=name)
-                report["training"].append(r)
-                rows.append([dims_name, precision, name, f"{r['tokens_per_second']:,.0f}", f"{100 * r['mfu']:.0f}%"])
-                print(f"  training {dims_name} {precision} {name}: {r['tokens_per_second']:,.0f} tokens/s",
-                      file=sys.stderr)
-    print("## Training (batch 8, AdamW, Trainer)\n")
-    print(table(["dimensions", "precision", "model", "tokens/s", "MFU"], rows) + "\n")
+    if not opts.skip_speed:
+        rows = []
+        for dims_name, dims in DIMS.items():
+            for precision in ["fp32"] + (["bf16"] if bf16_ok else []):
+                for name, factory in (("MiniGPT", minigpt), ("GPT-2", gpt2)):
+                    r = training_speed(factory, dims, opts.train_steps, precision=precision)
+                    config = minigpt(*dims).config
+                    r["mfu"] = mfu(r["tokens_per_second"], config, dims[3], peaks[precision])
+                    r.update(dims=dims_name, precision=precision, model=name)
+                    report["training"].append(r)
+                    rows.append([dims_name, precision, name, f"{r['tokens_per_second']:,.0f}",
+                                 f"{100 * r['mfu']:.0f}%"])
+                    print(f"  training {dims_name} {precision} {name}: {r['tokens_per_second']:,.0f} tokens/s",
+                          file=sys.stderr)
+        print("## Training (batch 8, AdamW, Trainer)\n")
+        print(table(["dimensions", "precision", "model", "tokens/s", "MFU"], rows) + "\n")
 
-    rows = []
-    dims = DIMS["6 x 6 x 384 (base)"]
-    for batch in (1, 8):
-        gpt2_runs = {attn: generation_speed(gpt2(*dims, attn=attn), batch) for attn in ("eager", "sdpa")}
-        best_attn = max(gpt2_runs, key=lambda a: gpt2_runs[a]["tokens_per_second"])
-        baseline = gpt2_runs[best_attn]
-        runs = {f"GPT-2 fp32 ({best_attn})": baseline,
-                "GPT-2 bf16 weights": generation_speed(gpt2(*dims, attn=best_attn).to(torch.bfloat16), batch)}
-        for name, build in generation_variants(dims).items():
-            torch.manual_seed(0)
-            model, kwargs = build()
-            runs[name] = generation_speed(model, batch, **kwargs)
-        for name, r in runs.items():
-            r.update(batch=batch, model=name, vs_gpt2=r["tokens_per_second"] / baseline["tokens_per_second"])
-            report["generation"].append(r)
-            rows.append([batch, name, f"{r['tokens_per_second']:,.0f}", f"{r['vs_gpt2']:.2f}x",
-                         f"{r['time_to_first_token_ms']:.1f}"])
-    print("## Generation (6 x 6 x 384, greedy, KV cache, 128 new tokens; ratio vs GPT-2 fp32)\n")
-    print(table(["batch", "model", "new tokens/s", "vs GPT-2", "time to first token (ms)"], rows) + "\n")
+        rows = []
+        dims = DIMS["6 x 6 x 384 (base)"]
+        for batch in (1, 8):
+            gpt2_runs = {attn: generation_speed(gpt2(*dims, attn=attn), batch) for attn in ("eager", "sdpa")}
+            best_attn = max(gpt2_runs, key=lambda a: gpt2_runs[a]["tokens_per_second"])
+            baseline = gpt2_runs[best_attn]
+            runs = {f"GPT-2 fp32 ({best_attn})": baseline,
+                    "GPT-2 bf16 weights": generation_speed(gpt2(*dims, attn=best_attn).to(torch.bfloat16), batch)}
+            for name, build in generation_variants(dims).items():
+                torch.manual_seed(0)
+                model, kwargs = build()
+                runs[name] = generation_speed(model, batch, **kwargs)
+            for name, r in runs.items():
+                r.update(batch=batch, model=name, vs_gpt2=r["tokens_per_second"] / baseline["tokens_per_second"])
+                report["generation"].append(r)
+                rows.append([batch, name, f"{r['tokens_per_second']:,.0f}", f"{r['vs_gpt2']:.2f}x",
+                             f"{r['time_to_first_token_ms']:.1f}"])
+        print("## Generation (6 x 6 x 384, greedy, KV cache, 128 new tokens; ratio vs GPT-2 fp32)\n")
+        print(table(["batch", "model", "new tokens/s", "vs GPT-2", "time to first token (ms)"], rows) + "\n")
+        report["app_streaming"] = app = app_streaming_speed()
+        print(f"The app's path (default small preset, space.generation.stream_generate, default settings): "
+              f"{app['tokens_per_second']:,.0f} new tokens/s, first token after {app['time_to_first_token_ms']:.0f} ms."
+              "\n")
 
-    if not opts.skip_quality and opts.shakespeare.exists():
-        report["quality"] = quality_per_minute(opts.shakespeare)
-        rows = [[name, r["steps"], f"{r['seconds']:.0f}", f"{r['eval_loss']:.3f}", f"{r['bits_per_byte']:.3f}"]
+    if not opts.skip_quality:
+        report["quality"] = quality_per_minute(opts.shakespeare, opts.nano_steps)
+        nano = next(iter(report["quality"].values()))
+        rows = [[name, r["steps"], f"{r['seconds']:.0f}", f"{r['bits_per_byte']:.3f}",
+                 f"{100 * (1 - r['bits_per_byte'] / nano['bits_per_byte']):+.1f}%"]
                 for name, r in report["quality"].items()]
-        nano_bpb, ours_bpb = (r["bits_per_byte"] for r in report["quality"].values())
-        print("## Quality per training minute (Tiny Shakespeare validation)\n")
-        print(table(["recipe", "steps", "training time (s)", "val loss (nats/token)", "bits per byte"], rows))
-        print(f"\nMiniGPT's recipe: {100 * (1 - ours_bpb / nano_bpb):.1f}% fewer bits per byte in the same time.\n")
+        print("## Quality per training minute (Tiny Shakespeare, nanoGPT's split: bits over the exact validation "
+              "bytes)\n")
+        print(table(["recipe (model 4 x 4 x 128)", "steps", "training time (s)", "bits per byte",
+                     "fewer bits than nanoGPT's recipe"], rows) + "\n")
 
     path = Path(opts.json or ROOT / "bench" / f"results-{device}.json")
     path.write_text(json.dumps(report, indent=2))

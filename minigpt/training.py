@@ -55,6 +55,7 @@ from minigpt.monitoring import (
     write_history,
     write_samples,
 )
+from minigpt.optimizers import muon_optimizer_cls_and_kwargs
 from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
@@ -163,6 +164,14 @@ class MiniGPTTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Stop after this many evaluations without a better validation loss; keep the best model."},
     )
+    optim: str = field(
+        default="adamw_torch_fused",
+        metadata={"help": "'muon': torch.optim.Muon for the hidden weight matrices, AdamW for the rest "
+                          "(minigpt/optimizers.py); or any transformers optimizer name."},
+    )
+    muon_learning_rate: float | None = field(
+        default=None, metadata={"help": "Muon's learning rate with --optim muon (default: --learning_rate)."}
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start fresh in an output_dir that holds another run (its checkpoints are deleted; its "
@@ -170,6 +179,9 @@ class MiniGPTTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        muon = self.optim == "muon"
+        if muon:
+            self.optim = "adamw_torch"  # transformers checks the name against its own list, which has no Muon
         if self.early_stopping_patience is not None:
             self.load_best_model_at_end = True
             self.metric_for_best_model = "eval_loss"
@@ -179,6 +191,8 @@ class MiniGPTTrainingArguments(TrainingArguments):
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
+        if muon:
+            self.optim = "muon"  # build_trainer hands the Trainer minigpt.optimizers' factory
         check_training_values(self)
 
 
@@ -490,6 +504,7 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_siz
         callbacks=list(callbacks),
         block_size=block_size,
         peak_flops=peak,
+        optimizer_cls_and_kwargs=muon_optimizer_cls_and_kwargs(args) if args.optim == "muon" else None,
     )
 
 

@@ -1,0 +1,56 @@
+"""The benchmark's quality measurement: nanoGPT's byte split, and bits over exactly the validation bytes."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import benchmark
+from configuration_minigpt import MiniGPTConfig
+from minigpt.corpus import train_tokenizer
+from modeling_minigpt import MiniGPTForCausalLM
+
+
+def tiny_model_for(tokenizer, context=16):
+    torch.manual_seed(0)
+    config = MiniGPTConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           max_position_embeddings=context, eos_token_id=tokenizer.eos_token_id)
+    return MiniGPTForCausalLM(config).eval()
+
+
+def test_nanogpt_split_is_the_last_tenth_of_the_bytes_kept_exactly(tmp_path):
+    text = "Première ligne, é à ü.\n\n  Second paragraph\twith tabs.\n\n\n" * 37
+    path = tmp_path / "text.txt"
+    path.write_text(text)
+    train_file, validation_file, validation = benchmark.nanogpt_split(path, tmp_path)
+    train = json.loads(Path(train_file).read_text())["text"]
+    assert json.loads(Path(validation_file).read_text())["text"] == validation
+    assert train + validation == text  # every byte, blank lines included, in order
+    assert abs(len(validation.encode()) - len(text.encode()) / 10) <= 2  # the last 10 % (a character at most off)
+
+
+def test_stream_bits_per_byte_scores_every_validation_token_once():
+    import datasets
+
+    text = "the cat sat on the mat; the dog sat on the log. " * 12
+    tokenizer = train_tokenizer(datasets.Dataset.from_dict({"text": [text]}), "bpe", 300)
+    model = tiny_model_for(tokenizer)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    stream = torch.tensor([tokenizer.eos_token_id, *ids])
+    with torch.no_grad():  # the same sum, one window at a time
+        windows = [stream[i : i + 17] for i in range(0, len(ids), 16)]
+        nats = sum(torch.nn.functional.cross_entropy(model(w[None, :-1]).logits[0], w[1:], reduction="sum").item()
+                   for w in windows)
+    expected = nats / math.log(2) / len(text.encode())
+    assert benchmark.stream_bits_per_byte(model, tokenizer, text, batch_size=3) == pytest.approx(expected, rel=1e-5)
+
+
+def test_stream_bits_per_byte_refuses_a_tokenizer_that_loses_text():
+    import datasets
+
+    tokenizer = train_tokenizer(datasets.Dataset.from_dict({"text": ["abc abc"]}), "char")
+    model = tiny_model_for(tokenizer)
+    with pytest.raises(ValueError, match="round-trip"):
+        benchmark.stream_bits_per_byte(model, tokenizer, "abc xyz")  # x, y, z are unknown: <|unk|>
