@@ -167,7 +167,7 @@ def test_push_to_hub_pushes_the_finished_folder_once_without_pickles(finished, t
     import transformers.utils.hub
 
     corpus, source = finished
-    monkeypatch.setattr("minigpt.hub.HfApi", HubRecorder)
+    monkeypatch.setattr("huggingface_hub.HfApi", HubRecorder)  # what minigpt.hub pushes with
     monkeypatch.setattr(transformers.utils.hub, "HfApi", HubRecorder)  # what the Trainer would push with
     monkeypatch.setattr(transformers.utils.hub, "_hf_api", None, raising=False)
     monkeypatch.setenv("HF_TOKEN", "hf_recorded_token")
