@@ -361,9 +361,7 @@ def run_training(
         if args.do_train:
             plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
                             resume_from_checkpoint=args.resume_from_checkpoint)
-        if plan.finished:
-            logger.info("%s already holds this run, finished: nothing to do (--overwrite_output_dir trains it "
-                        "again)", args.output_dir)
+        if plan.finished:  # the caller says so (train.py prints "already finished")
             metrics = json.loads((Path(args.output_dir) / "all_results.json").read_text())
             return RunResult(args.output_dir, metrics, [], None, already_finished=True)
         try:

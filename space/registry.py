@@ -67,8 +67,9 @@ class ModelEntry:
 
 
 def is_finished_model_dir(path: Path) -> bool:
-    """save_final_model moves every file into place and then removes .saving: a folder with weights, config and
-    tokenizer and no .saving was completely written."""
+    """A saved model folder: weights, config and tokenizer. The pipeline builds a finished folder beside its
+    target (`.<name>.saving`) and swaps it in whole, so a folder under its own name is complete; the earlier
+    pipeline saved in place and left a `.saving` marker inside until done, so such a folder is not."""
     return (
         path.is_dir()
         and any(path.glob("*.safetensors"))

@@ -56,3 +56,14 @@ def signed_in_cookie(username: str, token: str, secret: str = SPACE_ENV["OAUTH_C
     key = hashlib.sha256((secret + "-v4").encode()).hexdigest()
     data = base64.b64encode(json.dumps({"oauth_info": info}).encode())
     return "session=" + TimestampSigner(key).sign(data).decode()
+
+
+def wait_for(condition, timeout: float = 120.0, every: float = 0.25):
+    """Poll `condition` until it returns something truthy (returned), or fail the test after `timeout` seconds."""
+    end = time.time() + timeout
+    while time.time() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")

@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app_server import launched_app  # noqa: E402
+from app_server import launched_app, wait_for  # noqa: E402
 from conftest import make_tiny_gpt2_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -43,16 +43,6 @@ def client(served, **headers) -> Client:
 @pytest.fixture(scope="module")
 def api(served):
     return client(served)
-
-
-def wait_for(condition, timeout=120.0, every=0.2):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def run_training(api, **overrides):

@@ -20,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import huggingface_hub  # noqa: E402
 from app_server import SPACE_ENV, launched_app, signed_in_cookie  # noqa: E402
+from app_server import wait_for as wait_up_to  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
@@ -29,6 +30,10 @@ from space.visitors import owner_hash  # noqa: E402
 
 PROMPT = "The value of"
 LARGEST = dict(preset="base", vocab_size=32768, block_size=1024, batch_size=512, max_steps=1)
+
+
+def wait_for(condition):
+    return wait_up_to(condition, timeout=400.0)  # a training on a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +61,6 @@ def short_run(corpus, **overrides) -> dict:
     return dict(corpus_source="upload", files=[handle_file(str(corpus))], hub_dataset="", preset="tiny",
                 tokenizer_type="char", vocab_size=300, length_unit="steps", max_steps=3, epochs=1, batch_size=4,
                 learning_rate=3e-3, block_size=16, seed=1) | overrides
-
-
-def wait_for(condition, timeout=400.0, every=0.3):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def state_of(client) -> dict:
