@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PrinterCallback
+from transformers import AutoTokenizer, CompileConfig, GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainerCallback
 from transformers import logging as hf_logging
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
@@ -149,16 +149,30 @@ def app_streaming_speed() -> dict:
     return {"tokens_per_second": tokens / seconds, "time_to_first_token_ms": 1000 * first, "new_tokens": tokens}
 
 
+def native_bf16() -> bool:
+    """bf16 in hardware: on a CPU without it (AVX2 only), bf16 matmuls are emulated and hundreds of times slower
+    than fp32, so the bf16 lines are left out there."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def generation_variants(dims) -> dict:
-    """MiniGPT's speed paths, all through generate(): plain, bf16 weights, (CPU) int8 weights, (GPU) static cache +
-    compile."""
+    """MiniGPT's speed paths, all through generate(): plain, bf16 weights, (CPU) int8 weights, static cache +
+    torch.compile (fp32 on a CPU, bf16 on a GPU)."""
     variants = {"MiniGPT": lambda: (minigpt(*dims), {})}
-    variants["MiniGPT bf16 weights"] = lambda: (minigpt(*dims).to(torch.bfloat16), {})
+    if native_bf16():
+        variants["MiniGPT bf16 weights"] = lambda: (minigpt(*dims).to(torch.bfloat16), {})
     if not torch.cuda.is_available():
         variants["MiniGPT int8 weights (quantization.quantize_int8)"] = lambda: (quantize_int8(minigpt(*dims)), {})
     if torch.cuda.is_available():
         variants["MiniGPT bf16 + static cache + torch.compile"] = lambda: (
             minigpt(*dims).to(torch.bfloat16), {"cache_implementation": "static"})
+    else:  # transformers compiles generate() on GPUs only unless told; the logits stay fp32's (test_speed_paths)
+        compile_config = CompileConfig(fullgraph=True, dynamic=False)
+        compile_config._compile_all_devices = True
+        variants["MiniGPT fp32 + static cache + torch.compile"] = lambda: (
+            minigpt(*dims), {"cache_implementation": "static", "compile_config": compile_config})
     return variants
 
 
@@ -201,23 +215,41 @@ def stream_bits_per_byte(model, tokenizer, text: str, batch_size: int = 32) -> f
 
 
 # Quality levers, each measured on its own line in the same run. A recipe is: tokenizer, block, batch, learning
-# rate, and any other MiniGPTTrainingArguments; the model is nanoGPT's 4 x 4 x 128 for every recipe.
-MINIGPT_RECIPE = {"tokenizer_type": "bpe", "vocab_size": 1024, "block": 128, "batch": 16, "learning_rate": 2e-3}
-LEVERS = {
-    "MiniGPT recipe (BPE 1024, block 128, batch 16, lr 2e-3, AdamW, cosine)": {},
-    "+ Muon for hidden matrices (same lr), AdamW for the rest": {"optim": "muon"},
-    "+ Muon for hidden matrices (lr 1e-2), AdamW for the rest": {"optim": "muon", "muon_learning_rate": 1e-2},
-    "+ warmup-stable-decay schedule (last 30 % decays)": {"lr_scheduler_type": "warmup_stable_decay",
-                                                          "decay_fraction": 0.3},
-    "+ BPE 2048": {"vocab_size": 2048},
-    "+ block 256, batch 8": {"block": 256, "batch": 8},
-    "+ no weight decay": {"weight_decay": 0.0},
+# rate, and any other MiniGPTTrainingArguments; the model is nanoGPT's 4 x 4 x 128 for every recipe. A lever's
+# "time_share" gives it that share of nanoGPT's training time instead of all of it.
+# Both baselines spell out their schedule and weight decay, so that changing train.py's defaults cannot change them.
+MINIGPT_RECIPE = {"tokenizer_type": "bpe", "vocab_size": 1024, "block": 128, "batch": 16, "learning_rate": 2e-3,
+                  "lr_scheduler_type": "cosine", "weight_decay": 0.1}
+WSD = {"lr_scheduler_type": "warmup_stable_decay", "decay_fraction": 0.3}
+BEST = {**WSD, "weight_decay": 0.0, "block": 64, "batch": 32, "learning_rate": 3e-3}  # the best found
+LEVERS = {  # the other levers tried, and the command for each, are in the README ("Benchmarks")
+    "MiniGPT recipe (BPE 1024, block 128, batch 16, lr 2e-3, AdamW, weight decay 0.1, cosine)": {},
+    "+ warmup-stable-decay schedule (last 30 % decays)": WSD,
+    "+ warmup-stable-decay, no weight decay": {**WSD, "weight_decay": 0.0},
+    "+ warmup-stable-decay, no weight decay, block 64, batch 32, lr 3e-3": BEST,
+    "the same, in 60 % of nanoGPT's time": {**BEST, "time_share": 0.6},
 }
+
+
+class StepClock(TrainerCallback):
+    """The time of each optimizer step's end: the steady speed, without the first steps' warm-up."""
+
+    def __init__(self, skip: int = 10):
+        self.skip, self.times = skip, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter())
+
+    def steady_steps_per_second(self) -> float:
+        steady = self.times[self.skip:]
+        return (len(steady) - 1) / (steady[-1] - steady[0])
 
 
 def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budget=None, steps=None) -> dict:
     """One recipe through run_training (train.py's path), then scored on the exact validation bytes."""
     recipe = dict(recipe)
+    if budget:
+        budget *= recipe.pop("time_share", 1.0)
     n = NANOGPT
     model_args = ModelArguments(
         tokenizer_type=recipe.pop("tokenizer_type"), vocab_size=recipe.pop("vocab_size", 1024), preset="tiny",
@@ -226,13 +258,14 @@ def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budge
     data_args = DataArguments(train_file=train_file, validation_file=val_file, block_size=recipe.pop("block"))
     quiet = {"eval_strategy": "no", "eval_on_start": False, "do_eval": False, "save_strategy": "no", "logging_steps": 100,
                  "disable_tqdm": True, "per_device_train_batch_size": recipe.pop("batch")}
-    decay_fraction = recipe.pop("decay_fraction", None)
     if steps is None:  # as many steps as fit the time budget: a short probe measures the speed
+        clock = StepClock()
         probe = run_training(model_args, data_args, MiniGPTTrainingArguments(
-            output_dir=f"{out_dir}/probe", max_steps=30, **quiet, **{**recipe, "lr_scheduler_type": "cosine"}))
-        steps = int(budget * probe.metrics["train_steps_per_second"] * 0.95)
-    if decay_fraction:  # warmup-stable-decay: the last fraction of the steps decays to zero
-        recipe["lr_scheduler_kwargs"] = {"num_decay_steps": int(decay_fraction * steps)}
+            output_dir=f"{out_dir}/probe", max_steps=40, **quiet, **{**recipe, "lr_scheduler_type": "cosine"}),
+            callbacks=[clock])
+        rate = clock.steady_steps_per_second()
+        startup = probe.metrics["train_runtime"] - 40 / rate  # the first steps' extra time, paid once per run
+        steps = int((budget - startup) * rate * 0.97)
     callbacks = [TimeBudgetCallback(budget)] if budget else []
     result = run_training(model_args, data_args, MiniGPTTrainingArguments(
         output_dir=f"{out_dir}/run", max_steps=steps, **quiet, **recipe), callbacks=callbacks)
@@ -253,7 +286,7 @@ def quality_per_minute(shakespeare: Path, nano_steps: int = NANOGPT["steps"], le
     with tempfile.TemporaryDirectory() as tmp:
         train_file, val_file, val_text = nanogpt_split(shakespeare, Path(tmp))
         nano = {"tokenizer_type": "char", "block": n["block"], "batch": n["batch"], "learning_rate": n["lr"],
-                    "warmup_steps": 100}
+                "warmup_steps": 100, "lr_scheduler_type": "cosine", "weight_decay": 0.1}  # nanoGPT: 100 warmup, 0.1
         name = f"nanoGPT recipe (char, block {n['block']}, batch {n['batch']}, lr {n['lr']:g}, {nano_steps} steps)"
         results[name] = train_and_score(name, nano, train_file, val_file, val_text, f"{tmp}/nano", steps=nano_steps)
         budget = results[name]["seconds"]
@@ -276,13 +309,16 @@ def main(argv=None) -> int:
     parser.add_argument("--nano-steps", type=int, default=NANOGPT["steps"],
                         help="steps of nanoGPT's recipe, whose time is every other recipe's budget")
     parser.add_argument("--train-steps", type=int, default=6, help="timed training steps per measurement")
+    parser.add_argument("--levers", type=json.loads, default=LEVERS,
+                        help="the MiniGPT recipes to score, as JSON {name: changes to MINIGPT_RECIPE}, e.g. "
+                             "'{\"wd 0\": {\"weight_decay\": 0}}' (default: LEVERS)")
     parser.add_argument("--shakespeare", type=Path, default=SHAKESPEARE, help="Tiny Shakespeare text file")
     parser.add_argument("--json", default=None, help="where to write the results (default bench/results-<device>.json)")
     opts = parser.parse_args(argv)
     hf_logging.set_verbosity_error()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16_ok = device == "cpu" or torch.cuda.is_bf16_supported()
+    bf16_ok = native_bf16()
     peaks = {}
     if not opts.skip_speed:
         peaks["fp32"] = measured_matmul_peak(device, torch.float32)
@@ -293,6 +329,8 @@ def main(argv=None) -> int:
     print(f"# MiniGPT benchmark on {report['device']} (torch {torch.__version__})\n")
     if peaks:
         print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()) + "\n")
+    if not bf16_ok:
+        print("No bf16 in this device's hardware (emulated bf16 is far slower than fp32): the bf16 lines are left out.\n")
 
     if not opts.skip_speed:
         rows = []
@@ -317,8 +355,9 @@ def main(argv=None) -> int:
             gpt2_runs = {attn: generation_speed(gpt2(*dims, attn=attn), batch) for attn in ("eager", "sdpa")}
             best_attn = max(gpt2_runs, key=lambda a: gpt2_runs[a]["tokens_per_second"])
             baseline = gpt2_runs[best_attn]
-            runs = {f"GPT-2 fp32 ({best_attn})": baseline,
-                    "GPT-2 bf16 weights": generation_speed(gpt2(*dims, attn=best_attn).to(torch.bfloat16), batch)}
+            runs = {f"GPT-2 fp32 ({best_attn})": baseline}
+            if bf16_ok:
+                runs["GPT-2 bf16 weights"] = generation_speed(gpt2(*dims, attn=best_attn).to(torch.bfloat16), batch)
             for name, build in generation_variants(dims).items():
                 torch.manual_seed(0)
                 model, kwargs = build()
@@ -336,7 +375,7 @@ def main(argv=None) -> int:
               "\n")
 
     if not opts.skip_quality:
-        report["quality"] = quality_per_minute(opts.shakespeare, opts.nano_steps)
+        report["quality"] = quality_per_minute(opts.shakespeare, opts.nano_steps, opts.levers)
         nano = next(iter(report["quality"].values()))
         rows = [[name, r["steps"], f"{r['seconds']:.0f}", f"{r['bits_per_byte']:.3f}",
                  f"{100 * (1 - r['bits_per_byte'] / nano['bits_per_byte']):+.1f}%"]

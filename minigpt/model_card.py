@@ -1,6 +1,7 @@
 """The README.md model card written into every finished model: Hub metadata (huggingface_hub's ModelCardData),
 results, how it was trained, the loss plot and a usage example that runs as written."""
 
+import json
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -122,6 +123,8 @@ def write_model_card(folder, *, name, model, tokenizer, args, model_args, data_a
     length = ("max_steps", args.max_steps) if args.max_steps > 0 else ("num_train_epochs", args.num_train_epochs)
     rows = [("preset", model_args.preset)] if not started_from else [("started from", _shown(started_from))]
     rows += [("block_size", block_size), length, *((key, _setting(args, key)) for key in _TRAINING_KEYS)]
+    if args.lr_scheduler_kwargs:  # e.g. warmup_stable_decay's num_decay_steps, as the Trainer used it
+        rows.append(("lr_scheduler_kwargs", json.dumps(args.lr_scheduler_kwargs)))
 
     arch = (f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads, {config.hidden_size} wide, "
             f"context {config.max_position_embeddings}, vocabulary {config.vocab_size}, {params / 1e6:.2f}M parameters")

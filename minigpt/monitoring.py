@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import SchedulerType, Trainer, TrainerCallback
 
 from minigpt.throughput import mfu
 
@@ -73,6 +73,16 @@ class MiniGPTTrainer(Trainer):
         if "eval_loss" in logs:
             logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 3)
         super().log(logs, start_time)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """warmup_stable_decay needs the length of its decay: the last `decay_fraction` of the steps, unless
+        lr_scheduler_kwargs gives num_decay_steps."""
+        args = self.args
+        kwargs = args.lr_scheduler_kwargs or {}
+        if args.lr_scheduler_type == SchedulerType.WARMUP_STABLE_DECAY and "num_decay_steps" not in kwargs:
+            decay = max(1, round(args.decay_fraction * num_training_steps))
+            args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": decay}
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _inner_training_loop(self, *args, **kwargs):
         self._clock, self._eval_seconds = (time.perf_counter(), self.state.global_step), 0.0

@@ -145,10 +145,15 @@ class MiniGPTTrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = field(default_factory=lambda: 32 if torch.cuda.is_available() else 16)
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3
-    weight_decay: float = 0.1
+    weight_decay: float = 0.0  # with warmup-stable-decay, 0.1 did worse (README "Benchmarks")
     adam_beta2: float = 0.99
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction < 1 of all steps."})
-    lr_scheduler_type: str = "cosine"
+    lr_scheduler_type: str = "warmup_stable_decay"
+    decay_fraction: float = field(
+        default=0.3,
+        metadata={"help": "With --lr_scheduler_type warmup_stable_decay: the last fraction of the steps, over which "
+                          "the learning rate decays to 0 (unless --lr_scheduler_kwargs sets num_decay_steps)."},
+    )
     eval_strategy: str = "steps"
     eval_steps: float | None = 100
     eval_on_start: bool = field(default=True, metadata={"help": "Evaluate before training: the 'before'."})
@@ -209,6 +214,7 @@ _TRAINING_VALUE_CHECKS = {
     "gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
     "max_steps": (lambda v: v >= 1 or v == -1, "at least 1 (or -1: train for --num_train_epochs)"),
     "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
+    "decay_fraction": (lambda v: math.isfinite(v) and 0 < v <= 1, "in (0, 1]"),
     "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "adam_epsilon": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
@@ -311,7 +317,7 @@ _NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_
 _COMPARED_TRAINING = (
     "seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
     "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
-    "adam_epsilon", "max_grad_norm", "optim", "early_stopping_patience",
+    "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "early_stopping_patience",
 )
 _PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file"}
 
@@ -454,7 +460,8 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
             return RunResult(args.output_dir, metrics, samples.samples, None)
         repo_id = args.hub_model_id or Path(args.output_dir).name
-        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "args": args,
+        # the card shows the Trainer's copy of the arguments: what it used (e.g. the decay steps it filled in)
+        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "args": trainer.args,
                 "model_args": model_args, "data_args": data_args, "source": source, "block_size": block_size,
                 "tokenizer": tokenizer, "prompt": prompts[0]}
         save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)

@@ -125,7 +125,8 @@ def test_card_config_and_generation_config_are_true_and_the_example_runs(finishe
     assert [(r.metric_type, r.metric_value) for r in data.eval_results] == [
         ("loss", round(read_json(out / "all_results.json")["eval_loss"], 4)),
         ("perplexity", round(read_json(out / "all_results.json")["eval_perplexity"], 4))]
-    assert "| lr_scheduler_type | cosine |" in card.text and "| max_steps | 10 |" in card.text
+    assert "| lr_scheduler_type | warmup_stable_decay |" in card.text and "| max_steps | 10 |" in card.text
+    assert '| lr_scheduler_kwargs | {"num_decay_steps": 3} |' in card.text  # the last 30 % of 10 steps
     assert "num_train_epochs" not in card.text and "Tokenizer: byte-level BPE, " in card.text
     config, generation = read_json(out / "config.json"), read_json(out / "generation_config.json")
     assert config["use_cache"] is True

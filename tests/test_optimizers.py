@@ -12,6 +12,7 @@ from test_training import TINY, corpus_file, run_cli
 from transformers import get_scheduler
 
 from minigpt.optimizers import MuonWithAdamW, hidden_matrix_names
+from minigpt.training import MiniGPTTrainingArguments, build_trainer
 
 
 def test_muon_gets_the_hidden_matrices_and_adamw_the_rest():
@@ -76,3 +77,23 @@ def test_muon_run_resumes_from_a_checkpoint_to_the_same_weights(tmp_path):
     expected, got = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("scheduler_kwargs, stable_until", [(None, 70), ({"num_decay_steps": 10}, 90)])
+def test_warmup_stable_decay_decays_over_the_last_fraction_by_default(tmp_path, scheduler_kwargs, stable_until):
+    """`--lr_scheduler_type warmup_stable_decay` needs no scheduler kwargs: the Trainer decays over the last
+    `decay_fraction` of the steps; an explicit num_decay_steps wins."""
+    extra = {"lr_scheduler_kwargs": scheduler_kwargs} if scheduler_kwargs else {}
+    args = MiniGPTTrainingArguments(output_dir=str(tmp_path), max_steps=100, warmup_steps=10, learning_rate=1e-3,
+                                    lr_scheduler_type="warmup_stable_decay", decay_fraction=0.3, eval_strategy="no",
+                                    **extra)
+    trainer = build_trainer(make_tiny_model(), None, args, None, None, block_size=16)
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert lrs[10:stable_until] == [pytest.approx(1e-3)] * (stable_until - 10)
+    assert lrs[stable_until + 1] < 1e-3 and all(a > b for a, b in pairwise(lrs[stable_until:]))
+    assert lrs[-1] < 1e-4

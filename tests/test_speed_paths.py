@@ -31,10 +31,13 @@ def test_compiled_static_cache_generation_equals_plain(prompts):
     mask = torch.ones_like(prompts)
     compile_config = CompileConfig(fullgraph=True, dynamic=False)
     compile_config._compile_all_devices = True  # transformers compiles on GPUs only unless told
-    plain = model.generate(prompts, attention_mask=mask, **SETTINGS)
+    scored = dict(SETTINGS, output_logits=True, return_dict_in_generate=True)
+    plain = model.generate(prompts, attention_mask=mask, **scored)
     compiled = model.generate(prompts, attention_mask=mask, cache_implementation="static",
-                              compile_config=compile_config, **SETTINGS)
-    assert torch.equal(plain, compiled)
+                              compile_config=compile_config, **scored)
+    assert torch.equal(plain.sequences, compiled.sequences)
+    for step, (expected, got) in enumerate(zip(plain.logits, compiled.logits, strict=True)):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4, msg=f"logits at new token {step}")
 
 
 def test_bf16_weights_generate_the_same_first_tokens(prompts):

@@ -272,8 +272,8 @@ def test_overfitting_is_reported_when_validation_rises_and_training_falls(caplog
 
 def test_defaults_train_well_without_any_flag():
     args = MiniGPTTrainingArguments()
-    assert args.lr_scheduler_type == "cosine" and 0 < args.warmup_steps < 1
-    assert args.weight_decay > 0 and args.max_grad_norm > 0
+    assert args.lr_scheduler_type == "warmup_stable_decay" and 0 < args.warmup_steps < 1 and args.decay_fraction > 0
+    assert args.max_grad_norm > 0
     assert args.eval_strategy == "steps" and args.do_train and args.do_eval
 
 
