@@ -163,17 +163,22 @@ def generation_variants(dims) -> dict:
     variants = {"MiniGPT": lambda: (minigpt(*dims), {})}
     if native_bf16():
         variants["MiniGPT bf16 weights"] = lambda: (minigpt(*dims).to(torch.bfloat16), {})
-    if not torch.cuda.is_available():
-        variants["MiniGPT int8 weights (quantization.quantize_int8)"] = lambda: (quantize_int8(minigpt(*dims)), {})
     if torch.cuda.is_available():
         variants["MiniGPT bf16 + static cache + torch.compile"] = lambda: (
             minigpt(*dims).to(torch.bfloat16), {"cache_implementation": "static"})
-    else:  # transformers compiles generate() on GPUs only unless told; the logits stay fp32's (test_speed_paths)
-        compile_config = CompileConfig(fullgraph=True, dynamic=False)
-        compile_config._compile_all_devices = True
+    else:  # the logits stay fp32's (test_speed_paths)
+        variants["MiniGPT int8 weights (quantization.quantize_int8)"] = lambda: (quantize_int8(minigpt(*dims)), {})
         variants["MiniGPT fp32 + static cache + torch.compile"] = lambda: (
-            minigpt(*dims), {"cache_implementation": "static", "compile_config": compile_config})
+            minigpt(*dims), {"cache_implementation": "static", "compile_config": compile_on_any_device()})
     return variants
+
+
+def compile_on_any_device() -> CompileConfig:
+    """generate()'s torch.compile of the decoding step, also on a CPU (transformers compiles on GPUs only unless
+    told)."""
+    config = CompileConfig(fullgraph=True, dynamic=False)
+    config._compile_all_devices = True
+    return config
 
 
 def nanogpt_split(text_file: Path, out_dir: Path) -> tuple[str, str, str]:
@@ -259,12 +264,12 @@ def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budge
     quiet = {"eval_strategy": "no", "eval_on_start": False, "do_eval": False, "save_strategy": "no", "logging_steps": 100,
                  "disable_tqdm": True, "per_device_train_batch_size": recipe.pop("batch")}
     if steps is None:  # as many steps as fit the time budget: a short probe measures the speed
-        clock = StepClock()
+        clock, probe_steps = StepClock(), 40
         probe = run_training(model_args, data_args, MiniGPTTrainingArguments(
-            output_dir=f"{out_dir}/probe", max_steps=40, **quiet, **{**recipe, "lr_scheduler_type": "cosine"}),
+            output_dir=f"{out_dir}/probe", max_steps=probe_steps, **quiet, **{**recipe, "lr_scheduler_type": "cosine"}),
             callbacks=[clock])
         rate = clock.steady_steps_per_second()
-        startup = probe.metrics["train_runtime"] - 40 / rate  # the first steps' extra time, paid once per run
+        startup = probe.metrics["train_runtime"] - probe_steps / rate  # the first steps' extra time, paid once a run
         steps = int((budget - startup) * rate * 0.97)
     callbacks = [TimeBudgetCallback(budget)] if budget else []
     result = run_training(model_args, data_args, MiniGPTTrainingArguments(
