@@ -1,6 +1,6 @@
 """MiniGPT vs transformers' GPT-2, side by side in one run on whatever device is here.
 
-    python bench/benchmark.py                  # everything (about 25 minutes on 2 idle CPU cores)
+    python bench/benchmark.py                  # everything (about 20 minutes on 2 idle CPU cores)
     python bench/benchmark.py --skip-quality   # speed only (a few minutes)
     python bench/benchmark.py --skip-speed --nano-steps 300   # a quick look at the quality levers
 
