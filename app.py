@@ -12,6 +12,7 @@ Environment: MINIGPT_APP_RUNS (runs folder, default runs/app), MINIGPT_APP_MODEL
 by os.pathsep), MINIGPT_APP_MAX_UPLOAD_MB (per upload, default 5), MINIGPT_APP_MAX_MEMORY_GB (a training's
 computed peak, default 8), MINIGPT_APP_MAX_MINUTES (per training, default 30), MINIGPT_APP_MAX_RUNS (runs kept,
 default 20), MINIGPT_APP_MAX_QUEUE (visitors waiting, default 8), MINIGPT_APP_MAX_PROMPT_CHARS (default 4000),
+MINIGPT_APP_MAX_HUB_MB (a Hub dataset's files, checked before downloading, default 50),
 MINIGPT_APP_PUBLIC_RUNS=1 (every visitor sees every run: a classroom). On a hosted Space (SPACE_ID set) pushes use
 the visitor's Sign in with Hugging Face; elsewhere HF_TOKEN / `hf auth login` (shows "Push to the Hub").
 """
@@ -38,7 +39,7 @@ from space.tab_generate import build_compare_tab, build_generate_tab, prompts_fo
 from space.tab_glossary import build_glossary_tab  # noqa: E402
 from space.tab_probabilities import build_probabilities_tab  # noqa: E402
 from space.tab_train import build_train_tab, corpus_for_visitor  # noqa: E402
-from space.texts import I18N, T  # noqa: E402
+from space.texts import I18N, LOGIN_LABEL, LOGOUT_LABEL, T  # noqa: E402
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
@@ -48,11 +49,10 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
     with gr.Blocks(title="MiniGPT", delete_cache=(600, 3600)) as demo:
         with gr.Row():
             gr.Markdown(T("intro"))
-            # Sign in with Hugging Face works on a Space only (elsewhere launch would need a local token). The
-            # button keeps its own English label: its script compares the label as a plain string.
+            # Sign in with Hugging Face works on a Space only (elsewhere launch would need a local token)
             if ctx.on_space and get_space():
                 with gr.Column(scale=0, min_width=240):
-                    gr.LoginButton(elem_id="login")
+                    gr.LoginButton(LOGIN_LABEL, logout_value=LOGOUT_LABEL, elem_id="login")
                     gr.Markdown(T("login_help"))
         seen_job = gr.State("")
         seen_models = gr.State(ctx.registry.version)

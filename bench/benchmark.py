@@ -19,12 +19,14 @@ from functools import cache
 from pathlib import Path
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-from transformers import AutoTokenizer, CompileConfig, GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainerCallback
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainerCallback
 from transformers import logging as hf_logging
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
+from minigpt.compiled_generation import compile_on_any_device, compiled_generation
 from minigpt.corpus import load_text_datasets, tokenize_and_group, train_tokenizer
 from minigpt.loading import build_untrained, load_pretrained
 from minigpt.monitoring import TimeBudgetCallback
@@ -126,8 +128,44 @@ def generation_speed(model, batch: int, new_tokens: int = 128, prompt_len: int =
 
     timed(new_tokens)  # warm up (and compile, for the compiled variant)
     first = min(timed(1) for _ in range(3))
-    best = min(timed(new_tokens) for _ in range(2))
+    best = min(timed(new_tokens) for _ in range(3))
     return {"tokens_per_second": batch * new_tokens / best, "time_to_first_token_ms": 1000 * first}
+
+
+@torch.inference_mode()
+def weight_read_speed(dims, passes: int = 20) -> dict:
+    """GB/s at which one pass over MiniGPT's weight matrices (a batch-1 token's floor) is read: as one tensor sum;
+    as nn.Linear's one-row products (BLAS sgemv), on all threads and on one; and as compiled_generation's fused
+    multiply-and-sum (MatVecLinear under torch.compile)."""
+    model = minigpt(*dims)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]  # the LM head is the tied embedding
+    nbytes = sum(m.weight.numel() * m.weight.element_size() for m in linears)
+    flat = torch.cat([m.weight.flatten() for m in linears])
+    rows = {m.in_features: torch.randn(1, m.in_features) for m in linears}
+
+    def products():
+        return [m(rows[m.in_features]) for m in linears]
+
+    def rate(fn) -> float:
+        fn()
+        return nbytes / 1e9 / min(seconds_of(fn) for _ in range(passes))
+
+    result = {"megabytes": nbytes / 1e6, "tensor_sum": rate(flat.sum), "linear": rate(products)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result["linear_one_thread"] = rate(products)
+    finally:
+        torch.set_num_threads(threads)
+    compiled_generation(model)
+    result["fused"] = rate(torch.compile(products, fullgraph=True, dynamic=False))
+    return result
+
+
+def seconds_of(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def app_streaming_speed() -> dict:
@@ -159,7 +197,7 @@ def native_bf16() -> bool:
 
 def generation_variants(dims) -> dict:
     """MiniGPT's speed paths, all through generate(): plain, bf16 weights, (CPU) int8 weights, static cache +
-    torch.compile (fp32 on a CPU, bf16 on a GPU)."""
+    torch.compile (fp32 on a CPU, bf16 on a GPU), and on a CPU also with compiled_generation's mat-vec products."""
     variants = {"MiniGPT": lambda: (minigpt(*dims), {})}
     if native_bf16():
         variants["MiniGPT bf16 weights"] = lambda: (minigpt(*dims).to(torch.bfloat16), {})
@@ -170,15 +208,9 @@ def generation_variants(dims) -> dict:
         variants["MiniGPT int8 weights (quantization.quantize_int8)"] = lambda: (quantize_int8(minigpt(*dims)), {})
         variants["MiniGPT fp32 + static cache + torch.compile"] = lambda: (
             minigpt(*dims), {"cache_implementation": "static", "compile_config": compile_on_any_device()})
+        variants["MiniGPT fp32, the same + mat-vec as fused reductions (compiled_generation)"] = lambda: (
+            (model := minigpt(*dims)), compiled_generation(model))
     return variants
-
-
-def compile_on_any_device() -> CompileConfig:
-    """generate()'s torch.compile of the decoding step, also on a CPU (transformers compiles on GPUs only unless
-    told)."""
-    config = CompileConfig(fullgraph=True, dynamic=False)
-    config._compile_all_devices = True
-    return config
 
 
 def nanogpt_split(text_file: Path, out_dir: Path) -> tuple[str, str, str]:
@@ -374,6 +406,12 @@ def main(argv=None) -> int:
                              f"{r['time_to_first_token_ms']:.1f}"])
         print("## Generation (6 x 6 x 384, greedy, KV cache, 128 new tokens; ratio vs GPT-2 fp32)\n")
         print(table(["batch", "model", "new tokens/s", "vs GPT-2", "time to first token (ms)"], rows) + "\n")
+        if device == "cpu":
+            report["weight_reads"] = reads = weight_read_speed(dims)
+            print(f"Reading the {reads['megabytes']:.0f} MB of 6 x 6 x 384 weight matrices once (a batch-1 token's "
+                  f"floor): tensor sum {reads['tensor_sum']:.1f} GB/s; nn.Linear one-row products (BLAS) "
+                  f"{reads['linear']:.1f} GB/s on {torch.get_num_threads()} threads, {reads['linear_one_thread']:.1f} "
+                  f"on one; compiled fused multiply-and-sum (compiled_generation) {reads['fused']:.1f} GB/s.\n")
         report["app_streaming"] = app = app_streaming_speed()
         print(f"The app's path (default small preset, space.generation.stream_generate, default settings): "
               f"{app['tokens_per_second']:,.0f} new tokens/s, first token after {app['time_to_first_token_ms']:.0f} ms."

@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 import numpy as np
 import pyarrow as pa
 from datasets.exceptions import DatasetNotFoundError, DatasetsError
@@ -132,6 +133,7 @@ def load_text_datasets(
     seed: int = 42,
     max_train_samples: int | None = None,
     builtin_corpus_name: str | None = None,
+    max_dataset_mb: float | None = None,
 ) -> datasets.DatasetDict:
     """Load the corpus as DatasetDict(train, validation), each with one str column "text".
 
@@ -139,15 +141,20 @@ def load_text_datasets(
     Without a validation file or split, `validation_split_percentage` % is held out: whole rows chosen with
     `seed` for tables, Hub datasets and the Python reference; the last % of the text, in reading order, for
     .txt files and the novels. The split happens here, before any tokenizer sees the text, so the validation
-    loss measures text the model never met.
+    loss measures text the model never met. With `max_dataset_mb`, a Hub dataset whose files are larger is
+    refused before anything is downloaded.
     """
     if not 0 < validation_split_percentage < 100:
         raise CorpusError(
             f"--validation_split_percentage must be between 0 and 100 (exclusive), "
             f"got {validation_split_percentage}"
         )
+    if max_dataset_mb is not None and not max_dataset_mb > 0:
+        raise CorpusError(f"--max_dataset_mb must be positive, got {max_dataset_mb}")
     if max_train_samples is not None and max_train_samples < 1:
         raise CorpusError(f"--max_train_samples must be at least 1, got {max_train_samples}")
+    if dataset_name and max_dataset_mb is not None:
+        _check_hub_size(dataset_name, max_dataset_mb)
     train, validation, texts = _load_sources(
         train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_corpus_name
     )
@@ -237,6 +244,24 @@ def _unreadable_file_error(path: str, flag: str, builder: str, error: BaseExcept
         cause = cause.__cause__ or cause.__context__
     first_line = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
     return CorpusError(f"{flag} {path}: could not read it as {builder}: {first_line}")
+
+
+def _check_hub_size(dataset_name: str, max_megabytes: float) -> None:
+    """All the files of the Hub dataset's repository, summed: a bound on what loading it can download."""
+    source = f"--dataset_name {dataset_name}"
+    try:
+        info = huggingface_hub.HfApi().dataset_info(dataset_name, files_metadata=True, timeout=30)
+    except Exception as error:  # offline, DNS, HTTP 404...: the size is unknown, so nothing is downloaded
+        raise CorpusError(
+            f"{source}: the dataset could not be reached to check its size ({type(error).__name__}); "
+            f"check the name and the network, or use --train_file with a local file"
+        ) from error
+    megabytes = sum(sibling.size or 0 for sibling in info.siblings or ()) / 1e6
+    if megabytes > max_megabytes:
+        raise CorpusError(
+            f"{source} is {megabytes:,.0f} MB on the Hub, over the limit of {max_megabytes:g} MB "
+            f"(--max_dataset_mb): pick a smaller dataset or raise the limit"
+        )
 
 
 def _load_hub(dataset_name: str, config_name: str | None, text_column: str):

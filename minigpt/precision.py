@@ -46,14 +46,15 @@ class DeviceInfo:
     name: str = ""
     capability: tuple[int, int] = (0, 0)  # CUDA compute capability
     fp32_flops: float = 0.0  # measured plain-fp32 matmul peak, FLOP/s
+    cpu_half: tuple[str, ...] = ()  # CPU: the half precisions its matmuls run in hardware (AVX-512 BF16/FP16, AMX)
 
     @property
     def has_bf16(self) -> bool:  # bf16 tensor cores: Ampere (8.0) and newer
-        return self.type == "cuda" and self.capability >= (8, 0)
+        return self.type == "cuda" and self.capability >= (8, 0) or "bf16" in self.cpu_half
 
     @property
     def has_fp16(self) -> bool:  # fp16 tensor cores: Volta (7.0) and newer, the T4 (7.5) included
-        return self.type == "cuda" and self.capability >= (7, 0)
+        return self.type == "cuda" and self.capability >= (7, 0) or "fp16" in self.cpu_half
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class SpeedPlan:
 
 
 def detect_device(device: torch.device) -> DeviceInfo:
+    if device.type == "cpu":
+        half = (("bf16",) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ()) + (
+            ("fp16",) if torch.ops.mkldnn._is_mkldnn_fp16_supported() else ())
+        return DeviceInfo("cpu", cpu_half=half)
     if device.type != "cuda":
         return DeviceInfo(device.type)
     return DeviceInfo("cuda", torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device),
@@ -189,6 +194,10 @@ def plan_training(args, config, block_size: int, device: DeviceInfo | None = Non
         args.torch_compile_backend = args.torch_compile_backend or "inductor"
     logger.info("precision %s, torch.compile %s (%s)", plan.precision, "on" if plan.torch_compile else "off",
                 plan.reason)
+    native = {"bf16": device.has_bf16, "fp16": device.has_fp16}
+    if device.type == "cpu" and not native.get(plan.precision, True):
+        logger.warning("%s on a CPU without %s in hardware: its matmuls are emulated, many times slower than fp32 "
+                       "(use --precision fp32, or auto)", plan.precision, plan.precision)
     return plan
 
 

@@ -125,6 +125,9 @@ class DataArguments:
         default=None, metadata={"help": "Tokens per training sequence (the context). Default: the preset's."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many train documents."})
+    max_dataset_mb: float | None = field(
+        default=None, metadata={"help": "Refuse a Hub dataset whose files add up to more MB, before downloading it."}
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenizing."})
     overwrite_cache: bool = field(
         default=False, metadata={"help": "Tokenize again and overwrite the cached tokenized data."}
@@ -313,7 +316,8 @@ EVAL_ONLY_FILE = "eval_only_results.json"
 # What decides the model a training run makes (not how it logs or how fast it runs): saved with every checkpoint
 # and the finished model, and only a command with the same settings resumes them. Every field of ModelArguments and
 # DataArguments counts, except these; of TrainingArguments, only those listed.
-_NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts"}
+_NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts",
+                 "max_dataset_mb"}
 _COMPARED_TRAINING = (
     "seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
     "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
@@ -416,6 +420,7 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
         text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
         seed=args.seed, max_train_samples=data_args.max_train_samples, builtin_corpus_name=data_args.builtin_corpus,
+        max_dataset_mb=data_args.max_dataset_mb,
     )
     if plan.resume_from:
         logger.info("Resuming from %s", plan.resume_from)

@@ -26,6 +26,7 @@ PROCESS_BASE = 1.2 * GB  # a training process with torch + transformers + datase
 DEFAULT_MAX_MEMORY_GB = 8.0
 DEFAULT_MAX_MINUTES = 30.0
 DEFAULT_MAX_PROMPT_CHARS = 4000  # far more than any model's context in tokens; checked before tokenizing
+DEFAULT_MAX_HUB_MB = 50.0  # a Hub dataset's files, checked before downloading: the Space's disk is small
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Limits:
     max_runs: int = 20
     max_waiting: int = 8
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
+    max_hub_mb: float = DEFAULT_MAX_HUB_MB
 
     @classmethod
     def from_env(cls, **given) -> "Limits":
@@ -105,6 +107,7 @@ class Limits:
             max_runs=int(_env_float("MINIGPT_APP_MAX_RUNS", 20)),
             max_waiting=int(_env_float("MINIGPT_APP_MAX_QUEUE", 8)),
             max_prompt_chars=int(_env_float("MINIGPT_APP_MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS)),
+            max_hub_mb=_env_float("MINIGPT_APP_MAX_HUB_MB", DEFAULT_MAX_HUB_MB),
         )
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)

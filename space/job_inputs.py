@@ -155,7 +155,7 @@ def prepare_job(ctx, lang: str, owner: str, corpus_source, files, hub_dataset, p
         # A Hub name only: never a path (load_dataset would read a local folder or file).
         if len(name) > 200 or not HUB_NAME.match(name) or ".." in name or Path(name).exists():
             raise app_error(lang, msg(lang, "bad_hub", name=name[:200]))
-        data["dataset_name"] = name
+        data.update(dataset_name=name, max_dataset_mb=ctx.limits.max_hub_mb)  # refused before any download
         corpus = name
     output_dir = ctx.runs_dir / run_name
     # TrainingArguments are built in the training process: creating them touches accelerate's process state.

@@ -479,3 +479,8 @@ def fmt_num(value: float | None, lang: str, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return fmt(value, lang, f",.{digits}f")
+
+# Gradio's sign-in button takes a plain string, not a translation key: its script compares its label with the
+# value given here, so the label carries both languages.
+LOGIN_LABEL = "Entrar com Hugging Face · Sign in with Hugging Face"
+LOGOUT_LABEL = "Sair · Log out ({})"

@@ -341,3 +341,14 @@ def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
         assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
     job = prepare_job(ctx, "pt", "visitor", "python-reference", [], "", **settings)  # the visitor can switch
     assert job.data_args.builtin_corpus == "python-reference"
+
+
+def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):
+    from space.context import AppContext
+    from space.job_inputs import prepare_job
+
+    monkeypatch.setenv("MINIGPT_APP_MAX_HUB_MB", "12")
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
+    job = prepare_job(ctx, "en", "visitor", "hub", [], "someone/some-text", **settings)
+    assert (job.data_args.dataset_name, job.data_args.max_dataset_mb) == ("someone/some-text", 12.0)

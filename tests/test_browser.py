@@ -124,7 +124,7 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
                 page = browser.new_context(locale="pt-BR", viewport={"width": 1400, "height": 1000}).new_page()
                 page.set_default_timeout(60_000)
                 page.goto(url)
-                expect(page.get_by_role("button", name="Sign in with Hugging Face")).to_be_visible(timeout=60_000)
+                expect(page.get_by_role("button", name="Entrar com Hugging Face")).to_be_visible(timeout=60_000)
                 expect(page.get_by_text("Com login, seus treinos seguem você")).to_be_visible()
                 expect(page.get_by_text("Um treino de outro visitante está rodando")).to_be_visible(timeout=60_000)
                 expect(page.locator("#train-status")).not_to_contain_text("private text")

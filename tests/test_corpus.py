@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -226,19 +227,23 @@ def test_hub_dataset_offline_is_a_corpus_error(tmp_path):
     # Offline mode is read when datasets is imported, hence a fresh interpreter.
     script = (
         "from minigpt import corpus\n"
-        "try:\n"
-        "    corpus.load_text_datasets(dataset_name='minigpt-tests/not-a-real-dataset')\n"
-        "except corpus.CorpusError as error:\n"
-        "    print('CorpusError:', error)\n"
+        "for limit in (None, 50):\n"
+        "    try:\n"
+        "        corpus.load_text_datasets(dataset_name='minigpt-tests/not-a-real-dataset', max_dataset_mb=limit)\n"
+        "    except corpus.CorpusError as error:\n"
+        "        print('CorpusError:', error)\n"
     )
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "CorpusError: --dataset_name minigpt-tests/not-a-real-dataset: the dataset could not be reached" in (
-        result.stdout
-    )
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    assert lines[0].startswith("CorpusError: --dataset_name minigpt-tests/not-a-real-dataset: the dataset could not "
+                               "be reached (")
+    assert lines[1].startswith("CorpusError: --dataset_name minigpt-tests/not-a-real-dataset: the dataset could not "
+                               "be reached to check its size (OfflineModeIsEnabled)")
     assert "--train_file" in result.stdout
     assert "Traceback" not in result.stderr
 
@@ -464,3 +469,41 @@ def test_bpe_trained_on_machado_keeps_newlines_and_accents():
     assert tokenizer.decode(ids) == text
     assert tokenizer.eos_token_id not in ids
     assert "ĊĊ" in tokenizer.get_vocab()  # a paragraph break is a token of its own, learned from the novels
+
+
+@pytest.fixture
+def hub_sizes(monkeypatch):
+    """The Hub's answer about a dataset's files (there is no network here), and a load_dataset that records what
+    it was asked to download."""
+    import huggingface_hub
+
+    downloads = []
+
+    def dataset_info(self, repo_id, **kwargs):
+        assert kwargs.get("files_metadata") is True  # without it the Hub sends no sizes
+        return SimpleNamespace(siblings=[SimpleNamespace(rfilename="README.md", size=2_000),
+                                         SimpleNamespace(rfilename="data/train.parquet", size=30_000_000),
+                                         SimpleNamespace(rfilename="data/test.parquet", size=None)])
+
+    def load_dataset(name, config=None, **kwargs):
+        downloads.append(name)
+        return datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": [f"row {i}" for i in range(20)]}))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", dataset_info)
+    monkeypatch.setattr(corpus.datasets, "load_dataset", load_dataset)
+    return downloads
+
+
+def test_a_hub_dataset_over_the_size_limit_is_refused_before_downloading(hub_sizes):
+    with pytest.raises(CorpusError, match=r"--dataset_name someone/big is 30 MB on the Hub, over the limit of 25 MB "
+                                          r"\(--max_dataset_mb\): pick a smaller dataset"):
+        corpus.load_text_datasets(dataset_name="someone/big", max_dataset_mb=25)
+    assert hub_sizes == []
+    raw = corpus.load_text_datasets(dataset_name="someone/big", max_dataset_mb=31)
+    assert hub_sizes == ["someone/big"] and len(raw["train"]) + len(raw["validation"]) == 20
+
+
+@pytest.mark.parametrize("limit", [0, -5])
+def test_max_dataset_mb_must_be_positive(limit):
+    with pytest.raises(CorpusError, match="--max_dataset_mb must be positive"):
+        corpus.load_text_datasets(dataset_name="someone/big", max_dataset_mb=limit)

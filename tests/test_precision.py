@@ -2,6 +2,7 @@
 and the mixed-precision path trains to the same loss as fp32."""
 
 import json
+import logging
 
 import pytest
 
@@ -78,6 +79,19 @@ def test_plan_is_applied_to_training_arguments(tmp_path):
     assert plan.precision == "bf16"
     assert (args.bf16, args.mixed_precision, args.torch_compile, args.torch_compile_backend) == (
         True, "bf16", True, "inductor")
+
+
+@pytest.mark.parametrize("cpu_half", [(), ("bf16",)])
+def test_forced_bf16_on_a_cpu_without_it_warns(tmp_path, caplog, cpu_half):
+    args = MiniGPTTrainingArguments(output_dir=str(tmp_path), precision="bf16")
+    with caplog.at_level(logging.WARNING, logger="minigpt"):
+        plan = plan_training(args, MiniGPTConfig.from_preset("tiny", vocab_size=512), 64,
+                             device=DeviceInfo("cpu", cpu_half=cpu_half))
+    assert plan.precision == "bf16"  # forced is forced, but not silently slow
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    expected = ("bf16 on a CPU without bf16 in hardware: its matmuls are emulated, many times slower than fp32 "
+                "(use --precision fp32, or auto)")
+    assert warned == ([] if cpu_half else [expected])
 
 
 def test_transformers_flags_win_over_auto(tmp_path):

@@ -1,15 +1,14 @@
 """Every speed path gives the same results as the plain one (timings live in bench/benchmark.py, not here)."""
 
-import json
-
 import pytest
 import torch
 from conftest import make_tiny_model
 
-import train
 from bench import benchmark
+from minigpt.compiled_generation import MatVecLinear, compile_on_any_device, compiled_generation
+from modeling_minigpt import MiniGPTForCausalLM
 
-SETTINGS = dict(max_new_tokens=24, min_new_tokens=24, do_sample=False)
+SETTINGS = {"max_new_tokens": 24, "min_new_tokens": 24, "do_sample": False}
 
 
 @pytest.fixture
@@ -25,17 +24,63 @@ def test_static_cache_generation_equals_dynamic(prompts):
     assert torch.equal(plain, static)
 
 
-def test_compiled_static_cache_generation_equals_plain(prompts):
+@pytest.mark.parametrize("prepare", ["static cache + compile", "compiled_generation"])
+def test_compiled_generation_equals_plain(prompts, prepare):
     model = make_tiny_model()
-    mask = torch.ones_like(prompts)
-    compile_config = benchmark.compile_on_any_device()  # the benchmark's compiled line, on this CPU
+    mask = torch.ones_like(prompts[:1])
     scored = dict(SETTINGS, output_logits=True, return_dict_in_generate=True)
-    plain = model.generate(prompts, attention_mask=mask, **scored)
-    compiled = model.generate(prompts, attention_mask=mask, cache_implementation="static",
-                              compile_config=compile_config, **scored)
+    plain = model.generate(prompts[:1], attention_mask=mask, **scored)
+    if prepare == "compiled_generation":  # batch 1: the decoding step's products are one row each
+        kwargs = compiled_generation(model)
+        assert isinstance(model.model.layers[0].mlp.up_proj, MatVecLinear)
+    else:
+        kwargs = {"cache_implementation": "static", "compile_config": compile_on_any_device()}
+    compiled = model.generate(prompts[:1], attention_mask=mask, **kwargs, **scored)
     assert torch.equal(plain.sequences, compiled.sequences)
     for step, (expected, got) in enumerate(zip(plain.logits, compiled.logits, strict=True)):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4, msg=f"logits at new token {step}")
+
+
+def traced_calls(module, x) -> set[str]:
+    """The names of the functions and methods in the graph that torch.compile traces for module(x)."""
+    graphs = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    torch.compile(module, backend=backend, fullgraph=True)(x)
+    return {getattr(n.target, "__name__", str(n.target)) for g in graphs for n in g.graph.nodes
+            if n.op in ("call_function", "call_method")}
+
+
+def test_mat_vec_linear_is_a_fused_reduction_only_when_compiled_for_one_row():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 40)
+    fast = torch.nn.Linear(48, 40)
+    fast.load_state_dict(linear.state_dict())
+    compiled_generation(fast)
+    one_row, rows = torch.randn(1, 1, 48), torch.randn(1, 5, 48)
+    with torch.no_grad():
+        assert torch.equal(fast(one_row), linear(one_row))  # eager: nn.Linear's own kernel, bit for bit
+        assert torch.equal(fast(rows), linear(rows))
+        assert "linear" in traced_calls(linear, one_row)
+        assert {"mul", "sum"} <= traced_calls(fast, one_row) and "linear" not in traced_calls(fast, one_row)
+        assert "linear" in traced_calls(fast, rows)  # the prompt keeps the matrix product
+        torch.testing.assert_close(torch.compile(fast)(one_row), linear(one_row), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_generation_keeps_the_saved_model(tmp_path):
+    model = make_tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compiled_generation(model)
+    assert model.lm_head.weight is model.model.embed_tokens.weight  # still tied
+    model.save_pretrained(tmp_path)
+    loaded = MiniGPTForCausalLM.from_pretrained(tmp_path)
+    assert type(loaded.model.layers[0].self_attn.qkv_proj) is torch.nn.Linear  # the speed path is not saved
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
 
 
 def test_bf16_weights_generate_the_same_first_tokens(prompts):
@@ -45,26 +90,10 @@ def test_bf16_weights_generate_the_same_first_tokens(prompts):
     assert torch.equal(fp32, bf16)
 
 
-def test_bf16_autocast_training_loss_is_close_to_fp32(tmp_path):
-    corpus = tmp_path / "corpus.txt"
-    words = "a small model learns the next token of a text by reading it many times".split()
-    corpus.write_text("\n\n".join(" ".join(words[(i + j) % len(words)] for j in range(14)) for i in range(150)))
-    losses = {}
-    for precision in ("fp32", "bf16"):
-        out = tmp_path / precision
-        flags = ["--bf16", "true"] if precision == "bf16" else []
-        assert train.main(["--train_file", str(corpus), "--output_dir", str(out), "--preset", "tiny",
-                           "--block_size", "32", "--vocab_size", "300", "--max_steps", "30", "--eval_steps", "30",
-                           "--save_steps", "30", "--per_device_train_batch_size", "8", "--seed", "3", *flags]) == 0
-        losses[precision] = json.loads((out / "all_results.json").read_text())["eval_loss"]
-    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03), losses
-
-
 def test_benchmark_models_have_identical_dimensions():
     dims = benchmark.DIMS["6 x 6 x 384 (base)"]
     mini, gpt2 = benchmark.minigpt(*dims), benchmark.gpt2(*dims)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(mini) == count(gpt2)  # same architecture, same parameter count
+    assert sum(p.numel() for p in mini.parameters()) == sum(p.numel() for p in gpt2.parameters())  # same architecture, same parameter count
 
 
 def test_int8_weights_keep_the_loss_and_generate(prompts):
