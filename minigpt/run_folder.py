@@ -4,7 +4,8 @@
 - resumed only by the command that started it: the run's settings travel in every checkpoint (trainer_state.json)
   and in the finished folder (run_settings.json), and a command with other settings is refused;
 - replaced as a whole at the end: the finished folder is built beside the old one and swapped in by one rename,
-  so that a reader sees the old folder or the new one, never a mix.
+  so that a reader sees the old folder or the new one, never a mix; the old folder's checkpoints then move into
+  the new one, and where a kill stopped that, the next run on the folder finishes it before anything else.
 """
 
 import contextlib
@@ -79,6 +80,7 @@ class OutputDirLock:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
                 self.fd = fd
+            finish_interrupted_swap(self.output_dir)
             check_writable(self.output_dir)
         except OSError as error:
             self.__exit__()
@@ -230,14 +232,37 @@ def remove_checkpoints(output_dir) -> None:
 
 def staging_dir(output_dir) -> Path:
     """An empty folder beside output_dir in which the finished folder is built (what a killed save left is gone)."""
+    finish_interrupted_swap(output_dir)
     path = _sibling(output_dir, "saving")
     shutil.rmtree(path, ignore_errors=True)
-    old = path.with_name(path.name + ".old")  # swap_in's two-rename fallback was killed between its renames
-    if old.exists() and not Path(output_dir).exists():
-        os.rename(old, output_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(_old_sibling(path), ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def _old_sibling(staging: Path) -> Path:
+    return staging.with_name(staging.name + ".old")
+
+
+def finish_interrupted_swap(output_dir) -> None:
+    """What a swap_in killed part-way left undone: the previous folder back where swap_in's two-rename fallback
+    was killed between its renames, and the checkpoints still in the previous folder moved into output_dir (the
+    next staging_dir removes the rest). With the folder's lock held."""
+    target = Path(output_dir).absolute()
+    staging = _sibling(output_dir, "saving")
+    old = _old_sibling(staging)
+    if old.is_dir() and not target.exists():
+        os.rename(old, target)
+    if target.is_dir():
+        for previous in (staging, old):  # a half-built staging folder holds no checkpoints: nothing moves
+            if previous.is_dir():
+                _move_checkpoints(previous, target)
+
+
+def _move_checkpoints(source: Path, target: Path) -> None:
+    for checkpoint in source.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if not (target / checkpoint.name).exists():
+            os.rename(checkpoint, target / checkpoint.name)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -261,10 +286,9 @@ def swap_in(staging: Path, output_dir) -> None:
         os.rename(staging, target)
         return
     if not _exchange(staging, target):  # elsewhere: two renames, with a moment in which output_dir is missing
-        os.rename(target, staging.with_name(staging.name + ".old"))
+        os.rename(target, _old_sibling(staging))
         os.rename(staging, target)
-        staging = staging.with_name(staging.name + ".old")
+        staging = _old_sibling(staging)
     old = staging  # after the exchange, the staging path holds the previous folder
-    for checkpoint in old.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        os.rename(checkpoint, target / checkpoint.name)
+    _move_checkpoints(old, target)  # killed before the end, finish_interrupted_swap moves the rest
     shutil.rmtree(old)

@@ -63,6 +63,7 @@ from minigpt.run_folder import (
     RunPlan,
     RunSettingsCallback,
     disk_error_message,
+    finish_interrupted_swap,
     plan_run,
     remove_checkpoints,
     staging_dir,
@@ -584,6 +585,8 @@ def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict,
         write_model_card(staging, model=model, metrics=metrics, log_history=log_history, **card)
         swap_in(staging, output_dir)
     except BaseException:
+        with contextlib.suppress(OSError):  # an exception inside swap_in: its checkpoints still go where they belong
+            finish_interrupted_swap(output_dir)
         shutil.rmtree(staging, ignore_errors=True)
         raise
 

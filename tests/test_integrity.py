@@ -23,7 +23,7 @@ from test_training import TINY, corpus_file, read_json, run_cli
 import minigpt.training
 from minigpt.hub import PUSH_IGNORE
 from minigpt.loading import load_pretrained
-from minigpt.run_folder import OutputDirLock
+from minigpt.run_folder import OutputDirLock, staging_dir
 from minigpt.training import sampling_generation_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,6 +283,31 @@ def test_kill_9_anywhere_in_the_swap_leaves_a_whole_loadable_folder(tmp_path):
         model = load_pretrained(str(out))
         expected = make_tiny_model(seed=int(records.pop()))
         assert torch.equal(model.lm_head.weight, expected.lm_head.weight)  # weights from the same save
+    with OutputDirLock(out):  # what the next run does first
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+
+
+@pytest.mark.parametrize("killed_after", ["the exchange", "the fallback's first rename"])
+def test_checkpoints_a_killed_swap_left_behind_come_back(tmp_path, killed_after):
+    """The on-disk state a kill -9 leaves inside swap_in: the checkpoints are still in the previous folder."""
+    out = tmp_path / "model"
+    previous = tmp_path / (".model.saving" if killed_after == "the exchange" else ".model.saving.old")
+    make_tiny_model(seed=1).save_pretrained(previous)
+    for step in (5, 10):
+        (previous / f"checkpoint-{step}").mkdir()
+        (previous / f"checkpoint-{step}" / "trainer_state.json").write_text(str(step))
+    if killed_after == "the exchange":
+        make_tiny_model(seed=2).save_pretrained(out)  # the new folder is in place
+        (out / "checkpoint-10").mkdir()  # already moved before the kill
+        (out / "checkpoint-10" / "trainer_state.json").write_text("10")
+    with OutputDirLock(out):  # the next run, before it looks for a checkpoint to resume
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
+        assert (out / "checkpoint-5" / "trainer_state.json").read_text() == "5"
+        expected = make_tiny_model(seed=2 if killed_after == "the exchange" else 1)
+        assert torch.equal(load_pretrained(str(out)).lm_head.weight, expected.lm_head.weight)
+        staging_dir(out)  # its final save starts from an empty staging folder
+        assert list((tmp_path / ".model.saving").iterdir()) == [] and not (tmp_path / ".model.saving.old").exists()
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-5"]
 
 
 BAD_VALUES = [
