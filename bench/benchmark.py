@@ -26,11 +26,11 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PrinterCall
 from transformers import logging as hf_logging
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
-from minigpt.compiled_generation import compile_on_any_device, compiled_generation
+from minigpt.compiled_generation import compiled_generation
 from minigpt.corpus import load_text_datasets, tokenize_and_group, train_tokenizer
 from minigpt.loading import build_untrained, load_pretrained
 from minigpt.monitoring import TimeBudgetCallback
-from minigpt.precision import precision_of
+from minigpt.precision import detect_device, precision_of
 from minigpt.quantization import quantize_int8
 from minigpt.teaching import DecodingSettings
 from minigpt.throughput import measured_matmul_peak, mfu
@@ -192,7 +192,7 @@ def native_bf16() -> bool:
     than fp32, so the bf16 lines are left out there."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return detect_device(torch.device("cpu")).has_bf16
 
 
 def generation_variants(dims) -> dict:
@@ -207,7 +207,7 @@ def generation_variants(dims) -> dict:
     else:  # the logits stay fp32's (test_speed_paths)
         variants["MiniGPT int8 weights (quantization.quantize_int8)"] = lambda: (quantize_int8(minigpt(*dims)), {})
         variants["MiniGPT fp32 + static cache + torch.compile"] = lambda: (
-            minigpt(*dims), {"cache_implementation": "static", "compile_config": compile_on_any_device()})
+            (model := minigpt(*dims)), compiled_generation(model, fused_products=False))
         variants["MiniGPT fp32, the same + mat-vec as fused reductions (compiled_generation)"] = lambda: (
             (model := minigpt(*dims)), compiled_generation(model))
     return variants
@@ -339,6 +339,41 @@ def table(headers, rows) -> str:
     return "\n".join(lines)
 
 
+def generation_section(report: dict, bf16_ok: bool, device: str) -> None:
+    """Generation at 6 x 6 x 384 (GPT-2 and MiniGPT's speed paths), the weight-read speeds on a CPU, and the
+    app's own path: printed, and added to `report`."""
+    rows = []
+    dims = DIMS["6 x 6 x 384 (base)"]
+    for batch in (1, 8):
+        gpt2_runs = {attn: generation_speed(gpt2(*dims, attn=attn), batch) for attn in ("eager", "sdpa")}
+        best_attn = max(gpt2_runs, key=lambda a: gpt2_runs[a]["tokens_per_second"])
+        baseline = gpt2_runs[best_attn]
+        runs = {f"GPT-2 fp32 ({best_attn})": baseline}
+        if bf16_ok:
+            runs["GPT-2 bf16 weights"] = generation_speed(gpt2(*dims, attn=best_attn).to(torch.bfloat16), batch)
+        for name, build in generation_variants(dims).items():
+            torch.manual_seed(0)
+            model, kwargs = build()
+            runs[name] = generation_speed(model, batch, **kwargs)
+        for name, r in runs.items():
+            r.update(batch=batch, model=name, vs_gpt2=r["tokens_per_second"] / baseline["tokens_per_second"])
+            report["generation"].append(r)
+            rows.append([batch, name, f"{r['tokens_per_second']:,.0f}", f"{r['vs_gpt2']:.2f}x",
+                         f"{r['time_to_first_token_ms']:.1f}"])
+    print("## Generation (6 x 6 x 384, greedy, KV cache, 128 new tokens; ratio vs GPT-2 fp32)\n")
+    print(table(["batch", "model", "new tokens/s", "vs GPT-2", "time to first token (ms)"], rows) + "\n")
+    if device == "cpu":
+        report["weight_reads"] = reads = weight_read_speed(dims)
+        print(f"Reading the {reads['megabytes']:.0f} MB of 6 x 6 x 384 weight matrices once (a batch-1 token's "
+              f"floor): tensor sum {reads['tensor_sum']:.1f} GB/s; nn.Linear one-row products (BLAS) "
+              f"{reads['linear']:.1f} GB/s on {torch.get_num_threads()} threads, {reads['linear_one_thread']:.1f} "
+              f"on one; compiled fused multiply-and-sum (compiled_generation) {reads['fused']:.1f} GB/s.\n")
+    report["app_streaming"] = app = app_streaming_speed()
+    print(f"The app's path (default small preset, space.generation.stream_generate, default settings): "
+          f"{app['tokens_per_second']:,.0f} new tokens/s, first token after {app['time_to_first_token_ms']:.0f} ms."
+          "\n")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-quality", action="store_true", help="skip the Tiny Shakespeare quality run")
@@ -386,36 +421,7 @@ def main(argv=None) -> int:
         print("## Training (batch 8, AdamW, Trainer)\n")
         print(table(["dimensions", "precision", "model", "tokens/s", "MFU"], rows) + "\n")
 
-        rows = []
-        dims = DIMS["6 x 6 x 384 (base)"]
-        for batch in (1, 8):
-            gpt2_runs = {attn: generation_speed(gpt2(*dims, attn=attn), batch) for attn in ("eager", "sdpa")}
-            best_attn = max(gpt2_runs, key=lambda a: gpt2_runs[a]["tokens_per_second"])
-            baseline = gpt2_runs[best_attn]
-            runs = {f"GPT-2 fp32 ({best_attn})": baseline}
-            if bf16_ok:
-                runs["GPT-2 bf16 weights"] = generation_speed(gpt2(*dims, attn=best_attn).to(torch.bfloat16), batch)
-            for name, build in generation_variants(dims).items():
-                torch.manual_seed(0)
-                model, kwargs = build()
-                runs[name] = generation_speed(model, batch, **kwargs)
-            for name, r in runs.items():
-                r.update(batch=batch, model=name, vs_gpt2=r["tokens_per_second"] / baseline["tokens_per_second"])
-                report["generation"].append(r)
-                rows.append([batch, name, f"{r['tokens_per_second']:,.0f}", f"{r['vs_gpt2']:.2f}x",
-                             f"{r['time_to_first_token_ms']:.1f}"])
-        print("## Generation (6 x 6 x 384, greedy, KV cache, 128 new tokens; ratio vs GPT-2 fp32)\n")
-        print(table(["batch", "model", "new tokens/s", "vs GPT-2", "time to first token (ms)"], rows) + "\n")
-        if device == "cpu":
-            report["weight_reads"] = reads = weight_read_speed(dims)
-            print(f"Reading the {reads['megabytes']:.0f} MB of 6 x 6 x 384 weight matrices once (a batch-1 token's "
-                  f"floor): tensor sum {reads['tensor_sum']:.1f} GB/s; nn.Linear one-row products (BLAS) "
-                  f"{reads['linear']:.1f} GB/s on {torch.get_num_threads()} threads, {reads['linear_one_thread']:.1f} "
-                  f"on one; compiled fused multiply-and-sum (compiled_generation) {reads['fused']:.1f} GB/s.\n")
-        report["app_streaming"] = app = app_streaming_speed()
-        print(f"The app's path (default small preset, space.generation.stream_generate, default settings): "
-              f"{app['tokens_per_second']:,.0f} new tokens/s, first token after {app['time_to_first_token_ms']:.0f} ms."
-              "\n")
+        generation_section(report, bf16_ok, device)
 
     if not opts.skip_quality:
         report["quality"] = quality_per_minute(opts.shakespeare, opts.nano_steps, opts.levers)

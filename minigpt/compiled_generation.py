@@ -33,15 +33,15 @@ def compile_on_any_device() -> CompileConfig:
     return config
 
 
-def compiled_generation(model: nn.Module) -> dict:
+def compiled_generation(model: nn.Module, fused_products: bool = True) -> dict:
     """Prepares `model` for compiled generation and returns the keyword arguments that turn it on in generate():
     `model.generate(ids, **compiled_generation(model))`.
 
-    The model's nn.Linear layers become MatVecLinear in place: the same parameters (tied ones stay tied), the same
+    With `fused_products` (the default), the model's nn.Linear layers become MatVecLinear in place: the same parameters (tied ones stay tied), the same
     state dict and save_pretrained files, the same eager results. The first generate() call compiles the decoding
     step, and so does a later call that needs a longer cache (prompt + max_new_tokens) than any before: this suits
     many calls of one size (benchmarks, batch jobs) rather than a chat box."""
-    for module in model.modules():
+    for module in model.modules() if fused_products else ():
         if type(module) is nn.Linear:
             module.__class__ = MatVecLinear  # forward is all that changes
     return {"cache_implementation": "static", "compile_config": compile_on_any_device()}

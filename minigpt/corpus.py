@@ -153,10 +153,9 @@ def load_text_datasets(
         raise CorpusError(f"--max_dataset_mb must be positive, got {max_dataset_mb}")
     if max_train_samples is not None and max_train_samples < 1:
         raise CorpusError(f"--max_train_samples must be at least 1, got {max_train_samples}")
-    if dataset_name and max_dataset_mb is not None:
-        _check_hub_size(dataset_name, max_dataset_mb)
     train, validation, texts = _load_sources(
-        train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_corpus_name
+        train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_corpus_name,
+        max_dataset_mb,
     )
     if validation is None:
         hold_out = _hold_out_text_end if texts else partial(_hold_out_rows, seed=seed)
@@ -166,7 +165,8 @@ def load_text_datasets(
     return datasets.DatasetDict(train=train, validation=validation)
 
 
-def _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_name):
+def _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_name,
+                  max_dataset_mb):
     """(train, validation or None, whether the documents are long texts), each a cleaned one-column Dataset."""
     if dataset_name and (train_file or validation_file):
         raise CorpusError("pass either --dataset_name or --train_file/--validation_file, not both")
@@ -175,7 +175,7 @@ def _load_sources(train_file, validation_file, dataset_name, dataset_config_name
     if builtin_name and (dataset_name or train_file):
         raise CorpusError("pass either --builtin_corpus or --train_file/--dataset_name, not both")
     if dataset_name:
-        return *_load_hub(dataset_name, dataset_config_name, text_column), False
+        return *_load_hub(dataset_name, dataset_config_name, text_column, max_dataset_mb), False
     if train_file:
         train = _load_file(train_file, "--train_file", text_column)
         validation = _load_file(validation_file, "--validation_file", text_column) if validation_file else None
@@ -248,31 +248,34 @@ def _unreadable_file_error(path: str, flag: str, builder: str, error: BaseExcept
 
 def _check_hub_size(dataset_name: str, max_megabytes: float) -> None:
     """All the files of the Hub dataset's repository, summed: a bound on what loading it can download."""
-    source = f"--dataset_name {dataset_name}"
     try:
         info = huggingface_hub.HfApi().dataset_info(dataset_name, files_metadata=True, timeout=30)
     except Exception as error:  # offline, DNS, HTTP 404...: the size is unknown, so nothing is downloaded
-        raise CorpusError(
-            f"{source}: the dataset could not be reached to check its size ({type(error).__name__}); "
-            f"check the name and the network, or use --train_file with a local file"
-        ) from error
+        raise _unreachable(dataset_name, error, " to check its size") from error
     megabytes = sum(sibling.size or 0 for sibling in info.siblings or ()) / 1e6
     if megabytes > max_megabytes:
         raise CorpusError(
-            f"{source} is {megabytes:,.0f} MB on the Hub, over the limit of {max_megabytes:g} MB "
-            f"(--max_dataset_mb): pick a smaller dataset or raise the limit"
+            f"--dataset_name {dataset_name} is {megabytes:,.0f} MB on the Hub, over the limit of {max_megabytes:g} "
+            f"MB (--max_dataset_mb): pick a smaller dataset or raise the limit"
         )
 
 
-def _load_hub(dataset_name: str, config_name: str | None, text_column: str):
+def _unreachable(dataset_name: str, error: BaseException, purpose: str = "") -> CorpusError:
+    return CorpusError(
+        f"--dataset_name {dataset_name}: the dataset could not be reached{purpose} ({type(error).__name__}); "
+        f"check the name and the network, or use --train_file with a local file"
+    )
+
+
+def _load_hub(dataset_name: str, config_name: str | None, text_column: str, max_megabytes: float | None):
+    """The Hub dataset's train (and validation) split; with `max_megabytes`, refused over it before downloading."""
+    if max_megabytes is not None:
+        _check_hub_size(dataset_name, max_megabytes)
     source = f"--dataset_name {dataset_name}"
     try:
         splits = datasets.load_dataset(dataset_name, config_name)
     except (ConnectionError, DatasetNotFoundError, FileNotFoundError) as error:
-        raise CorpusError(
-            f"{source}: the dataset could not be reached ({type(error).__name__}); "
-            f"check the name and the network, or use --train_file with a local file"
-        ) from error
+        raise _unreachable(dataset_name, error) from error
     if "train" not in splits:
         raise CorpusError(f"{source} has no 'train' split (it has: {', '.join(splits)})")
     train = _clean(splits["train"], text_column, source)

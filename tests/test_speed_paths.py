@@ -5,7 +5,7 @@ import torch
 from conftest import make_tiny_model
 
 from bench import benchmark
-from minigpt.compiled_generation import MatVecLinear, compile_on_any_device, compiled_generation
+from minigpt.compiled_generation import MatVecLinear, compiled_generation
 from modeling_minigpt import MiniGPTForCausalLM
 
 SETTINGS = {"max_new_tokens": 24, "min_new_tokens": 24, "do_sample": False}
@@ -30,11 +30,9 @@ def test_compiled_generation_equals_plain(prompts, prepare):
     mask = torch.ones_like(prompts[:1])
     scored = dict(SETTINGS, output_logits=True, return_dict_in_generate=True)
     plain = model.generate(prompts[:1], attention_mask=mask, **scored)
-    if prepare == "compiled_generation":  # batch 1: the decoding step's products are one row each
-        kwargs = compiled_generation(model)
-        assert isinstance(model.model.layers[0].mlp.up_proj, MatVecLinear)
-    else:
-        kwargs = {"cache_implementation": "static", "compile_config": compile_on_any_device()}
+    # batch 1: the decoding step's products are one row each
+    kwargs = compiled_generation(model, fused_products=prepare == "compiled_generation")
+    assert isinstance(model.model.layers[0].mlp.up_proj, MatVecLinear) == (prepare == "compiled_generation")
     compiled = model.generate(prompts[:1], attention_mask=mask, **kwargs, **scored)
     assert torch.equal(plain.sequences, compiled.sequences)
     for step, (expected, got) in enumerate(zip(plain.logits, compiled.logits, strict=True)):
