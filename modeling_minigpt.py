@@ -36,7 +36,8 @@ except ImportError:  # in the project itself they are top-level modules
     from configuration_minigpt import MiniGPTConfig
 
 # transformers 5.24 renamed the KV cache from `past_key_values` to `cache` (the forward argument, generate()'s keyword
-# and the output field), and dropped `cache_position` (where new tokens go in the cache) from the mask function.
+# and the output field). Older versions (4.57, 5.0) also place new tokens in the cache by `cache_position`, which
+# their mask function and static cache need; newer ones dropped it.
 _CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
 _MASK_TAKES_CACHE_POSITION = "cache_position" in inspect.signature(create_causal_mask).parameters
 
@@ -93,7 +94,7 @@ class MiniGPTAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
         if cache is not None:  # append this step's keys/values and attend over all of them
-            # (a static cache before 5.24 writes at cache_position; later versions ignore the extra argument)
+            # (4.57's and 5.0's static cache writes at cache_position; newer versions ignore the extra argument)
             key, value = cache.update(key, value, self.layer_idx, {"cache_position": kwargs.get("cache_position")})
 
         if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # 5.x: also checks the name
@@ -221,7 +222,8 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         cache = _the_cache(cache, past_key_values)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             cache, use_cache = None, False  # the backward pass recomputes each block, which would write the cache twice
         if inputs_embeds is None:
@@ -244,7 +246,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             position_ids = torch.arange(past_length, past_length + seq_length, device=inputs_embeds.device)[None]
 
         # None for plain causal attention with sdpa (its is_causal path), an explicit mask with padding or eager.
-        if _MASK_TAKES_CACHE_POSITION:  # before 5.24: the new tokens' slots in the cache (generate() passes them)
+        if _MASK_TAKES_CACHE_POSITION:  # 4.57, 5.0: the new tokens' slots in the cache (generate() passes them)
             if kwargs.get("cache_position") is None:
                 kwargs["cache_position"] = torch.arange(past_length, past_length + seq_length,
                                                         device=inputs_embeds.device)
@@ -274,7 +276,8 @@ def _gpt2_names(num_layers: int) -> list[tuple[str, str, bool]]:
     layers store weights as (in, out), nn.Linear as (out, in)."""
     names = [("transformer.wte.weight", "model.embed_tokens.weight", False),
              ("transformer.wpe.weight", "model.embed_positions.weight", False),
-             ("transformer.ln_f.weight", "model.norm.weight", False), ("transformer.ln_f.bias", "model.norm.bias", False),
+             ("transformer.ln_f.weight", "model.norm.weight", False),
+             ("transformer.ln_f.bias", "model.norm.bias", False),
              ("lm_head.weight", "lm_head.weight", False)]
     blocks = {"ln_1": "input_layernorm", "attn.c_attn": "self_attn.qkv_proj", "attn.c_proj": "self_attn.o_proj",
               "ln_2": "post_attention_layernorm", "mlp.c_fc": "mlp.up_proj", "mlp.c_proj": "mlp.down_proj"}

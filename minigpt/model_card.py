@@ -55,7 +55,8 @@ SUPPORTED_RANGE = (f"transformers {TESTED_TRANSFORMERS[0]} through 5.x (tested w
                    f"{', '.join(TESTED_TRANSFORMERS[:-1])} and {TESTED_TRANSFORMERS[-1]})")
 REMOTE_CODE_NOTE = (f"Loads with {SUPPORTED_RANGE}. `trust_remote_code=True` runs `modeling_minigpt.py` and "
                     "`configuration_minigpt.py` from this folder (MiniGPT's code, MIT license): read them first. "
-                    "Without remote code, export the folder to GPT-2 (`python -m minigpt.export_gpt2 RUN_DIR OUT_DIR`).")
+                    "Without remote code: export the folder to GPT-2, "
+                    "`python -m minigpt.export_gpt2 RUN_DIR OUT_DIR`.")
 
 # What each built-in corpus allows: the Hub metadata (license, license_name, license_link) and one sentence.
 BUILTIN_RIGHTS = {
@@ -64,7 +65,7 @@ BUILTIN_RIGHTS = {
                 "Gutenberg: in the public domain (the author died in 1908)."),
     "python-reference": ({"license": "other", "license_name": "psf-2.0",
                           "license_link": "https://docs.python.org/3/license.html"},
-                         "the Python Language Reference as every CPython ships it (`pydoc_data.topics`), under "
+                         "The Python Language Reference as every CPython ships it (`pydoc_data.topics`), under "
                          "its own license, the Python Software Foundation License (PSF-2.0): "
                          "https://docs.python.org/3/license.html."),
 }
@@ -77,7 +78,7 @@ def training_data(settings: dict) -> tuple[dict, str]:
         name = settings["dataset_name"]
         config = f" (configuration `{settings['dataset_config_name']}`)" if settings.get("dataset_config_name") else ""
         rights = ({"license": "unknown"},
-                  f"the Hugging Face Hub dataset `{name}`{config}. It carries its own license, which this model's "
+                  f"The Hugging Face Hub dataset `{name}`{config}. It carries its own license, which this model's "
                   f"use follows: see its card, https://huggingface.co/datasets/{name}.")
     elif settings.get("train_file"):
         files = [Path(settings[key]).name for key in ("train_file", "validation_file") if settings.get(key)]
@@ -86,7 +87,7 @@ def training_data(settings: dict) -> tuple[dict, str]:
                   "license is unknown: ask them before you share or use this model.")
     else:
         license_data, sentence = BUILTIN_RIGHTS[settings.get("builtin_corpus") or DEFAULT_BUILTIN_CORPUS]
-        rights = (dict(license_data), sentence[0].upper() + sentence[1:])
+        rights = (dict(license_data), sentence)
     if settings.get("model_name_or_path"):
         rights = (rights[0], rights[1] + f" It continues the pre-training of {_shown(settings['model_name_or_path'])}"
                                          ", whose own license applies too.")
