@@ -54,6 +54,9 @@ class MiniGPTConfig(PretrainedConfig):
         "n_inner": "intermediate_size",
     }
     keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the cache's name before and after 5.24
+    # 5.x turns every config class into a dataclass, whose generated __eq__ would compare only the base class's
+    # fields (ours are set in __init__): keep the base class's comparison of every attribute.
+    __eq__ = PretrainedConfig.__eq__
 
     # A classic __init__ rather than 5.x's dataclass fields: transformers 4.x reads only this form, and 5.x still
     # accepts it (its configs "created in v4 with custom __init__").
