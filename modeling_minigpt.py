@@ -3,32 +3,55 @@
 token + position embeddings -> N x [x + attn(ln(x)); x + mlp(ln(x))] -> final LayerNorm -> LM head (tied)
 
 Self-contained on purpose: `save_pretrained` copies this file (and configuration_minigpt.py) into every saved
-model, so that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` works in anyone's code.
+model, so that `AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)` works in anyone's code. Anyone's
+transformers, too: it uses only public API that exists from 4.57 through 5.x, and where that API changed between
+versions (the cache's name, the mask function's arguments) it reads which form the installed version has.
 """
 
+import copy
+import inspect
 import math
-from collections.abc import Callable
+import warnings
 from typing import Unpack
 
 import torch
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
-from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import TransformersKwargs, can_return_tuple
-from transformers.utils.deprecation import deprecate_kwarg
-from transformers.utils.generic import merge_with_config_defaults
-from transformers.utils.output_capturing import capture_outputs
+
+try:  # 5.x: initialisers that leave weights loaded from a checkpoint alone
+    from transformers import initialization as init
+except ImportError:  # 4.x runs _init_weights only on modules whose weights were not loaded
+    from torch.nn import init
 
 try:  # inside a saved model directory (remote code) the two files form a package
     from .configuration_minigpt import MiniGPTConfig
 except ImportError:  # in the project itself they are top-level modules
     from configuration_minigpt import MiniGPTConfig
+
+# transformers 5.24 renamed the KV cache from `past_key_values` to `cache` (the forward argument, generate()'s keyword
+# and the output field). Older versions (4.57, 5.0) also place new tokens in the cache by `cache_position`, which
+# their mask function and static cache need; newer ones dropped it.
+_CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+_MASK_TAKES_CACHE_POSITION = "cache_position" in inspect.signature(create_causal_mask).parameters
+
+
+def _the_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The KV cache under either name: generate() passes `cache` from transformers 5.24 on, `past_key_values` before."""
+    if past_key_values is None:
+        return cache
+    if cache is not None:
+        raise ValueError("MiniGPT: pass the KV cache as `cache` or as `past_key_values`, not both.")
+    if _CACHE_FIELD == "cache":  # as transformers' own models say it from 5.24 on
+        warnings.warn("`past_key_values` is deprecated in this transformers version; pass `cache`.", FutureWarning,
+                      stacklevel=3)
+    return past_key_values
 
 
 def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -43,7 +66,7 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 
 
 class MiniGPTAttention(nn.Module):
-    """Causal multi-head self-attention; the kernel (eager, sdpa, flash) comes from transformers' interface."""
+    """Causal multi-head self-attention; the kernel (eager, sdpa, flash) comes from transformers' registry."""
 
     def __init__(self, config: MiniGPTConfig, layer_idx: int):
         super().__init__()
@@ -58,7 +81,6 @@ class MiniGPTAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
         self.o_proj.writes_to_residual = True  # scaled init, see MiniGPTPreTrainedModel._init_weights
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -72,11 +94,17 @@ class MiniGPTAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
         if cache is not None:  # append this step's keys/values and attend over all of them
-            key, value = cache.update(key, value, self.layer_idx)
+            # (4.57's and 5.0's static cache writes at cache_position; newer versions ignore the extra argument)
+            key, value = cache.update(key, value, self.layer_idx, {"cache_position": kwargs.get("cache_position")})
 
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
+        if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # 5.x: also checks the name
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
+        elif self.config._attn_implementation == "eager":
+            attention_interface = eager_attention_forward
+        else:  # before 5.x (named as 4.x looks for it, to allow set_attn_implementation)
+            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
         output, weights = attention_interface(
             self,
             query,
@@ -116,18 +144,19 @@ class MiniGPTBlock(GradientCheckpointingLayer):
         self.mlp = MiniGPTMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
         **kwargs,
-    ) -> torch.Tensor:
-        attn_output, _ = self.self_attn(self.input_layernorm(hidden_states), attention_mask, cache=cache, **kwargs)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the new hidden states and the attention weights (None from kernels that do not compute them)."""
+        attn_output, weights = self.self_attn(self.input_layernorm(hidden_states), attention_mask, cache=cache,
+                                              **kwargs)
         hidden_states = hidden_states + self.dropout(attn_output)
         hidden_states = hidden_states + self.dropout(self.mlp(self.post_attention_layernorm(hidden_states)))
-        return hidden_states
+        return hidden_states, weights
 
 
 class MiniGPTPreTrainedModel(PreTrainedModel):
@@ -141,8 +170,6 @@ class MiniGPTPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
-    # output_hidden_states / output_attentions are collected by hooks on these modules (capture_outputs)
-    _can_record_outputs = {"hidden_states": MiniGPTBlock, "attentions": MiniGPTAttention}
 
     def _init_weights(self, module):
         """GPT-2 init: N(0, 0.02) everywhere, and the projections that write into the residual stream scaled by
@@ -175,9 +202,7 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @merge_with_config_defaults
-    @capture_outputs
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -186,10 +211,21 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
+        r"""cache: the KV cache (`past_key_values` before transformers 5.24: either name works)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("MiniGPTModel: pass exactly one of input_ids or inputs_embeds.")
+        cache = _the_cache(cache, past_key_values)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            cache, use_cache = None, False  # the backward pass recomputes each block, which would write the cache twice
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         if use_cache and cache is None:
@@ -210,19 +246,47 @@ class MiniGPTModel(MiniGPTPreTrainedModel):
             position_ids = torch.arange(past_length, past_length + seq_length, device=inputs_embeds.device)[None]
 
         # None for plain causal attention with sdpa (its is_causal path), an explicit mask with padding or eager.
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            cache=cache,
-            position_ids=position_ids,
-        )
+        if _MASK_TAKES_CACHE_POSITION:  # 4.57, 5.0: the new tokens' slots in the cache (generate() passes them)
+            if kwargs.get("cache_position") is None:
+                kwargs["cache_position"] = torch.arange(past_length, past_length + seq_length,
+                                                        device=inputs_embeds.device)
+            mask = create_causal_mask(self.config, inputs_embeds, attention_mask, kwargs["cache_position"], cache,
+                                      position_ids)
+        else:
+            mask = create_causal_mask(self.config, inputs_embeds, attention_mask, cache, position_ids)
 
         hidden_states = self.dropout(inputs_embeds + self.embed_positions(position_ids))
+        all_hidden_states = () if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for block in self.layers:
-            hidden_states = block(hidden_states, mask, cache=cache, **kwargs)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            hidden_states, weights = block(hidden_states, mask, cache=cache, **kwargs)
+            if output_attentions:
+                all_attentions += (weights,)
         hidden_states = self.norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache)
+        if output_hidden_states:  # as GPT-2: the last entry is the normalised output
+            all_hidden_states += (hidden_states,)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, hidden_states=all_hidden_states,
+                                       attentions=all_attentions, **{_CACHE_FIELD: cache})
+
+
+def _gpt2_names(num_layers: int) -> list[tuple[str, str, bool]]:
+    """(GPT-2 name, MiniGPT name, transposed) for every parameter: GPT-2 is this same architecture, but its Conv1D
+    layers store weights as (in, out), nn.Linear as (out, in)."""
+    names = [("transformer.wte.weight", "model.embed_tokens.weight", False),
+             ("transformer.wpe.weight", "model.embed_positions.weight", False),
+             ("transformer.ln_f.weight", "model.norm.weight", False),
+             ("transformer.ln_f.bias", "model.norm.bias", False),
+             ("lm_head.weight", "lm_head.weight", False)]
+    blocks = {"ln_1": "input_layernorm", "attn.c_attn": "self_attn.qkv_proj", "attn.c_proj": "self_attn.o_proj",
+              "ln_2": "post_attention_layernorm", "mlp.c_fc": "mlp.up_proj", "mlp.c_proj": "mlp.down_proj"}
+    for i in range(num_layers):
+        for gpt2_name, name in blocks.items():
+            names.append((f"transformer.h.{i}.{gpt2_name}.weight", f"model.layers.{i}.{name}.weight",
+                          not gpt2_name.startswith("ln")))
+            names.append((f"transformer.h.{i}.{gpt2_name}.bias", f"model.layers.{i}.{name}.bias", False))
+    return names
 
 
 class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
@@ -236,7 +300,6 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(
         self,
@@ -248,20 +311,24 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         r"""labels: token ids (-100 = ignore); they are shifted inside the loss, so pass labels = input_ids.
-        logits_to_keep: compute logits for the last N positions only (generate() asks for 1)."""
+        logits_to_keep: compute logits for the last N positions only (generate() asks for 1).
+        cache: the KV cache; generate() passes it as `cache` from transformers 5.24 on, as `past_key_values` before."""
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
+            cache=_the_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep))
+        hidden_states = outputs.last_hidden_state
+        keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep  # 0: all
+        logits = self.lm_head(hidden_states[:, keep, :])
 
         loss = None
         if labels is not None:
@@ -272,10 +339,33 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            **{_CACHE_FIELD: getattr(outputs, _CACHE_FIELD)},
         )
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        """transformers' generate(), after refusing up front, before the first token, what would overflow the
+        learned positions part-way through (prompt + max_new_tokens > context): no text is produced and then lost.
+        """
+        prompt = inputs if inputs is not None else kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+        prompt_length = prompt.shape[1] if prompt is not None else 1  # no prompt: generate() starts from bos
+        # The lengths generate() will use: its keyword arguments over the given config over the model's defaults.
+        settings = copy.deepcopy(self.generation_config)
+        if generation_config is not None:
+            settings.update(**generation_config.to_diff_dict())
+        settings.update(**kwargs)
+        max_length = (prompt_length + settings.max_new_tokens if settings.max_new_tokens is not None
+                      else settings.max_length)
+        context = self.config.max_position_embeddings
+        if max_length > context:
+            room = context - prompt_length
+            raise ValueError(
+                f"MiniGPT: the prompt ({prompt_length} tokens) plus the tokens to generate "
+                f"({max_length - prompt_length}) exceed the context of {context} tokens; "
+                + (f"pass max_new_tokens={room} or less." if room > 0 else "shorten the prompt.")
+            )
+        return super().generate(inputs, generation_config, **kwargs)
 
     @classmethod
     def from_gpt2(cls, model_or_name_or_path, **from_pretrained_kwargs) -> "MiniGPTForCausalLM":
@@ -305,44 +395,26 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
             pad_token_id=g.pad_token_id,
         )
         source = gpt2.state_dict()
-        state = {
-            "model.embed_tokens.weight": source["transformer.wte.weight"],
-            "model.embed_positions.weight": source["transformer.wpe.weight"],
-            "model.norm.weight": source["transformer.ln_f.weight"],
-            "model.norm.bias": source["transformer.ln_f.bias"],
-            "lm_head.weight": source["lm_head.weight"],
-        }
-        renames = {  # GPT-2 name -> MiniGPT name, inside block i; Conv1D weights are (in, out): transpose
-            "ln_1": "input_layernorm",
-            "attn.c_attn": "self_attn.qkv_proj",
-            "attn.c_proj": "self_attn.o_proj",
-            "ln_2": "post_attention_layernorm",
-            "mlp.c_fc": "mlp.up_proj",
-            "mlp.c_proj": "mlp.down_proj",
-        }
-        for i in range(g.n_layer):
-            for old, new in renames.items():
-                weight = source[f"transformer.h.{i}.{old}.weight"]
-                state[f"model.layers.{i}.{new}.weight"] = weight if old.startswith("ln") else weight.t()
-                state[f"model.layers.{i}.{new}.bias"] = source[f"transformer.h.{i}.{old}.bias"]
-
+        state = {name: source[gpt2_name].t() if transposed else source[gpt2_name]
+                 for gpt2_name, name, transposed in _gpt2_names(g.n_layer)}
         model = cls(config).to(gpt2.dtype)
         model.load_state_dict({k: v.detach().clone() for k, v in state.items()})
         model.generation_config = gpt2.generation_config
         return model.eval() if not gpt2.training else model
 
-    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
-        """generate() refuses up front, before the first token, what would overflow the learned positions part-way
-        through (prompt + max_new_tokens > context): no text is produced and then lost."""
-        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
-        context = self.config.max_position_embeddings
-        if generation_config.max_length > context:
-            room = context - input_ids_length
-            raise ValueError(
-                f"MiniGPT: the prompt ({input_ids_length} tokens) plus the tokens to generate "
-                f"({generation_config.max_length - input_ids_length}) exceed the context of {context} tokens; "
-                + (f"pass max_new_tokens={room} or less." if room > 0 else "shorten the prompt.")
-            )
+    def to_gpt2(self):
+        """This model as a transformers GPT2LMHeadModel: the same weights and logits, and a saved folder that loads
+        with AutoModelForCausalLM without trust_remote_code (python -m minigpt.export_gpt2 writes one). A setting
+        GPT-2 does not have (no biases, another activation) raises a ValueError that names it."""
+        from transformers import GPT2LMHeadModel
+
+        gpt2 = GPT2LMHeadModel(self.config.to_gpt2_config()).to(device=self.device, dtype=self.dtype)
+        source = self.state_dict()
+        state = {gpt2_name: (source[name].t() if transposed else source[name]).detach().clone()
+                 for gpt2_name, name, transposed in _gpt2_names(self.config.num_hidden_layers)}
+        gpt2.load_state_dict(state)
+        gpt2.generation_config = copy.deepcopy(self.generation_config)
+        return gpt2.train(self.training)
 
 
 # Auto classes: in this process (AutoModelForCausalLM.from_config / from_pretrained on our model_type) and as

@@ -1,5 +1,6 @@
 """Sharing a finished run on the Hugging Face Hub, with clear messages when that cannot work."""
 
+import tempfile
 from pathlib import Path
 
 import huggingface_hub
@@ -42,3 +43,16 @@ def push_folder(folder: str, repo_id: str, token: str | None = None, exist_ok: b
         raise HubError(f"pushing {Path(folder).name} to {repo_id!r} failed ({type(error).__name__}: "
                        f"{str(error).splitlines()[0] if str(error) else ''}); the local copy is complete") from None
     return f"https://huggingface.co/{url}"
+
+
+def push_gpt2(folder: str, repo_id: str, token: str | None = None, exist_ok: bool = True) -> str:
+    """push_folder for the GPT-2 form of the finished MiniGPT in `folder` (minigpt.export_gpt2: a plain
+    GPT2LMHeadModel that loads without remote code), exported beside it and deleted after the push."""
+    from minigpt.export_gpt2 import ExportError, export_gpt2
+
+    with tempfile.TemporaryDirectory(prefix=".gpt2-", dir=Path(folder).absolute().parent) as tmp:
+        try:
+            exported = export_gpt2(folder, Path(tmp) / repo_id.split("/")[-1])  # the card's title: the repo's name
+        except ExportError as error:
+            raise HubError(f"cannot push the GPT-2 form of {Path(folder).name}: {error}") from None
+        return push_folder(str(exported), repo_id, token, exist_ok)

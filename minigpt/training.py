@@ -9,6 +9,7 @@ Arguments are dataclasses for HfArgumentParser, named as in transformers' run_cl
 
 import contextlib
 import copy
+import inspect
 import json
 import logging
 import math
@@ -56,6 +57,7 @@ from minigpt.monitoring import (
     write_samples,
 )
 from minigpt.optimizers import muon_optimizer_cls_and_kwargs
+from minigpt.portable import make_readable, save_tokenizer
 from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
@@ -181,6 +183,12 @@ class MiniGPTTrainingArguments(TrainingArguments):
     muon_learning_rate: float | None = field(
         default=None, metadata={"help": "Muon's learning rate with --optim muon (default: --learning_rate)."}
     )
+    push_as_gpt2: bool = field(
+        default=False,
+        metadata={"help": "With --push_to_hub: push the finished model's GPT-2 form (a plain GPT2LMHeadModel that "
+                          "loads without trust_remote_code, as python -m minigpt.export_gpt2 writes it) instead of "
+                          "the MiniGPT folder."},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start fresh in an output_dir that holds another run (its checkpoints are deleted; its "
@@ -265,7 +273,7 @@ def parse_config_overrides(overrides: str | None) -> dict:
             result[key.strip()] = json.loads(value.strip())
         except json.JSONDecodeError:
             result[key.strip()] = value.strip()
-    known = {*MiniGPTConfig.__dataclass_fields__, *MiniGPTConfig.attribute_map}
+    known = {*inspect.signature(MiniGPTConfig).parameters, *MiniGPTConfig.attribute_map} - {"kwargs"}
     unknown = [k for k in result if k not in known]
     if unknown:
         raise SetupError(f"--config_overrides: unknown field(s) {', '.join(unknown)}; see configuration_minigpt.py")
@@ -346,10 +354,29 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         raise SetupError(f"--preset {model_args.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
     if data_args.block_size is not None and data_args.block_size < 2:
         raise SetupError(f"--block_size must be at least 2, got {data_args.block_size}")
+    if args.push_as_gpt2:
+        check_gpt2_shape(model_args, args)
     if args.push_to_hub:
         from minigpt.hub import check_hub_access
 
         check_hub_access(args.hub_model_id or Path(args.output_dir).name, args.hub_token)
+
+
+def check_gpt2_shape(model_args: ModelArguments, args: MiniGPTTrainingArguments) -> None:
+    """--push_as_gpt2 needs --push_to_hub and a model with a GPT-2 form: refused now, not after training. (A model
+    continued from --model_name_or_path is checked when it is exported.)"""
+    if not args.push_to_hub:
+        raise SetupError("--push_as_gpt2 chooses what --push_to_hub pushes: pass --push_to_hub too")
+    if model_args.model_name_or_path:
+        return
+    try:
+        config = MiniGPTConfig(**{**PRESETS[model_args.preset], **parse_config_overrides(model_args.config_overrides)})
+    except (TypeError, ValueError):
+        return  # a config that cannot be built at all: build_model says why
+    try:
+        config.to_gpt2_config()
+    except ValueError as error:
+        raise SetupError(f"--push_as_gpt2: {error}") from None
 
 
 def run_training(
@@ -472,9 +499,9 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
                 "tokenizer": tokenizer, "prompt": prompts[0]}
         save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
         if args.push_to_hub:
-            from minigpt.hub import push_folder
+            from minigpt.hub import push_folder, push_gpt2
 
-            push_folder(args.output_dir, repo_id, args.hub_token)
+            (push_gpt2 if args.push_as_gpt2 else push_folder)(args.output_dir, repo_id, args.hub_token)
     return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
 
 
@@ -575,7 +602,7 @@ def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict,
         model = trainer.accelerator.unwrap_model(trainer.model)
         model.config.use_cache = True  # the Trainer turns the KV cache off for training; generate() wants it
         model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
+        save_tokenizer(tokenizer, staging)
         log_history = trainer.state.log_history
         write_history(log_history, staging)
         if logged_samples(log_history):
@@ -583,6 +610,7 @@ def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict,
         write_results(metrics, staging)
         (staging / RUN_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
         write_model_card(staging, model=model, metrics=metrics, log_history=log_history, **card)
+        make_readable(staging)
         swap_in(staging, output_dir)
     except BaseException:
         with contextlib.suppress(OSError):  # an exception inside swap_in: its checkpoints still go where they belong

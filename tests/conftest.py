@@ -36,9 +36,10 @@ def prompt():
     return torch.randint(2, VOCAB, (1, 6))
 
 
-def run_without_project(script: str, tmp_path, timeout: int = 300) -> str:
+def run_without_project(script: str, tmp_path, timeout: int = 300, first_on_path=None) -> str:
     """Run Python code in a fresh process that cannot import the project (as a user's own code would), offline.
-    Returns its stdout; fails the test with its stderr."""
+    first_on_path: a folder of packages that come before the installed ones (another transformers version, see
+    tests/transformers_envs.py). Returns its stdout; fails the test with its stderr."""
     import os
     import subprocess
     import sys
@@ -49,7 +50,8 @@ def run_without_project(script: str, tmp_path, timeout: int = 300) -> str:
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
     # -S skips the .pth files, so an editable install of this project (pip install -e .) is not seen either;
     # the installed libraries are put back on the path by hand.
-    guard = (f"import sys\nsys.path.extend({site.getsitepackages()!r})\n"
+    packages = ([str(first_on_path)] if first_on_path else []) + site.getsitepackages()
+    guard = (f"import sys\nsys.path.extend({packages!r})\n"
              'import importlib.util\nassert importlib.util.find_spec("modeling_minigpt") is None\n')
     done = subprocess.run([sys.executable, "-S", "-c", guard + script], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=timeout)

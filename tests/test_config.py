@@ -41,6 +41,12 @@ def test_aliases_in_constructor_feed_derived_defaults():
     assert config.intermediate_size == 256
 
 
+def test_configs_are_equal_only_when_every_setting_is():
+    assert MiniGPTConfig(hidden_size=64, num_attention_heads=4) == MiniGPTConfig(d_model=64, n_heads=4)
+    assert MiniGPTConfig(hidden_size=64, num_attention_heads=4) != MiniGPTConfig(hidden_size=128, num_attention_heads=4)
+    assert MiniGPTConfig() != MiniGPTConfig(mlp_bias=False)
+
+
 def test_save_and_load_round_trip(tmp_path):
     config = MiniGPTConfig.from_preset("tiny", vocab_size=321, eos_token_id=3)
     config.save_pretrained(tmp_path)

@@ -18,10 +18,11 @@ import torch
 from conftest import make_tiny_model, run_without_project
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
+from transformers import GenerationConfig
 from test_training import TINY, corpus_file, read_json, run_cli
 
 import minigpt.training
-from minigpt.hub import PUSH_IGNORE
+from minigpt.hub import PUSH_IGNORE, push_gpt2
 from minigpt.loading import load_pretrained
 from minigpt.run_folder import OutputDirLock, staging_dir
 from minigpt.training import sampling_generation_config
@@ -194,6 +195,19 @@ def test_push_to_hub_pushes_the_finished_folder_once_without_pickles(finished, t
     assert "from_pretrained('tester/continued'" in card.text
 
 
+def test_push_as_gpt2_pushes_the_export_and_leaves_no_copy(finished, tmp_path, monkeypatch):
+    _, source = finished
+    out = copy_of(source, tmp_path)
+    monkeypatch.setattr("huggingface_hub.HfApi", HubRecorder)
+    HubRecorder.calls = []
+    assert push_gpt2(str(out), "tester/minigpt-gpt2", token="hf_recorded_token").endswith("tester/minigpt-gpt2")
+    (_, repo, _), (_, _, token, files) = HubRecorder.calls
+    assert repo == "tester/minigpt-gpt2" and token == "hf_recorded_token"
+    assert files == ["README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                     "tokenizer_config.json"]  # GPT-2's files: no remote code
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the export beside it is gone
+
+
 def test_a_second_run_on_the_same_folder_exits_2_and_a_dead_runs_lock_is_taken_over(tmp_path, capsys):
     corpus = corpus_file(tmp_path)
     out = tmp_path / "busy"
@@ -360,6 +374,14 @@ def test_generation_past_the_context_is_refused_before_the_first_token(tiny_mode
     hook = tiny_model.register_forward_hook(lambda *args: calls.append(1))
     with pytest.raises(ValueError, match="pass max_new_tokens=54 or less"):
         tiny_model.generate(prompt, max_new_tokens=60, do_sample=False)
+    # however generate() is told the length: its config, the model's defaults, max_length
+    with pytest.raises(ValueError, match="plus the tokens to generate \\(60\\) exceed the context of 64"):
+        tiny_model.generate(prompt, generation_config=GenerationConfig(max_new_tokens=60))
+    tiny_model.generation_config.max_new_tokens = 60
+    with pytest.raises(ValueError, match="pass max_new_tokens=54 or less"):
+        tiny_model.generate(prompt)
+    with pytest.raises(ValueError, match="exceed the context"):
+        tiny_model.generate(input_ids=prompt, max_new_tokens=None, max_length=70)
     assert calls == []  # refused up front: nothing generated, nothing lost
     out = tiny_model.generate(prompt, max_new_tokens=54, do_sample=False, eos_token_id=None)
     assert out.shape[1] == context

@@ -1,10 +1,9 @@
 import json
 import os
-import textwrap
 
 import pytest
 import torch
-from conftest import VOCAB, make_tiny_model, run_without_project
+from conftest import VOCAB, make_tiny_model
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
@@ -103,7 +102,9 @@ def test_auto_classes_in_process():
     assert isinstance(AutoModelForCausalLM.from_config(config), MiniGPTForCausalLM)
 
 
-def test_save_pretrained_loads_in_a_fresh_process_without_the_project(tmp_path):
+def test_save_pretrained_writes_remote_code_and_safetensors_only(tmp_path):
+    """The folder other people load (tests/test_portability.py loads one in fresh processes, under three
+    transformers versions)."""
     model = make_tiny_model()
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
@@ -114,20 +115,8 @@ def test_save_pretrained_loads_in_a_fresh_process_without_the_project(tmp_path):
     config = json.loads((model_dir / "config.json").read_text())
     assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_minigpt.MiniGPTForCausalLM"
     assert config["auto_map"]["AutoConfig"] == "configuration_minigpt.MiniGPTConfig"
-
-    ids = [[5, 9, 2, 33, 7, 12]]
-    expected = model(torch.tensor(ids)).logits
-    script = textwrap.dedent(f"""
-        import json, torch
-        from transformers import AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
-        print(json.dumps({{"cls": type(model).__name__,
-                          "logits": model(torch.tensor({ids})).logits.tolist()}}))
-    """)
-    stdout = run_without_project(script, tmp_path)
-    result = json.loads(stdout.strip().splitlines()[-1])
-    assert result["cls"] == "MiniGPTForCausalLM"
-    torch.testing.assert_close(torch.tensor(result["logits"]), expected, atol=1e-6, rtol=1e-6)
+    ids = torch.tensor([[5, 9, 2, 33, 7, 12]])
+    torch.testing.assert_close(MiniGPTForCausalLM.from_pretrained(model_dir)(ids).logits, model(ids).logits)
 
 
 def _tiny_gpt2(activation="gelu_new"):
@@ -151,6 +140,27 @@ def test_from_gpt2_gives_identical_logits_and_generations(activation):
     prompt = ids[:1, :5]
     kwargs = dict(max_new_tokens=25, do_sample=False, pad_token_id=0)
     assert torch.equal(mini.generate(prompt, **kwargs), gpt2.generate(prompt, **kwargs))
+
+
+@pytest.mark.parametrize("overrides", [{}, {"tie_word_embeddings": False}, {"hidden_act": "relu"}])
+def test_to_gpt2_gives_identical_logits_and_generations(overrides):
+    mini = make_tiny_model(**overrides)
+    gpt2 = mini.to_gpt2()
+    assert isinstance(gpt2, GPT2LMHeadModel) and not gpt2.training
+    assert (gpt2.lm_head.weight is gpt2.transformer.wte.weight) == mini.config.tie_word_embeddings
+    ids = torch.randint(2, VOCAB, (2, 20))
+    torch.testing.assert_close(gpt2(ids).logits, mini(ids).logits, atol=1e-5, rtol=1e-5)
+    kwargs = dict(max_new_tokens=25, do_sample=False, pad_token_id=0)
+    assert torch.equal(gpt2.generate(ids[:1, :5], **kwargs), mini.generate(ids[:1, :5], **kwargs))
+    torch.testing.assert_close(MiniGPTForCausalLM.from_gpt2(gpt2)(ids).logits, mini(ids).logits)  # and back
+
+
+@pytest.mark.parametrize("overrides, message", [({"attention_bias": False}, "attention_bias=False has no GPT-2"),
+                                                ({"mlp_bias": False}, "mlp_bias=False has no GPT-2"),
+                                                ({"hidden_act": "gelu_fast"}, "hidden_act='gelu_fast' has no GPT-2")])
+def test_to_gpt2_names_the_setting_gpt2_does_not_have(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        make_tiny_model(**overrides).to_gpt2()
 
 
 def test_from_gpt2_accepts_a_local_directory(tmp_path):

@@ -132,6 +132,9 @@ BAD_INPUTS = [
     ("ok.txt", None, ["--config_overrides", "colour=3"], "unknown field"),
     ("ok.txt", None, ["--model_name_or_path", "/nonexistent/model"], "--model_name_or_path"),
     ("ok.txt", None, ["--push_to_hub", "--hub_model_id", "someone/minigpt"], "push"),
+    ("ok.txt", None, ["--push_as_gpt2"], "pass --push_to_hub too"),
+    ("ok.txt", None, ["--push_to_hub", "--push_as_gpt2", "--config_overrides", "mlp_bias=false"],
+     "--push_as_gpt2: MiniGPTConfig: mlp_bias=False has no GPT-2 form"),
 ]
 
 
