@@ -1,9 +1,9 @@
 """The runs folder on disk, kept bounded and truthful: a finished job becomes a run folder (with app_run.json
 naming its owner) and joins the model lists; a visitor keeps their newest MINIGPT_APP_MAX_RUNS_PER_VISITOR runs
-(their new run replaces their own oldest), and the app at most MINIGPT_APP_MAX_RUNS, making room only by removing
-runs older than an hour (never another visitor's fresh run: a new run is refused instead); a folder the app named
-but did not record (a training cut off by a killed server) is removed at start; zips are made on demand and do
-not pile up."""
+(their new run replaces their own oldest), and the app at most MINIGPT_APP_MAX_RUNS, making room with other
+visitors' runs older than an hour or the visitor's own, never another visitor's fresh run (a new run is refused
+instead); a folder the app named but did not record (a training cut off by a killed server) is removed at
+start; zips are made on demand and do not pile up."""
 
 import json
 import logging
@@ -76,33 +76,34 @@ def _age(entry) -> float:
         return float("inf")
 
 
-def _evictable(entries, keep: str | None = None) -> list:
-    """Runs that may make room for another visitor's: older than EVICTABLE_AFTER_SECONDS, oldest first."""
-    old = [e for e in entries if e.key != keep and _age(e) > EVICTABLE_AFTER_SECONDS]
-    return sorted(old, key=_age, reverse=True)
+def _room_makers(runs, owner: str, keep: str | None = None) -> list:
+    """The runs that may go to make room for `owner`'s new run, in the order they go: other visitors' runs older
+    than EVICTABLE_AFTER_SECONDS, then the owner's own, each oldest first."""
+    mine = owner_hash(owner)
+    others = [e for e in runs if e.key != keep and e.summary.get("owner") != mine and _age(e) > EVICTABLE_AFTER_SECONDS]
+    own = [e for e in runs if e.key != keep and e.summary.get("owner") == mine]
+    return sorted(others, key=_age, reverse=True) + sorted(own, key=_age, reverse=True)
 
 
 def check_room(ctx, owner: str) -> None:
     """Before a job joins the line: RunsFull when the app's runs and the trainings under way fill
-    MINIGPT_APP_MAX_RUNS and too few runs are old enough to make room; a visitor at their own cap always has room
-    (their new run replaces their own oldest)."""
+    MINIGPT_APP_MAX_RUNS and too few runs may make room (the visitor's own, others' older than an hour)."""
     runs = ctx.registry.runs()
-    if sum(e.summary.get("owner") == owner_hash(owner) for e in runs) >= ctx.limits.max_runs_per_visitor:
-        return
     over = len(runs) + len(ctx.line.active()) + 1 - ctx.limits.max_runs
-    if over > 0 and len(_evictable(runs)) < over:
+    if over > 0 and len(_room_makers(runs, owner)) < over:
         raise RunsFull
 
 
 def prune_runs(ctx, owner: str, keep: str | None = None) -> list[str]:
     """After `owner`'s run `keep` is added: their own runs beyond MINIGPT_APP_MAX_RUNS_PER_VISITOR go (oldest
-    first), then the app's beyond MINIGPT_APP_MAX_RUNS, only among runs older than an hour. Returns their keys."""
+    first), then, beyond MINIGPT_APP_MAX_RUNS, other visitors' runs older than an hour and their own. Returns the
+    keys removed."""
     runs = ctx.registry.runs()  # newest first
     mine = [e for e in runs if e.summary.get("owner") == owner_hash(owner) and e.key != keep]
     doomed = mine[max(0, ctx.limits.max_runs_per_visitor - 1):]
     over = len(runs) - len(doomed) - ctx.limits.max_runs
     if over > 0:
-        doomed += [e for e in _evictable(runs, keep) if e not in doomed][:over]
+        doomed += [e for e in _room_makers(runs, owner, keep) if e not in doomed][:over]
     for entry in doomed:
         ctx.registry.remove_run(entry.key)
         discard(Path(entry.path))

@@ -200,22 +200,23 @@ def test_a_40_mb_prompt_is_refused_before_tokenizing(served):
 
 
 def test_a_visitors_runs_are_evicted_only_by_that_visitor(served, corpus):
-    """3 runs kept, 2 per visitor; the first test left two other visitors' runs (A's and C's)."""
+    """3 runs kept, 2 per visitor; the first test left two other visitors' runs (A's and C's). A visitor who
+    presses Start and Stop again and again replaces their own runs, never the others' fresh ones."""
     others = app_runs(served)
     assert len(others) == 2
     d = visitor(served)
-    first = trained(d, corpus, max_steps=1)
-    with pytest.raises(AppError, match="keeps at most 3 trained models, and none is old enough"):
-        d.predict(**short_run(corpus, max_steps=1), api_name="/train")  # no fresh run of another is removed
-    assert app_runs(served) == sorted([*others, first])
+    first = trained(d, corpus, max_steps=1)  # the app is full now
+    second = trained(d, corpus, max_steps=1)  # D's new run replaces D's own
+    assert app_runs(served) == sorted([*others, second]) and first not in app_runs(served)
 
+    e = visitor(served)
+    with pytest.raises(AppError, match="keeps at most 3 trained models, and none is old enough"):
+        e.predict(**short_run(corpus, max_steps=1), api_name="/train")  # E has no run to replace
     record = served.ctx.runs_dir / others[0] / APP_RUN_FILE
     os.utime(record, (time.time() - 7200, time.time() - 7200))  # A's run ended two hours ago
-    second = trained(d, corpus, max_steps=1)  # it makes room
-    assert app_runs(served) == sorted([others[1], first, second])
-    third = trained(d, corpus, max_steps=1)  # D holds their 2: the newest replaces their own oldest
+    third = trained(e, corpus, max_steps=1)  # it makes room
     assert app_runs(served) == sorted([others[1], second, third])
-    assert [e.name for e in served.ctx.registry.runs(owner_hash(f"session:{d.session_hash}"))] == [third, second]
+    assert [r.name for r in served.ctx.registry.runs(owner_hash(f"session:{d.session_hash}"))] == [second]
 
 
 @pytest.fixture
@@ -275,17 +276,20 @@ def test_uploads_are_bounded_where_they_enter(served):
     assert uploads_on_disk(folder) == 0
 
 
-def test_the_time_budget_counts_preparing_the_data_and_stop_works_there_too(served, room):
-    """A run still preparing its data (here: the BPE tokenizer on the Python reference) when its time is up, or
-    when its visitor presses Stop, ends at once with a message; the slot is free again."""
-    form = dict(corpus_source="python-reference", files=[], tokenizer_type="bpe", vocab_size=2048, max_steps=5)
+def test_the_time_budget_counts_preparing_the_data_and_stop_works_there_too(served, room, tmp_path):
+    """A run still preparing its data (an upload: its caches are its own, so nothing is ready-made) when its time
+    is up, or when its visitor presses Stop, ends at once with a message; the slot is free again."""
+    words = "the model reads a text and learns to predict the next token of the text".split()
+    text = tmp_path / "essay.txt"
+    text.write_text("\n\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(20)) for i in range(1500)))
+    form = dict(tokenizer_type="bpe", vocab_size=2048, max_steps=5)
     a, b = visitor(served), visitor(served, **{"Accept-Language": "pt-BR"})
-    with room.context() as short:
-        short.setattr(served.ctx, "limits", dataclasses.replace(served.ctx.limits, max_minutes=0.01))
-        a.predict(**short_run(None, **form), api_name="/train")
+    with room.context() as short:  # a budget that has run out before the training process can be ready
+        short.setattr(served.ctx, "limits", dataclasses.replace(served.ctx.limits, max_minutes=0.0001))
+        a.predict(**short_run(text, **form), api_name="/train")
         status = follow(a, timeout=120)
     assert status["state"] == "failed" and "preparing the data took longer than the time limit" in status["error"]
-    b.predict(**short_run(None, **form), api_name="/train")
+    b.predict(**short_run(text, **form), api_name="/train")
     assert "Parado durante a preparação dos dados" in b.predict(api_name="/stop")
     status = follow(b, timeout=120)
     assert status["state"] == "failed" and "parado antes de o treino começar" in status["error"]
