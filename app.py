@@ -9,12 +9,16 @@ Portuguese (pt-BR) and English: static texts through gr.I18n (the browser's lang
 running in the language of the request's Accept-Language header.
 
 Environment: MINIGPT_APP_RUNS (runs folder, default runs/app), MINIGPT_APP_MODELS (more model folders, separated
-by os.pathsep), MINIGPT_APP_MAX_UPLOAD_MB (per upload, default 5), MINIGPT_APP_MAX_MEMORY_GB (a training's
-computed peak, default 8), MINIGPT_APP_MAX_MINUTES (per training, default 30), MINIGPT_APP_MAX_RUNS (runs kept,
-default 20), MINIGPT_APP_MAX_QUEUE (visitors waiting, default 8), MINIGPT_APP_MAX_PROMPT_CHARS (default 4000),
-MINIGPT_APP_MAX_HUB_MB (a Hub dataset's files, checked before downloading, default 50),
-MINIGPT_APP_PUBLIC_RUNS=1 (every visitor sees every run: a classroom). On a hosted Space (SPACE_ID set) pushes use
-the visitor's Sign in with Hugging Face; elsewhere HF_TOKEN / `hf auth login` (shows "Push to the Hub").
+by os.pathsep), MINIGPT_APP_MAX_UPLOAD_MB (per upload, default 5), MINIGPT_APP_MAX_UPLOADS_MB (all uploads waiting
+at once, default 50), MINIGPT_APP_MAX_MEMORY_GB (a training's computed peak, default 8), MINIGPT_APP_MAX_MINUTES
+(per training, preparing its data included, default 30), MINIGPT_APP_MAX_RUNS (runs kept, default 20),
+MINIGPT_APP_MAX_RUNS_PER_VISITOR (default 3), MINIGPT_APP_MAX_QUEUE (visitors waiting, default 8),
+MINIGPT_APP_MAX_QUEUE_PER_CLIENT (trainings queued or running from one address, default 2),
+MINIGPT_APP_MAX_PROMPT_CHARS (default 4000), MINIGPT_APP_MAX_HUB_MB (a Hub dataset's files, checked before
+downloading, default 50), MINIGPT_APP_SECRET (the key of the visitors' ids in their browsers; default: made once
+and kept in the runs folder), MINIGPT_APP_PUBLIC_RUNS=1 (every visitor sees every run: a classroom). On a hosted
+Space (SPACE_ID set) pushes use the visitor's Sign in with Hugging Face; elsewhere HF_TOKEN / `hf auth login`
+(shows "Push to the Hub"). SIGTERM is a clean shutdown, as Ctrl+C.
 """
 
 import os
@@ -25,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the app runs tokeniz
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 
 import gradio as gr  # noqa: E402
 from gradio.utils import get_space  # noqa: E402
@@ -33,19 +38,22 @@ from starlette.middleware import Middleware  # noqa: E402
 from space.binding import bind  # noqa: E402
 from space.context import AppContext  # noqa: E402
 from space.job_views import CSS  # noqa: E402
-from space.refresh import after_train, list_models, on_load, poll  # noqa: E402
-from space.request_limit import BodyLimit  # noqa: E402
+from space.refresh import list_models, on_load, poll  # noqa: E402
+from space.request_limit import BodyLimit, QueueShare  # noqa: E402
 from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
 from space.tab_glossary import build_glossary_tab  # noqa: E402
 from space.tab_probabilities import build_probabilities_tab  # noqa: E402
 from space.tab_train import build_train_tab, corpus_for_visitor  # noqa: E402
 from space.texts import I18N, LOGIN_LABEL, LOGOUT_LABEL, T  # noqa: E402
+from space.uploads import UploadLimit  # noqa: E402
+
+QUEUE_SIZE = 64  # events waiting in Gradio's queue, all visitors together; one address may hold a quarter
 
 
 def build_demo(ctx: AppContext) -> gr.Blocks:
-    """The app: five tabs, each built by its module; here only what crosses tabs (the model lists, the
-    training panel that every visitor's timer keeps current)."""
-    # delete_cache: Gradio's cached uploads and downloads older than an hour go, every ten minutes
+    """The app: five tabs, each built by its module; here only what crosses tabs (who the visitor is, the model
+    lists, the training panel that every page's timer keeps current)."""
+    # delete_cache: Gradio's files are deleted at shutdown too (the upload janitor removes them within minutes)
     with gr.Blocks(title="MiniGPT", delete_cache=(600, 3600)) as demo:
         with gr.Row():
             gr.Markdown(T("intro"))
@@ -54,40 +62,49 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
                 with gr.Column(scale=0, min_width=240):
                     gr.LoginButton(LOGIN_LABEL, logout_value=LOGOUT_LABEL, elem_id="login")
                     gr.Markdown(T("login_help"))
+        # The visitor: an unguessable id kept (encrypted) in their browser, read into the page's session when it
+        # loads. Handlers take the session's copy, which no API call can set: a script is its own session.
+        stored_id = gr.BrowserState(None, storage_key="minigpt-visitor", secret=ctx.secret)
+        visitor = gr.State("")
         seen_job = gr.State("")
         seen_models = gr.State(ctx.registry.version)
         with gr.Tabs():
             with gr.Tab(T("tab_train"), id="train", elem_id="tab-train"):
-                train_tab = build_train_tab(ctx, seen_job)
+                train_tab = build_train_tab(ctx, seen_job, visitor)
             with gr.Tab(T("tab_generate"), id="generate", elem_id="tab-generate"):
-                gen_model, gen_prompt = build_generate_tab(ctx)
+                gen_model, gen_prompt = build_generate_tab(ctx, visitor)
             with gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"):
-                cmp_models, cmp_prompt = build_compare_tab(ctx)
+                cmp_models, cmp_prompt = build_compare_tab(ctx, visitor)
             with gr.Tab(T("tab_probs"), id="probs", elem_id="tab-probs"):
-                prob_model = build_probabilities_tab(ctx)
+                prob_model = build_probabilities_tab(ctx, visitor)
             with gr.Tab(T("tab_glossary"), id="glossary", elem_id="tab-glossary"):
                 build_glossary_tab()
 
         model_dropdowns = [gen_model, *cmp_models, prob_model, train_tab.run_select]
         refreshed = [*train_tab.job_outputs, *model_dropdowns, seen_job, seen_models]
-        train_tab.train_event.then(bind(after_train, ctx), None, [*model_dropdowns, seen_models],
-                                   api_visibility="private", show_progress="hidden")
-        gr.api(bind(list_models, ctx), api_name="models", concurrency_limit=None)
-        gr.Timer(1.0).tick(bind(poll, ctx), [seen_job, seen_models], refreshed, api_visibility="private",
-                           show_progress="hidden", concurrency_limit=None)
-        demo.load(bind(on_load, ctx), None, refreshed, api_visibility="private", show_progress="hidden")
+        gr.api(bind(list_models, ctx), api_name="models", concurrency_id="status", concurrency_limit=None)
+        gr.Timer(1.0).tick(bind(poll, ctx), [seen_job, seen_models, visitor], refreshed, api_visibility="private",
+                           show_progress="hidden", concurrency_id="status", concurrency_limit=None)
+        demo.load(bind(on_load, ctx), stored_id, [*refreshed, visitor, stored_id], api_visibility="private",
+                  show_progress="hidden", concurrency_id="status", concurrency_limit=None)
         # Portuguese visitors start on Machado and "Era uma vez", English ones on the Python reference
         demo.load(corpus_for_visitor, None, train_tab.corpus_source, api_visibility="private", queue=False)
         demo.load(prompts_for_visitor, None, [gen_prompt, cmp_prompt], api_visibility="private", queue=False)
 
-    demo.queue(max_size=64, default_concurrency_limit=4)  # the listeners set their own limits
+    # Every listener sets its own concurrency id and limit: nothing waits behind a training (no handler runs for
+    # one) or behind generations. api_open=False: no call skips the queue and its limits (/run/<api_name>).
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4, api_open=False)
     return demo
 
 
 def launch_kwargs(ctx: AppContext) -> dict:
-    """What launch() needs beyond the Blocks: languages, styling, the upload and request size limits."""
-    return dict(i18n=I18N, css=CSS, max_file_size=int(ctx.max_upload_bytes * 2), footer_links=["api", "settings"],
-                app_kwargs={"middleware": [Middleware(BodyLimit)]})
+    """What launch() needs beyond the Blocks: languages, styling, the upload, request and queue limits."""
+    middleware = [Middleware(BodyLimit),
+                  Middleware(UploadLimit, max_upload_bytes=ctx.max_upload_bytes,
+                             budget_bytes=int(ctx.limits.max_uploads_mb * 2**20)),
+                  Middleware(QueueShare, per_client=QUEUE_SIZE // 4, behind_proxy=ctx.on_space)]
+    return dict(i18n=I18N, css=CSS, max_file_size=ctx.max_upload_bytes, footer_links=["api", "settings"],
+                app_kwargs={"middleware": middleware})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--public-runs", action="store_true", default=None,
                         help="every visitor sees, uses and downloads every run (a classroom); default: their own")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a clean exit, as Ctrl+C: the temp folders go
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
     ctx = AppContext(runs_dir=args.runs_dir, model_dirs=args.model, public_runs=args.public_runs)
     try:

@@ -1,5 +1,6 @@
 """Sharing a finished run on the Hugging Face Hub, with clear messages when that cannot work."""
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -11,9 +12,21 @@ class HubError(RuntimeError):
     """The Hub cannot be used right now (no token, offline, no permission): one line saying what to do."""
 
 
+def hub_token(token: str | None) -> str | None:
+    """The token a Hub call goes out with: the one given; where none is, the local login (HF_TOKEN, `hf auth
+    login`), except on a hosted Space (SPACE_ID set), where that login is the Space owner's: nothing is sent on
+    their behalf (HubError)."""
+    if token:
+        return token
+    if os.environ.get("SPACE_ID"):
+        raise HubError("on a Hugging Face Space a push needs the visitor's own token (Sign in with Hugging Face); "
+                       "the Space owner's token is never used")
+    return get_token()
+
+
 def check_hub_access(repo_id: str, token: str | None = None) -> str:
     """Fail fast, before any training: a token must exist and the Hub must answer. Returns the user name."""
-    token = token or get_token()
+    token = hub_token(token)
     if not token:
         raise HubError(f"cannot push to {repo_id!r}: no Hugging Face token; set HF_TOKEN or run `hf auth login`")
     try:
@@ -33,7 +46,7 @@ def push_folder(folder: str, repo_id: str, token: str | None = None, exist_ok: b
     """Upload a finished model directory (not its checkpoints, no pickles) to a model repo in one commit; returns
     the repo URL. exist_ok=False: only into a repo this call creates (an existing one is an error, never
     overwritten)."""
-    token = token or get_token()
+    token = hub_token(token)
     api = huggingface_hub.HfApi(token=token)
     try:
         url = api.create_repo(repo_id, exist_ok=exist_ok, repo_type="model").repo_id

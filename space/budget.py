@@ -27,6 +27,7 @@ DEFAULT_MAX_MEMORY_GB = 8.0
 DEFAULT_MAX_MINUTES = 30.0
 DEFAULT_MAX_PROMPT_CHARS = 4000  # far more than any model's context in tokens; checked before tokenizing
 DEFAULT_MAX_HUB_MB = 50.0  # a Hub dataset's files, checked before downloading: the Space's disk is small
+DEFAULT_MAX_UPLOADS_MB = 50.0  # every upload waiting in Gradio's folder at once, all visitors together
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,12 @@ class Limits:
     max_memory_gb: float = DEFAULT_MAX_MEMORY_GB
     max_minutes: float = DEFAULT_MAX_MINUTES
     max_runs: int = 20
+    max_runs_per_visitor: int = 3  # a visitor's new run replaces their own oldest beyond this
     max_waiting: int = 8
+    max_waiting_per_client: int = 2  # trainings queued or running from one network address
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS
     max_hub_mb: float = DEFAULT_MAX_HUB_MB
+    max_uploads_mb: float = DEFAULT_MAX_UPLOADS_MB
 
     @classmethod
     def from_env(cls, **given) -> "Limits":
@@ -105,9 +109,12 @@ class Limits:
             max_memory_gb=_env_float("MINIGPT_APP_MAX_MEMORY_GB", DEFAULT_MAX_MEMORY_GB),
             max_minutes=_env_float("MINIGPT_APP_MAX_MINUTES", DEFAULT_MAX_MINUTES),
             max_runs=int(_env_float("MINIGPT_APP_MAX_RUNS", 20)),
+            max_runs_per_visitor=int(_env_float("MINIGPT_APP_MAX_RUNS_PER_VISITOR", 3)),
             max_waiting=int(_env_float("MINIGPT_APP_MAX_QUEUE", 8)),
+            max_waiting_per_client=int(_env_float("MINIGPT_APP_MAX_QUEUE_PER_CLIENT", 2)),
             max_prompt_chars=int(_env_float("MINIGPT_APP_MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS)),
             max_hub_mb=_env_float("MINIGPT_APP_MAX_HUB_MB", DEFAULT_MAX_HUB_MB),
+            max_uploads_mb=_env_float("MINIGPT_APP_MAX_UPLOADS_MB", DEFAULT_MAX_UPLOADS_MB),
         )
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)

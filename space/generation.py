@@ -1,6 +1,7 @@
-"""Generation for the app: generate() streamed token by token from a thread, and the checks of the decoding
-settings and the prompt (messages in the reader's language)."""
+"""Generation for the app: generate() streamed token by token from a thread, the checks of the decoding settings
+and the prompt (messages in the reader's language), and each visitor's share of the generation slots."""
 
+import contextlib
 import queue
 import threading
 
@@ -9,7 +10,24 @@ from transformers import StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from minigpt.teaching import DecodingSettings, StopOnEvent, TeachingError, encode_prompt
+from space.fair_share import OverShare
 from space.texts import WHAT, app_error, fmt_int, friendly, msg, warn
+from space.visitors import visitor_id
+
+
+@contextlib.contextmanager
+def generation_slot(ctx, lang: str, request, profile, browser_id: str | None):
+    """Hold one of the generation slots for this request's visitor and address (space/fair_share.py), or a
+    visible error when they already hold their share."""
+    visitor, client = visitor_id(request, profile, browser_id), ctx.client(request)
+    try:
+        ctx.generations.take(visitor, client)
+    except OverShare as error:
+        raise app_error(lang, msg(lang, f"generations_{error.kind}", n=error.limit)) from None
+    try:
+        yield
+    finally:
+        ctx.generations.give_back(visitor, client)
 
 
 class TokenStreamer(BaseStreamer):

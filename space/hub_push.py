@@ -15,8 +15,8 @@ from space.texts import WHAT, app_error, fmt_int, msg
 
 def _login(ctx, lang: str, profile, oauth_token) -> tuple[str, list[str]]:
     """(token, namespaces the visitor may push to), or a visible error; no Hub call on a Space."""
-    if ctx.on_space:
-        if oauth_token is None or profile is None or not getattr(profile, "username", None):
+    if ctx.on_space:  # the visitor's own token or nothing: never a fallback to the owner's (minigpt.hub)
+        if not getattr(oauth_token, "token", None) or profile is None or not getattr(profile, "username", None):
             raise app_error(lang, msg(lang, "sign_in"))
         return oauth_token.token, [profile.username]
     token = ctx.hf_token or get_token()

@@ -3,7 +3,6 @@ memory the run would need within the Space's budget, uploads checked and copied 
 Gradio's cached copies deleted)."""
 
 import re
-import time
 from pathlib import Path
 
 from gradio.utils import get_upload_folder
@@ -12,11 +11,19 @@ from minigpt.corpus import BUILTIN_CORPORA
 from minigpt.training import DataArguments, ModelArguments
 from space.budget import estimate_training_memory, eval_batch_size, which_setting_to_lower
 from space.jobs import TrainingJob
-from space.texts import WHAT, app_error, msg
+from space.run_files import new_run_name
+from space.texts import WHAT, app_error, fmt_int, msg
 
 APP_PRESETS = ("tiny", "small", "base")  # gpt2-sized training is not for a CPU Space
 UPLOAD_NAME = "upload.txt"  # an uploaded corpus's name on disk and in its model card: it names no content
 NEUTRAL_PROMPTS = {"en": "The", "pt": "O"}  # an uploaded corpus's sample prompts: never its own first words
+
+# Byte-level BPE learns merges inside the pieces its pre-tokenizer cuts at spaces (and letter/digit/punctuation
+# changes); a piece of hundreds of thousands of characters takes its trainer many minutes (measured: one 1 MB text
+# of 300,000-letter "words", about a minute; of 10,000-letter words, 4 s), so a text with a longer run of
+# non-space, or of space, characters is refused for BPE before it is queued. Texts are tokenized as they are.
+MAX_UNBROKEN_CHARS = 10_000
+UNBROKEN = re.compile(r"\S+|\s+")
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -59,10 +66,15 @@ def forget_uploads(files) -> None:
                 pass
 
 
-def collect_uploads(ctx, files, lang: str, job_dir: Path) -> tuple[Path, str]:
-    """Check the uploaded files (.txt, size, UTF-8 text) and join them into one corpus file in the app's own
-    temp folder: returns (that file, the name shown to its visitor). The training never reads outside the app's
-    folders; the file is named neutrally (its model card names no content)."""
+def longest_unbroken(text: str) -> int:
+    """The longest run of non-space characters, or of space characters, in `text`."""
+    return max((match.end() - match.start() for match in UNBROKEN.finditer(text)), default=0)
+
+
+def collect_uploads(ctx, files, lang: str, job_dir: Path, tokenizer_type: str) -> tuple[Path, str]:
+    """Check the uploaded files (.txt, size, UTF-8 text, for BPE no endless "word") and join them into one corpus
+    file in the app's own temp folder: returns (that file, the name shown to its visitor). The training never
+    reads outside the app's folders; the file is named neutrally (its model card names no content)."""
     paths = _upload_paths(files)
     if not paths:
         raise app_error(lang, msg(lang, "need_files"))
@@ -72,6 +84,8 @@ def collect_uploads(ctx, files, lang: str, job_dir: Path) -> tuple[Path, str]:
         shown = sanitize_filename(source.name)
         if source.suffix.lower() != ".txt":
             raise app_error(lang, msg(lang, "not_txt", name=shown))
+        if not source.is_file():  # Gradio's copy outlived its time (space/uploads.py)
+            raise app_error(lang, msg(lang, "upload_gone", name=shown))
         size = source.stat().st_size
         total += size
         if size > ctx.max_upload_bytes or total > ctx.max_upload_bytes:
@@ -85,6 +99,8 @@ def collect_uploads(ctx, files, lang: str, job_dir: Path) -> tuple[Path, str]:
             raise app_error(lang, msg(lang, "not_text", name=shown))
         if not text.strip():
             raise app_error(lang, msg(lang, "empty_file", name=shown))
+        if tokenizer_type == "bpe" and longest_unbroken(text) > MAX_UNBROKEN_CHARS:
+            raise app_error(lang, msg(lang, "unbroken", name=shown, limit=fmt_int(MAX_UNBROKEN_CHARS, lang)))
         texts.append(text.strip())
     job_dir.mkdir(parents=True, exist_ok=True)
     target = job_dir / UPLOAD_NAME
@@ -130,23 +146,22 @@ def _check_numbers(lang, vocab_size, length_unit, max_steps, epochs, batch_size,
 
 
 def prepare_job(ctx, lang: str, owner: str, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
-                length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed) -> TrainingJob:
+                length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed,
+                client: str = "local") -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
     _check_choices(lang, corpus_source, preset, tokenizer_type, length_unit)
     vocab_size, steps, epochs, batch_size, learning_rate, block_size, seed = _check_numbers(
         lang, vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
     budget = check_memory(ctx, lang, preset, vocab_size, block_size, batch_size)
 
-    run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{preset}-{tokenizer_type}"
-    while (ctx.runs_dir / run_name).exists() or (ctx.tmp_dir / "uploads" / run_name).exists():
-        run_name += "x"
+    run_name = new_run_name(ctx, preset, tokenizer_type)
     job_dir = ctx.tmp_dir / "uploads" / run_name
     data = {"block_size": block_size, "preprocessing_num_workers": None}
     corpus = f"{corpus_source} (built-in)"
     if corpus_source in BUILTIN_CORPORA:
         data["builtin_corpus"] = corpus_source
     elif corpus_source == "upload":
-        train_file, corpus = collect_uploads(ctx, files, lang, job_dir)
+        train_file, corpus = collect_uploads(ctx, files, lang, job_dir, tokenizer_type)
         data.update(train_file=str(train_file), sample_prompts=NEUTRAL_PROMPTS[lang])
     elif corpus_source == "hub":
         name = (hub_dataset or "").strip()
@@ -173,4 +188,4 @@ def prepare_job(ctx, lang: str, owner: str, corpus_source, files, hub_dataset, p
     return TrainingJob(run_name, output_dir, owner, settings,
                        ModelArguments(preset=preset, tokenizer_type=tokenizer_type, vocab_size=vocab_size),
                        DataArguments(**data), training_kwargs, cleanup=job_dir,
-                       private_corpus=corpus_source == "upload")
+                       private_corpus=corpus_source == "upload", client=client)

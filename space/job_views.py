@@ -31,11 +31,14 @@ def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.D
 
 
 def error_text(error: str | None, lang: str) -> str:
-    """A job's error for its owner: the codes the app sets (left, shutdown, killed:<exit code>) in words."""
-    if error in ("left", "shutdown"):
+    """A job's error for its owner: the codes the app sets (left, shutdown, stopped_early, killed:<exit code>,
+    time_budget_data:<minutes>) in words."""
+    if error in ("left", "shutdown", "stopped_early"):
         return MESSAGES[lang][f"err_{error}"]
     if error and error.startswith("killed:"):
         return MESSAGES[lang]["killed"].format(code=error.split(":", 1)[1])
+    if error and error.startswith("time_budget_data:"):
+        return MESSAGES[lang]["time_budget_data"].format(minutes=error.split(":", 1)[1])
     return error or ""
 
 

@@ -3,6 +3,7 @@ thread that runs it in its own process (space/training_process.py) and turns the
 """
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from minigpt.monitoring import perplexity
-from space.training_process import process_context, train_in_child
+from space.training_process import train_in_child
 
 logger = logging.getLogger("minigpt.app")
 
@@ -69,15 +70,17 @@ class JobSnapshot:
 
 
 class TrainingJob:
-    """One training run. The runner thread writes its progress here under a condition variable; any number of
-    viewers (the starting request, every visitor's timer) read snapshots of it."""
+    """One training run. The runner thread writes its progress here under a lock; any number of viewers (every
+    visitor's timer, /training_status) read snapshots of it."""
 
     def __init__(self, run_name: str, output_dir: Path, owner: str, settings: dict, model_args, data_args,
-                 training_kwargs, cleanup: Path | None = None, private_corpus: bool = False):
+                 training_kwargs, cleanup: Path | None = None, private_corpus: bool = False, client: str = "local"):
         self.id = uuid.uuid4().hex[:12]
         self.run_name = run_name
         self.output_dir = output_dir
         self.owner = owner
+        self.client = client  # the network address it came from (space/visitors.py)
+        self.last_seen = time.monotonic()  # when its visitor last looked at it (their page's timer, a status call)
         self.settings = settings
         self.model_args, self.data_args, self.training_kwargs = model_args, data_args, training_kwargs
         self.cleanup = cleanup
@@ -101,10 +104,8 @@ class TrainingJob:
             return JobSnapshot(id=self.id, run_name=self.run_name, owner=self.owner, settings=dict(self.settings),
                                **{**f, "points": list(f["points"]), "samples": list(f["samples"])})
 
-    def wait(self, after_version: int, timeout: float) -> JobSnapshot:
-        with self._cond:
-            self._cond.wait_for(lambda: self._fields["version"] != after_version, timeout=timeout)
-        return self.snapshot()
+    def seen(self) -> None:
+        self.last_seen = time.monotonic()
 
     @property
     def state(self) -> str:
@@ -169,22 +170,23 @@ class TrainingJob:
         self._update(state="failed", ended=time.time(), error=error)
 
 
-def run_in_process(job: TrainingJob, max_seconds: float, hide_owner_token: bool) -> dict:
-    """Run `job` in a child process and follow it until it ends: progress and samples into the job, Stop and
-    the wall-time budget to the child. Returns the child's last word: {"done": {...}} or {"error": (kind, text)}.
-    Never raises for what happens in the child."""
-    context = process_context()
+def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool) -> dict:
+    """Run `job` in a child process of `context` (space/lifeline.py) and follow it until it ends: progress and
+    samples into the job, Stop and the wall-time budget to the child. The budget counts from the job's start
+    (TrainingJob.begin, when the line starts it), preparing the data included: a child still preparing when the
+    budget ends, or when Stop is pressed, is ended at once (the pipeline looks at Stop between training steps
+    only). Returns the child's last word: {"done": {...}} or {"error": (kind, text)}; kind: setup | crash | killed
+    | time_budget | stopped. Never raises for what happens in the child."""
     events, stop = context.Queue(), context.Event()
     private_cache = str(job.cleanup / "datasets_cache") if job.private_corpus and job.cleanup else None
     job.output_dir.parent.mkdir(parents=True, exist_ok=True)
     running_mark(job.output_dir).touch()
     child = context.Process(target=train_in_child, name=f"minigpt-train-{job.id}", daemon=True,
                             args=(job.model_args, job.data_args, job.training_kwargs, events, stop, private_cache,
-                                  hide_owner_token))
-    job.begin()
+                                  on_space, os.getpid()))
     child.start()
     watched = psutil.Process(child.pid)
-    last_word, stop_sent_at = None, None
+    last_word, stop_sent_at, training = None, None, False
     try:
         while last_word is None:
             try:
@@ -192,6 +194,7 @@ def run_in_process(job: TrainingJob, max_seconds: float, hide_owner_token: bool)
             except Exception:  # queue.Empty: look at the child and the clocks
                 kind = None
             if kind == "progress":
+                training = True
                 job.on_progress(**payload[0])
             elif kind == "sample":
                 job.on_sample(payload[0])
@@ -206,7 +209,14 @@ def run_in_process(job: TrainingJob, max_seconds: float, hide_owner_token: bool)
                 job.note_rss(watched.memory_info().rss)
             except psutil.Error:
                 pass
-            if time.time() - job.snapshot().started > max_seconds and not job.stop_event.is_set():
+            if last_word is not None:
+                break
+            over_budget = time.time() - job.snapshot().started > max_seconds
+            if not training and (over_budget or job.stop_event.is_set()):
+                child.kill()
+                last_word = {"error": ("time_budget" if over_budget else "stopped", "")}
+                break
+            if over_budget and not job.stop_event.is_set():
                 job.request_stop(note="time_budget")
             if job.stop_event.is_set() and stop_sent_at is None:
                 stop.set()

@@ -1,19 +1,19 @@
-"""What keeps every visitor's page current across tabs: the model dropdowns when runs are added, the training
-panel on each visitor's timer tick and page load (their own job, or another visitor's progress without its
-text), and the model list as an API."""
+"""What keeps every visitor's page current across tabs: who the visitor is (their browser's id, made at the first
+visit), the model dropdowns when runs are added or removed, the training panel on each page's timer tick and on
+page load (their own job, or another visitor's progress without its text), and the model list as an API."""
 
 import gradio as gr
 
 from space.context import AppContext
 from space.tab_train import job_view, panel_for, run_choices, seen
 from space.texts import request_lang
-from space.visitors import visitor_id
+from space.visitors import BROWSER_ID, new_browser_id, visitor_id
 
 
 def model_updates(ctx: AppContext, lang: str, viewer: str | None, select_run: str | None = None):
     """New choices for every model dropdown, in the order app.py lists them (generate, compare a and b,
-    probabilities, the runs list): the models this viewer may use; values kept, except that the trainer's own
-    session selects its new run."""
+    probabilities, the runs list): the models this viewer may use; values kept, except that `select_run` (the
+    visitor's newly finished run) is selected."""
     plain = ctx.registry.choices(lang, viewer=viewer)
     with_latest = ctx.registry.choices(lang, with_latest=True, viewer=viewer)
     pick = {"value": select_run} if select_run else {}
@@ -22,34 +22,37 @@ def model_updates(ctx: AppContext, lang: str, viewer: str | None, select_run: st
             gr.Dropdown(choices=run_choices(ctx, lang, viewer), **pick))
 
 
-def poll(ctx: AppContext, seen_job, seen_models, request: gr.Request, profile: gr.OAuthProfile | None = None):
-    """Every visitor's timer: redraw the training panel when the job shown changed, refresh the model lists
-    when a run was added or removed. Unchanged parts are skipped (nothing is sent)."""
+def poll(ctx: AppContext, seen_job, seen_models, browser_id, request: gr.Request,
+         profile: gr.OAuthProfile | None = None):
+    """Every page's timer: redraw the training panel when the job shown changed, refresh the model lists when a
+    run was added or removed (and select the visitor's own run when it has just finished). Unchanged parts are
+    skipped (nothing is sent)."""
     lang = request_lang(request)
+    ctx.line.tick()
     panel = [gr.skip()] * 4
-    snap, note = panel_for(ctx, visitor_id(request, profile), lang)
+    snap, note = panel_for(ctx, visitor_id(request, profile, browser_id), lang)
     shown = seen(snap, shared=bool(note))
+    finished_now = None
     if shown != seen_job:
         panel, seen_job = list(job_view(snap, lang, note)), shown
+        finished_now = snap.entry_key if snap is not None and not note and snap.done else None
     models = [gr.skip()] * 5
-    if ctx.registry.version != seen_models:
-        models, seen_models = list(model_updates(ctx, lang, ctx.viewer(request, profile))), ctx.registry.version
+    if ctx.registry.version != seen_models or finished_now:
+        viewer = ctx.viewer(request, profile, browser_id)
+        models, seen_models = list(model_updates(ctx, lang, viewer, finished_now)), ctx.registry.version
     return (*panel, *models, seen_job, seen_models)
 
 
-def on_load(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None):
+def on_load(ctx: AppContext, stored_id, request: gr.Request, profile: gr.OAuthProfile | None = None):
+    """A page opens: the visitor's id from their browser's storage (a new one at their first visit, kept there
+    for the next), their training panel and model lists."""
+    browser_id = stored_id if isinstance(stored_id, str) and BROWSER_ID.match(stored_id) else new_browser_id()
     lang = request_lang(request)
-    snap, note = panel_for(ctx, visitor_id(request, profile), lang)
-    return (*job_view(snap, lang, note), *model_updates(ctx, lang, ctx.viewer(request, profile)),
-            seen(snap, shared=bool(note)), ctx.registry.version)
-
-
-def after_train(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None):
-    job = ctx.line.job_of(visitor_id(request, profile))
-    snap = job.snapshot() if job is not None else None
-    select = snap.entry_key if snap is not None and snap.entry_key else None
-    viewer = ctx.viewer(request, profile)
-    return (*model_updates(ctx, request_lang(request), viewer, select_run=select), ctx.registry.version)
+    snap, note = panel_for(ctx, visitor_id(request, profile, browser_id), lang)
+    select = snap.entry_key if snap is not None and not note and snap.done else None
+    models = model_updates(ctx, lang, ctx.viewer(request, profile, browser_id), select)
+    return (*job_view(snap, lang, note), *models, seen(snap, shared=bool(note)), ctx.registry.version, browser_id,
+            browser_id)
 
 
 def list_models(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None) -> list[dict]:

@@ -7,10 +7,12 @@
     pretrained/<name>  a pre-trained GPT-2 (a Hub name, or a local GPT-2 folder) converted with from_gpt2 when first
                  chosen: the chapter's foundation model beside the visitor's tiny one (needs the network for a Hub name)
 
-A run the app trained belongs to the visitor who started it (`owner` in its app_run.json, a hash of their
-session or Hugging Face user): the list, `latest` and every lookup take the viewer's hash and show them only
-their own runs and the runs nobody owns (train.py's, launch-time folders). `viewer=None` sees everything (the
-app's own bookkeeping, or a classroom launched with public runs).
+A run is a folder of the runs folder with the app's record of it (app_run.json, written when its training ended):
+a folder without one (a run cut off by a killed app, another program's) is never listed. A run belongs to the
+visitor who started it (`owner` in its record, a hash of their browser's id or Hugging Face user): the list,
+`latest` and every lookup take the viewer's hash and show them only their own runs and the models nobody owns
+(launch-time folders). `viewer=None` sees everything (the app's own bookkeeping, or a classroom launched with
+public runs).
 
 Weights load from safetensors only (`use_safetensors=True`; a folder without *.safetensors is refused): a pickle
 file from an upload or a stranger's folder is never unpickled.
@@ -224,16 +226,18 @@ class ModelRegistry:
         path = Path(folder).resolve()
         if not is_finished_model_dir(path):
             raise ModelError(f"{path.name}: the run did not leave a complete model")
+        if not (path / APP_RUN_FILE).is_file():
+            raise ModelError(f"{path.name}: not a run of this app (no {APP_RUN_FILE})")
         return self._add(ModelEntry(f"run/{path.name}", "run", path.name, str(path), path.stat().st_mtime,
                                     summarize_model_dir(path)))
 
     def scan_runs(self) -> None:
-        """Register every finished run already in the runs folder (earlier app sessions, train.py runs)."""
+        """Register every finished run the app recorded in the runs folder (earlier app sessions)."""
         if not self.runs_dir.is_dir():
             return
         for path in sorted(self.runs_dir.iterdir()):
             if (not path.name.startswith(".") and is_finished_model_dir(path)  # not a staging folder
-                    and f"run/{path.name}" not in self._entries):
+                    and (path / APP_RUN_FILE).is_file() and f"run/{path.name}" not in self._entries):
                 self.add_run(path)
 
     def remove_run(self, key: str) -> None:

@@ -12,7 +12,7 @@ import gradio as gr
 from minigpt.teaching import DecodingSettings
 from space.binding import bind
 from space.context import AppContext, get_model
-from space.generation import check_length, checked_settings, prepare_prompt, stream_generate
+from space.generation import check_length, checked_settings, generation_slot, prepare_prompt, stream_generate
 from space.registry import LATEST, UNTRAINED, ModelError
 from space.texts import (
     PRETRAINED_DATA,
@@ -37,47 +37,50 @@ D = GEN_DEFAULTS
 def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], temperature=D["temperature"],
              top_k=D["top_k"], top_p=D["top_p"], repetition_penalty=D["repetition_penalty"],
              max_new_tokens=D["max_new_tokens"], seed=D["seed"], num_beams=D["num_beams"],
-             request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+             browser_id: str | None = None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Continue `prompt` with a model; streams the text (prompt + continuation) token by token."""
     lang = request_lang(request)
     prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
     settings = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens,
                                 seed, num_beams)
-    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
-    ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
-    yield prompt
-    for text in stream_generate(lm, tokenizer, ids, settings):
-        yield prompt + text
+    with generation_slot(ctx, lang, request, profile, browser_id):
+        _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile, browser_id))
+        ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
+        yield prompt
+        for text in stream_generate(lm, tokenizer, ids, settings):
+            yield prompt + text
 
 
 def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy=D["strategy"],
             temperature=D["temperature"], top_k=D["top_k"], top_p=D["top_p"],
             repetition_penalty=D["repetition_penalty"], max_new_tokens=D["max_new_tokens"], seed=D["seed"],
-            num_beams=D["num_beams"], request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+            num_beams=D["num_beams"], browser_id: str | None = None, request: gr.Request = None,
+            profile: gr.OAuthProfile | None = None):
     """The same prompt and settings through two models, side by side (default: untrained vs latest trained)."""
     lang = request_lang(request)
     prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
-    viewer = ctx.viewer(request, profile)
+    viewer = ctx.viewer(request, profile, browser_id)
     base = checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed,
                             num_beams)
-    sides = []
-    texts = ["", ""]
-    for index, key in enumerate((model_a, model_b)):
-        try:
-            entry = ctx.registry.resolve(key, viewer)
-        except ModelError as error:
-            raise app_error(lang, str(error)) from None
-        if entry is None:
-            warn(lang, msg(lang, "no_trained"))
-            texts[index] = msg(lang, "no_trained")
-            continue
-        _, lm, tokenizer = get_model(ctx, entry.key, lang, viewer)
-        settings = DecodingSettings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
-        ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
-        sides.append((index, lm, tokenizer, ids, settings))
-        texts[index] = prompt
-    yield tuple(texts)
-    yield from _stream_sides(lang, prompt, sides, texts)
+    with generation_slot(ctx, lang, request, profile, browser_id):
+        sides = []
+        texts = ["", ""]
+        for index, key in enumerate((model_a, model_b)):
+            try:
+                entry = ctx.registry.resolve(key, viewer)
+            except ModelError as error:
+                raise app_error(lang, str(error)) from None
+            if entry is None:
+                warn(lang, msg(lang, "no_trained"))
+                texts[index] = msg(lang, "no_trained")
+                continue
+            _, lm, tokenizer = get_model(ctx, entry.key, lang, viewer)
+            settings = DecodingSettings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
+            ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
+            sides.append((index, lm, tokenizer, ids, settings))
+            texts[index] = prompt
+        yield tuple(texts)
+        yield from _stream_sides(lang, prompt, sides, texts)
 
 
 def prompts_for_visitor(request: gr.Request = None) -> tuple[str, str]:
@@ -164,8 +167,9 @@ def decoding_controls(prefix: str) -> list:
     return [strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, num_beams]
 
 
-def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
-    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added) and its prompt."""
+def build_generate_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Dropdown, gr.Textbox]:
+    """The Generate tab; returns its model dropdown (the app refreshes it when runs are added) and its prompt.
+    `visitor`: the page's visitor id (app.py)."""
     gr.Markdown(T("gen_help"))
     model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
                         allow_custom_value=True, elem_id="gen-model")
@@ -176,7 +180,7 @@ def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
     button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
     output = gr.Textbox(label=T("output"), lines=8, interactive=False, elem_id="gen-output")
     handler = bind(generate, ctx)
-    inputs = [prompt, model, *controls]
+    inputs = [prompt, model, *controls, visitor]
     button.click(handler, inputs, output, api_name="generate", concurrency_id="generate",
                  concurrency_limit=GENERATE_CONCURRENCY)
     prompt.submit(handler, inputs, output, api_visibility="private", concurrency_id="generate",
@@ -184,7 +188,7 @@ def build_generate_tab(ctx: AppContext) -> tuple[gr.Dropdown, gr.Textbox]:
     return model, prompt
 
 
-def build_compare_tab(ctx: AppContext) -> tuple[list[gr.Dropdown], gr.Textbox]:
+def build_compare_tab(ctx: AppContext, visitor: gr.State) -> tuple[list[gr.Dropdown], gr.Textbox]:
     """The Compare tab; returns its two model dropdowns and its prompt."""
     gr.Markdown(T("cmp_help"))
     choices = ctx.registry.choices("en", with_latest=True, viewer=ctx.viewer(None))
@@ -200,6 +204,6 @@ def build_compare_tab(ctx: AppContext) -> tuple[list[gr.Dropdown], gr.Textbox]:
     with gr.Row():
         out_a = gr.Textbox(label=T("output_a"), lines=8, interactive=False)
         out_b = gr.Textbox(label=T("output_b"), lines=8, interactive=False)
-    button.click(bind(compare, ctx), [prompt, model_a, model_b, *controls], [out_a, out_b], api_name="compare",
+    button.click(bind(compare, ctx), [prompt, model_a, model_b, *controls, visitor], [out_a, out_b], api_name="compare",
                  concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
     return [model_a, model_b], prompt

@@ -7,7 +7,7 @@ import pandas as pd
 from minigpt.teaching import TeachingError, next_token_distribution, token_surprises
 from space.binding import bind
 from space.context import AppContext, get_model
-from space.generation import check_length
+from space.generation import check_length, generation_slot
 from space.registry import UNTRAINED
 from space.tab_generate import DEFAULT_PROMPT, GENERATE_CONCURRENCY
 from space.texts import MESSAGES, T, app_error, fmt, fmt_int, fmt_num, friendly, msg, request_lang
@@ -24,19 +24,20 @@ def _bar_plot(frame: pd.DataFrame, labels: list[str], top: float, lang: str) -> 
 
 
 def probabilities(ctx: AppContext, prompt, model=UNTRAINED, temperature=1.0, top_k=0, top_p=1.0,
-                  repetition_penalty=1.0, n_bars=15, request: gr.Request = None,
+                  repetition_penalty=1.0, n_bars=15, browser_id: str | None = None, request: gr.Request = None,
                   profile: gr.OAuthProfile | None = None):
     """The next-token distribution before and after repetition penalty -> temperature -> top-k -> top-p."""
     lang = request_lang(request)
     m = MESSAGES[lang]
     prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
-    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
-    try:
-        view = next_token_distribution(lm, tokenizer, prompt, temperature=float(temperature), top_k=int(top_k),
-                                       top_p=float(top_p), repetition_penalty=float(repetition_penalty),
-                                       top_n=int(n_bars))
-    except (TeachingError, TypeError, ValueError) as error:
-        raise app_error(lang, friendly(error, lang)) from None
+    with generation_slot(ctx, lang, request, profile, browser_id):
+        _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile, browser_id))
+        try:
+            view = next_token_distribution(lm, tokenizer, prompt, temperature=float(temperature), top_k=int(top_k),
+                                           top_p=float(top_p), repetition_penalty=float(repetition_penalty),
+                                           top_n=int(n_bars))
+        except (TeachingError, TypeError, ValueError) as error:
+            raise app_error(lang, friendly(error, lang)) from None
     rows = view.rows
     labels = [(f"{'✂ ' if not r.kept else ''}{r.rank}. {r.token}") for r in rows]
     status = [m["kept"] if r.kept else m["cut"] for r in rows]
@@ -61,17 +62,18 @@ def probabilities(ctx: AppContext, prompt, model=UNTRAINED, temperature=1.0, top
     )
 
 
-def surprise(ctx: AppContext, text, model=UNTRAINED, request: gr.Request = None,
+def surprise(ctx: AppContext, text, model=UNTRAINED, browser_id: str | None = None, request: gr.Request = None,
              profile: gr.OAuthProfile | None = None):
     """Each token's surprise -log p (cross entropy) as highlighting, and the text's perplexity."""
     lang = request_lang(request)
     m = MESSAGES[lang]
     text = check_length(lang, text, ctx.limits.max_prompt_chars, what="text")
-    _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile))
-    try:
-        view = token_surprises(lm, tokenizer, text)
-    except TeachingError as error:
-        raise app_error(lang, friendly(error, lang)) from None
+    with generation_slot(ctx, lang, request, profile, browser_id):
+        _, lm, tokenizer = get_model(ctx, model, lang, ctx.viewer(request, profile, browser_id))
+        try:
+            view = token_surprises(lm, tokenizer, text)
+        except TeachingError as error:
+            raise app_error(lang, friendly(error, lang)) from None
     summary = msg(lang, "surprise_summary", nats=fmt_num(view.cross_entropy_nats, lang, 3),
                   bits=fmt_num(view.cross_entropy_bits, lang, 2), ppl=fmt_num(view.perplexity, lang, 1),
                   ppl0=fmt_num(view.perplexity, lang, 0), vocab=fmt_int(lm.config.vocab_size, lang),
@@ -87,8 +89,8 @@ def surprise(ctx: AppContext, text, model=UNTRAINED, request: gr.Request = None,
     return view.highlights(), summary, table
 
 
-def build_probabilities_tab(ctx: AppContext) -> gr.Dropdown:
-    """The Probabilities tab; returns its model dropdown."""
+def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> gr.Dropdown:
+    """The Probabilities tab; returns its model dropdown. `visitor`: the page's visitor id (app.py)."""
     gr.Markdown(T("probs_help"))
     model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
                         allow_custom_value=True)
@@ -117,9 +119,9 @@ def build_probabilities_tab(ctx: AppContext) -> gr.Dropdown:
     with gr.Accordion(T("prob_table"), open=False):
         surprise_table = gr.Dataframe(interactive=False)
 
-    prob_btn.click(bind(probabilities, ctx), [prompt, model, temperature, top_k, top_p, penalty, n_bars],
+    prob_btn.click(bind(probabilities, ctx), [prompt, model, temperature, top_k, top_p, penalty, n_bars, visitor],
                    [chart_before, chart_after, prob_summary, prob_table], api_name="next_token_probabilities",
                    concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
-    surprise_btn.click(bind(surprise, ctx), [text, model], [surprise_out, surprise_summary, surprise_table],
+    surprise_btn.click(bind(surprise, ctx), [text, model, visitor], [surprise_out, surprise_summary, surprise_table],
                        api_name="surprise", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
     return model

@@ -5,7 +5,6 @@ tests can call them without a server.
 """
 
 import shutil
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,9 +17,9 @@ from space.job_inputs import APP_PRESETS, forget_uploads, prepare_job
 from space.job_views import error_text, md_inline, plot_frames, samples_html, status_html
 from space.jobs import JobSnapshot
 from space.registry import LATEST, ModelError
-from space.run_files import make_zip
+from space.run_files import RunsFull, check_room, make_zip
 from space.texts import MESSAGES, UI_EN, VISITOR_CORPUS, T, app_error, msg, request_lang
-from space.training_line import AlreadyInLine, LineFull
+from space.training_line import AlreadyInLine, ClientBusy, LineFull
 from space.visitors import visitor_id
 
 TRAIN_DEFAULTS = dict(corpus_source="machado", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
@@ -29,8 +28,8 @@ TRAIN_DEFAULTS = dict(corpus_source="machado", preset="tiny", tokenizer_type="bp
 
 
 def seen(snap: JobSnapshot | None, shared: bool = False) -> str:
-    """What a session has drawn: its timer skips a job version that the train stream already showed. `shared`:
-    another visitor's job, seen from outside."""
+    """What a page has drawn: its timer skips a job version that it already showed. `shared`: another visitor's
+    job, seen from outside."""
     return f"{snap.id}:{snap.version}:{shared:d}" if snap is not None else ""
 
 
@@ -63,8 +62,10 @@ def run_choices(ctx: AppContext, lang: str, viewer: str | None) -> list[tuple[st
 
 def panel_for(ctx: AppContext, visitor: str, lang: str):
     """(snapshot, note) of what this visitor's training panel shows: their own job (queued, running or done);
-    else another visitor's running job, public parts only; else nothing."""
+    else another visitor's running job, public parts only; else nothing. Looking keeps a waiting job's place."""
     mine = ctx.line.job_of(visitor)
+    if mine is not None:
+        mine.seen()
     if mine is not None and (mine.active or mine.snapshot().error not in ("left",)):
         return mine.snapshot(), None
     current = ctx.line.current
@@ -73,71 +74,64 @@ def panel_for(ctx: AppContext, visitor: str, lang: str):
     return None, None
 
 
+def refusal(ctx: AppContext, lang: str, error: Exception) -> gr.Error:
+    """Why the line did not take a job, in the visitor's words."""
+    if isinstance(error, AlreadyInLine):
+        return app_error(lang, msg(lang, "already_in_line"))
+    if isinstance(error, ClientBusy):
+        return app_error(lang, msg(lang, "client_busy", n=ctx.line.max_per_client))
+    if isinstance(error, RunsFull):
+        return app_error(lang, msg(lang, "runs_full", n=ctx.limits.max_runs))
+    return app_error(lang, msg(lang, "line_full", n=ctx.line.waiting()))
+
+
 def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit,
-          max_steps, epochs, batch_size, learning_rate, block_size, seed, request: gr.Request,
-          profile: gr.OAuthProfile | None = None, progress=gr.Progress()):
-    """Queue a training (one runs at a time for the whole app; the others wait in line with their place and
-    an estimated start) and stream its progress: status (HTML with a progress bar), loss and perplexity plots,
-    the sample texts, then the finished run. Leaving while in line gives the place up."""
+          max_steps, epochs, batch_size, learning_rate, block_size, seed, browser_id: str | None = None,
+          request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    """Queue a training and answer at once: the panel shows it starting, or your place in line and an estimated
+    start (one training runs at a time for the whole app), or an error that says why not. Follow it with
+    /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line)."""
     lang = request_lang(request)
-    visitor = visitor_id(request, profile)
+    visitor = visitor_id(request, profile, browser_id)
     try:
         mine = ctx.line.job_of(visitor)
         if mine is not None and mine.active:
-            raise app_error(lang, msg(lang, "already_in_line"))
+            raise refusal(ctx, lang, AlreadyInLine())
         job = prepare_job(ctx, lang, visitor, corpus_source, files, hub_dataset, preset, tokenizer_type,
-                          vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
+                          vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed,
+                          client=ctx.client(request))
     finally:
         forget_uploads(files)
     try:
+        check_room(ctx, visitor)
         ctx.line.submit(job)
-    except (AlreadyInLine, LineFull) as error:
+    except (AlreadyInLine, ClientBusy, LineFull, RunsFull) as error:
         shutil.rmtree(job.cleanup, ignore_errors=True)
-        key = "already_in_line" if isinstance(error, AlreadyInLine) else "line_full"
-        raise app_error(lang, msg(lang, key, n=ctx.line.waiting())) from None
-    version = -1
-    try:
-        while True:
-            snap = job.wait(version, timeout=1.0)
-            if snap.state == "queued":
-                ctx.line.tick()
-            if snap.version == version:
-                continue
-            version = snap.version
-            if snap.state != "queued":
-                total = snap.max_steps if snap.max_steps and snap.max_steps > 0 else None
-                progress((snap.step, total), desc=MESSAGES[lang]["running"], unit="steps")
-            if snap.done:
-                break
-            yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
-            time.sleep(0.4)  # at most ~2 updates a second; the job keeps running meanwhile
-    finally:
-        ctx.line.leave(job)  # a visitor who leaves the page gives their place in line up (no-op once started)
-    if snap.state == "failed":
-        yield (*job_view(snap, lang), gr.skip(), gr.skip(), seen(snap))
-        if snap.error == "left":  # the visitor pressed Stop while in line: not an error
-            return
-        raise app_error(lang, msg(lang, "failed", error=error_text(snap.error, lang)))
-    runs = run_choices(ctx, lang, ctx.viewer(request, profile))
-    yield (*job_view(snap, lang), gr.Dropdown(choices=runs, value=snap.entry_key), None, seen(snap))
+        raise refusal(ctx, lang, error) from None
+    snap = job.snapshot()
+    return (*job_view(snap, lang), seen(snap))
 
 
-def stop(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None):
+def stop(ctx: AppContext, browser_id: str | None = None, request: gr.Request = None,
+         profile: gr.OAuthProfile | None = None):
     """Stop your own training at the next step (the model is saved and usable), or leave the line."""
     lang = request_lang(request)
-    job = ctx.line.job_of(visitor_id(request, profile))
+    job = ctx.line.job_of(visitor_id(request, profile, browser_id))
     if job is None or not job.active:
         current = ctx.line.current
         return msg(lang, "not_yours" if current is not None and current.active else "nothing_to_stop")
     if ctx.line.leave(job):
         return msg(lang, "left_line")
+    preparing = job.state == "starting"
     job.request_stop()
-    return msg(lang, "stop_requested")
+    return msg(lang, "stop_preparing" if preparing else "stop_requested")
 
 
 def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
     """Your training (queued, running or the last one): state, position in line, step, losses, samples, the
-    finished model's key; and `line`: whether any training runs, its progress and the number waiting."""
+    finished model's key; and `line`: whether any training runs, its progress and the number waiting. A script
+    keeps its place in line by asking at least every few minutes."""
+    ctx.line.tick()
     job = ctx.line.job_of(visitor_id(request, profile))
     current = ctx.line.current
     line = {"training": False, "waiting": ctx.line.waiting()}
@@ -146,6 +140,7 @@ def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfi
         line.update(training=True, step=c.step, max_steps=c.max_steps, remaining_seconds=c.remaining_seconds())
     if job is None:
         return {"state": "idle", "line": line}
+    job.seen()
     s = job.snapshot()
     last = {p["curve"]: p for p in s.points}
     return {"state": s.state, "position": s.position, "wait_seconds": s.wait_seconds, "run": s.run_name,
@@ -168,20 +163,20 @@ def finished_run(ctx: AppContext, run: str | None, lang: str, viewer: str | None
     return entry
 
 
-def download(ctx: AppContext, run: str | None = None, request: gr.Request = None,
+def download(ctx: AppContext, run: str | None = None, browser_id: str | None = None, request: gr.Request = None,
              profile: gr.OAuthProfile | None = None):
-    """One of your finished runs as a .zip (the model folder without checkpoints), made now."""
+    """One of your finished runs as a .zip (the model folder without checkpoints)."""
     lang = request_lang(request)
-    return str(make_zip(ctx, Path(finished_run(ctx, run, lang, ctx.viewer(request, profile)).path)))
+    return str(make_zip(Path(finished_run(ctx, run, lang, ctx.viewer(request, profile, browser_id)).path)))
 
 
 def push(ctx: AppContext, run: str | None = None, repo_id: str = "", overwrite: bool = False,
-         request: gr.Request = None, profile: gr.OAuthProfile | None = None,
+         browser_id: str | None = None, request: gr.Request = None, profile: gr.OAuthProfile | None = None,
          oauth_token: gr.OAuthToken | None = None):
     """Upload one of your finished runs to a Hub model repository in your own namespace: on a Space with your
     Sign in with Hugging Face login, on your own machine with its token."""
     lang = request_lang(request)
-    entry = finished_run(ctx, run, lang, ctx.viewer(request, profile))
+    entry = finished_run(ctx, run, lang, ctx.viewer(request, profile, browser_id))
     url = push_run(ctx, lang, entry.path, repo_id, bool(overwrite), profile, oauth_token)
     return msg(lang, "pushed", url=url)
 
@@ -221,9 +216,10 @@ def _settings_column():
             batch_size, learning_rate, block_size, seed]
 
 
-def build_train_tab(ctx: AppContext, seen_job: gr.State) -> SimpleNamespace:
+def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> SimpleNamespace:
     """The tab's components and its own events; returns what the app wires across tabs (the job outputs, the
-    runs dropdown, the train event)."""
+    runs dropdown). `visitor`: the page's visitor id (app.py). No event here waits for a training: /train answers
+    at once and every page's timer follows the job (space/refresh.py)."""
     gr.Markdown(T("train_help"))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -243,7 +239,7 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State) -> SimpleNamespace:
                 runs = run_choices(ctx, "en", ctx.viewer(None))
                 with gr.Row():
                     run_select = gr.Dropdown(runs, value=runs[0][1] if runs else None, label=T("run_select"),
-                                             allow_custom_value=True)
+                                             allow_custom_value=True, elem_id="run-select")
                     download_btn = gr.Button(T("download"))
                 zip_file = gr.File(label=T("zip_file"), interactive=False)
                 can_push = ctx.on_space or bool(ctx.hf_token)
@@ -255,18 +251,13 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State) -> SimpleNamespace:
                 push_note = gr.Markdown()
 
     job_outputs = [status, loss_plot, ppl_plot, samples]
-    train_event = start_btn.click(
-        bind(train, ctx), inputs, [*job_outputs, run_select, zip_file, seen_job],
-        # the visitors in line wait inside train() (their place shows); one of them trains at a time
-        api_name="train", concurrency_limit=ctx.limits.max_waiting + 1, concurrency_id="train",
-        show_progress="minimal",
-        show_progress_on=[status],
-    )
-    stop_btn.click(bind(stop, ctx), None, stop_note, api_name="stop", concurrency_limit=None,
-                   show_progress="hidden")
-    download_btn.click(bind(download, ctx), run_select, zip_file, api_name="download", concurrency_limit=2)
-    push_btn.click(bind(push, ctx), [run_select, repo_id, overwrite], push_note, api_name="push_to_hub",
-                   concurrency_limit=1)
-    gr.api(bind(training_status, ctx), api_name="training_status", concurrency_limit=None)
-    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, train_event=train_event,
-                           corpus_source=inputs[0])
+    start_btn.click(bind(train, ctx), [*inputs, visitor], [*job_outputs, seen_job], api_name="train",
+                    concurrency_id="train", concurrency_limit=2, show_progress="minimal", show_progress_on=[status])
+    stop_btn.click(bind(stop, ctx), visitor, stop_note, api_name="stop", concurrency_id="status",
+                   concurrency_limit=None, show_progress="hidden")
+    download_btn.click(bind(download, ctx), [run_select, visitor], zip_file, api_name="download",
+                       concurrency_id="download", concurrency_limit=2)
+    push_btn.click(bind(push, ctx), [run_select, repo_id, overwrite, visitor], push_note, api_name="push_to_hub",
+                   concurrency_id="push", concurrency_limit=1)
+    gr.api(bind(training_status, ctx), api_name="training_status", concurrency_id="status", concurrency_limit=None)
+    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, corpus_source=inputs[0])

@@ -226,6 +226,25 @@ MESSAGES = {
         "killed": "the training process ended unexpectedly (exit code {code}), most likely out of memory; "
                   "the app is fine. Try smaller settings.",
         "err_left": "you left the line", "err_shutdown": "the app was shut down",
+        "err_stopped_early": "stopped before training began: no model was saved",
+        "time_budget_data": "preparing the data took longer than the time limit of {minutes} minutes per training "
+                            "(MINIGPT_APP_MAX_MINUTES): no model was saved. Use a smaller text.",
+        "client_busy": "Your network address already has {n} trainings in line or running (the limit per address): "
+                       "wait for one to end.",
+        "runs_full": "This app keeps at most {n} trained models, and none is old enough (an hour) to make room for "
+                     "yours: try again later.",
+        "client_queue_full": "{n} requests from your network address are already waiting: wait for them to end.",
+        "generations_visitor": "You already have {n} generations running: wait for one to end.",
+        "generations_client": "Your network address already has {n} generations running: wait for one to end.",
+        "upload_needs_length": "An upload must state its size (Content-Length).",
+        "upload_too_big": "An upload may hold at most {limit:g} MB (per file and in total). Upload a smaller text.",
+        "uploads_full": "The app's room for uploads ({limit:g} MB, all visitors together) is full: try again in "
+                        "{minutes} minutes.",
+        "upload_gone": "{name}: the upload is gone (an upload is kept a few minutes until a training takes it). "
+                       "Choose the file again.",
+        "unbroken": "{name} has more than {limit} characters in a row without a space or line break (or of spaces): "
+                    "the BPE tokenizer would take many minutes on it. Add line breaks, or choose the character "
+                    "tokenizer.",
         "too_long": "{what} has {n} characters; the limit is {limit}. Shorten it.",
         "request_too_large": "Request too large: the limit is {limit} kB. Send a shorter text.",
         "sign_in": "Sign in with Hugging Face (the button at the top of the page) to push to your own account.",
@@ -246,6 +265,7 @@ MESSAGES = {
         "elapsed": "elapsed", "remaining": "left", "greedy": "greedy", "sampled": "sampled (temperature 0.8, top-k 50)",
         "nothing_to_stop": "No training is running.",
         "stop_requested": "Stop requested: training ends after the current step and saves the model.",
+        "stop_preparing": "Stopped while preparing the data: no model is saved.",
         "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
         "between": "between {low} and {high}",
         "label_untrained": "untrained: random weights ({size})", "label_val_loss": "val loss {loss}",
@@ -300,6 +320,25 @@ MESSAGES = {
         "killed": "o processo de treino terminou inesperadamente (código {code}), provavelmente por falta de "
                   "memória; o app continua de pé. Tente configurações menores.",
         "err_left": "você saiu da fila", "err_shutdown": "o app foi desligado",
+        "err_stopped_early": "parado antes de o treino começar: nenhum modelo foi salvo",
+        "time_budget_data": "preparar os dados levou mais que o limite de {minutes} minutos por treino "
+                            "(MINIGPT_APP_MAX_MINUTES): nenhum modelo foi salvo. Use um texto menor.",
+        "client_busy": "Seu endereço de rede já tem {n} treinos na fila ou rodando (o limite por endereço): espere "
+                       "um terminar.",
+        "runs_full": "Este app guarda no máximo {n} modelos treinados, e nenhum é antigo o bastante (uma hora) para "
+                     "dar lugar ao seu: tente mais tarde.",
+        "client_queue_full": "{n} pedidos do seu endereço de rede já estão esperando: espere que terminem.",
+        "generations_visitor": "Você já tem {n} gerações rodando: espere uma terminar.",
+        "generations_client": "Seu endereço de rede já tem {n} gerações rodando: espere uma terminar.",
+        "upload_needs_length": "Um envio precisa informar o tamanho (Content-Length).",
+        "upload_too_big": "Um envio pode ter no máximo {limit:g} MB (por arquivo e no total). Envie um texto menor.",
+        "uploads_full": "O espaço do app para envios ({limit:g} MB, todos os visitantes juntos) está cheio: tente "
+                        "de novo em {minutes} minutos.",
+        "upload_gone": "{name}: o envio não existe mais (um envio fica guardado alguns minutos até um treino "
+                       "usá-lo). Escolha o arquivo de novo.",
+        "unbroken": "{name} tem mais de {limit} caracteres seguidos sem espaço nem quebra de linha (ou só de "
+                    "espaços): o tokenizador BPE levaria muitos minutos nele. Acrescente quebras de linha, ou "
+                    "escolha o tokenizador de caracteres.",
         "too_long": "{what} tem {n} caracteres; o limite é {limit}. Encurte-o.",
         "request_too_large": "Pedido grande demais: o limite é {limit} kB. Envie um texto mais curto.",
         "sign_in": "Entre com a Hugging Face (o botão no alto da página) para enviar à sua própria conta.",
@@ -322,6 +361,7 @@ MESSAGES = {
         "sampled": "amostrado (temperatura 0,8, top-k 50)",
         "nothing_to_stop": "Nenhum treino está rodando.",
         "stop_requested": "Parada pedida: o treino termina depois do passo atual e salva o modelo.",
+        "stop_preparing": "Parado durante a preparação dos dados: nenhum modelo é salvo.",
         "need_files": "Escolha um ou mais arquivos .txt para enviar, ou outro corpus.",
         "need_hub": "Digite o nome de um dataset do Hub, como karpathy/tiny_shakespeare.",
         "bad_hub": "{name!r} não é um nome de dataset do Hub: use dono/nome (letras, dígitos, - _ .).",

@@ -1,8 +1,10 @@
 """The app's one training at a time, and the line of visitors waiting for it.
 
 One job runs (in its own process, space/jobs.py); the next ones wait in order, each knowing its place and an
-estimated start. A visitor (their session, or their Hugging Face user when signed in) has at most one job queued
-or running; a visitor who leaves loses their place; the line has a maximum length.
+estimated start. A visitor (space/visitors.py) has at most one job queued or running, a network address at most
+`max_per_client`; a waiting job whose visitor has not looked at it for LEAVE_AFTER_SECONDS (their page is closed,
+a script that never reads /training_status) loses its place; the line has a maximum length. Nothing here waits for
+a training: the visitors' pages and /training_status read the jobs.
 """
 
 import logging
@@ -13,6 +15,8 @@ from space.jobs import TrainingJob
 
 logger = logging.getLogger("minigpt.app")
 
+LEAVE_AFTER_SECONDS = 180  # a page polls every second; a hidden browser tab may be slowed to once a minute
+
 
 class LineFull(Exception):
     """The line is at its maximum length."""
@@ -22,12 +26,17 @@ class AlreadyInLine(Exception):
     """This visitor already has a training queued or running."""
 
 
+class ClientBusy(Exception):
+    """This network address already has its share of trainings queued or running."""
+
+
 class TrainingLine:
     """`run(job)` is called in a thread of its own for each job, one after the other."""
 
-    def __init__(self, run, max_waiting: int, max_seconds: float):
+    def __init__(self, run, max_waiting: int, max_seconds: float, max_per_client: int):
         self._run = run
         self.max_waiting = max_waiting
+        self.max_per_client = max_per_client
         self.max_seconds = max_seconds
         self._lock = threading.Lock()
         self.current: TrainingJob | None = None
@@ -40,11 +49,14 @@ class TrainingLine:
     # -- visitors ---------------------------------------------------------------------------------------------
 
     def submit(self, job: TrainingJob) -> None:
-        """Put `job` in line (it starts at once when nobody trains). Raises AlreadyInLine or LineFull."""
+        """Put `job` in line (it starts at once when nobody trains). Raises AlreadyInLine, ClientBusy or LineFull."""
+        self._drop_absent()
         with self._lock:
             mine = self._last.get(job.owner)
             if mine is not None and mine.active:
                 raise AlreadyInLine
+            if sum(other.client == job.client for other in self._active()) >= self.max_per_client:
+                raise ClientBusy
             if self.current is not None and self.current.active and len(self._waiting) >= self.max_waiting:
                 raise LineFull
             self._last[job.owner] = job
@@ -70,6 +82,22 @@ class TrainingLine:
         with self._lock:
             return len(self._waiting)
 
+    def active(self) -> list[TrainingJob]:
+        """The jobs queued or running."""
+        with self._lock:
+            return self._active()
+
+    def _active(self) -> list[TrainingJob]:
+        running = [self.current] if self.current is not None and self.current.active else []
+        return running + self._waiting
+
+    def _drop_absent(self) -> None:
+        with self._lock:
+            absent = [job for job in self._waiting if time.monotonic() - job.last_seen > LEAVE_AFTER_SECONDS]
+        for job in absent:
+            logger.info("training %s left the line: its visitor is gone", job.run_name)
+            self.leave(job)
+
     # -- the line moves ---------------------------------------------------------------------------------------
 
     def _estimate(self, job: TrainingJob) -> float:
@@ -94,14 +122,16 @@ class TrainingLine:
             job.set_place(position, round(wait))
 
     def _advance(self) -> None:
+        self._drop_absent()
         with self._lock:
-            if self._closed or (self.current is not None and self.current.active):  # (a just-started job is
-                start = None  # still "queued" until its runner begins it: it counts as running)
+            if self._closed or (self.current is not None and self.current.active):
+                start = None
             elif self._waiting:
                 start = self.current = self._waiting.pop(0)
             else:
                 start = None
             if start is not None:
+                start.begin()  # its time budget counts from here
                 self._thread = threading.Thread(target=self._work, args=(start,), name=f"minigpt-line-{start.id}",
                                                 daemon=True)
                 self._thread.start()
@@ -121,7 +151,9 @@ class TrainingLine:
         self._advance()
 
     def tick(self) -> None:
-        """Refresh the waiting jobs' estimates (the running job's pace changes)."""
+        """Drop the waiting jobs whose visitors are gone, refresh the others' estimates (the running job's pace
+        changes)."""
+        self._drop_absent()
         self._place_everyone()
 
     def close(self, timeout: float = 60) -> None:

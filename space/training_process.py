@@ -1,6 +1,6 @@
 """A training in its own process: the same minigpt.training.run_training as train.py, started from a fork server
-(torch and transformers imported once, then a clean process per run), so that an out-of-memory kill or a crash
-in a library ends that run only and the web server stays up.
+(torch and transformers imported once, then a clean process per run; space/lifeline.py), so that an out-of-memory
+kill or a crash in a library ends that run only and the web server stays up. The process dies with the app.
 
 Parent and child speak over one multiprocessing queue (child -> parent) and one event (parent -> child: stop):
     ("progress", {step, max_steps, epoch, logs})   every step and every log of the Trainer
@@ -13,7 +13,6 @@ This module imports no gradio: the child loads only the training pipeline.
 """
 
 import logging
-import multiprocessing
 import os
 import resource
 import traceback
@@ -21,19 +20,11 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from space.lifeline import die_with_parent, exit_when_gone
+
 logger = logging.getLogger("minigpt.app")
 
-_PRELOAD = ["minigpt.training", "space.training_process"]
-
-
-def process_context():
-    """A fork server where the platform has one (fast starts, nothing of the web server's threads inherited),
-    else spawn."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
-        return context
-    return multiprocessing.get_context("spawn")
+OWNER_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 class QueueProgressCallback(TrainerCallback):
@@ -56,12 +47,24 @@ class QueueProgressCallback(TrainerCallback):
         self._send(state, logs)
 
 
+def hide_owner_token() -> None:
+    """A hosted Space: the owner's token never serves a visitor's corpus (huggingface_hub would fall back to it)."""
+    import huggingface_hub
+
+    for name in OWNER_TOKEN_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+    huggingface_hub.constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # read at import, in the fork server
+
+
 def train_in_child(model_args, data_args, training_kwargs: dict, events, stop, private_cache: str | None,
-                   hide_owner_token: bool) -> None:
+                   on_space: bool, app_pid: int) -> None:
     """The child's whole life: build TrainingArguments, run the pipeline, report. Never raises."""
+    die_with_parent()
+    exit_when_gone(app_pid)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
-    if hide_owner_token:  # a hosted Space: the owner's token never serves a visitor's corpus
-        os.environ.pop("HF_TOKEN", None)
+    if on_space:
+        hide_owner_token()
     import datasets
 
     from minigpt.corpus import CorpusError

@@ -67,3 +67,12 @@ def wait_for(condition, timeout: float = 120.0, every: float = 0.25):
             return value
         time.sleep(every)
     raise AssertionError("timed out")
+
+
+def follow(client, timeout: float = 400.0) -> dict:
+    """Poll the client's /training_status until its training has ended; returns the last status."""
+    def ended():
+        status = client.predict(api_name="/training_status")
+        return status if status["state"] in ("finished", "stopped", "failed") else None
+
+    return wait_for(ended, timeout)

@@ -1,20 +1,21 @@
-"""The Gradio app, launched for real and driven through gradio_client: every endpoint, a real (tiny) training with
-its streamed progress, a stop, two clients at once, and the bad inputs a learner will try."""
+"""The Gradio app, launched for real and driven through gradio_client: every endpoint, a real (tiny) training
+followed through /training_status, a stop, two clients at once, and the bad inputs a learner will try."""
 
 import json
+import math
 import os
 import threading
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app_server import launched_app, wait_for  # noqa: E402
+from app_server import follow, launched_app, wait_for  # noqa: E402
 from conftest import make_tiny_gpt2_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -46,15 +47,16 @@ def api(served):
 
 
 def run_training(api, **overrides):
-    """Submit /train and follow it; returns (final outputs, every streamed output, progress updates seen)."""
-    job = api.submit(**{**TINY, **overrides}, api_name="/train")
-    progress = []
-    while not job.done():
-        status = job.status()
-        if status.progress_data:
-            progress.extend((p.index, p.length) for p in status.progress_data)
-        time.sleep(0.1)
-    return job.result(), job.outputs(), progress
+    """/train (it answers at once), then follow the training; returns (/train's answer, every status seen)."""
+    answer = api.predict(**{**TINY, **overrides}, api_name="/train")
+    seen = []
+
+    def ended():
+        seen.append(api.predict(api_name="/training_status"))
+        return seen[-1]["state"] in ("finished", "stopped", "failed")
+
+    wait_for(ended, timeout=400)
+    return answer, seen
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -149,13 +151,13 @@ def test_surprise_highlights_every_token_and_reports_perplexity(api):
     assert len(table["data"]) == len(highlights)
 
 
-def test_training_streams_progress_while_another_client_generates(served, api):
-    """Client A trains; meanwhile client B runs 4 generations at once and client C asks to train too."""
+def test_training_runs_while_another_client_generates(served, api):
+    """Client A trains (/train answers at once, its progress is read from /training_status); meanwhile client B
+    runs 4 generations at once and client C asks to train too."""
     other = client(served)
     third = client(served)
     result = {}
-    trainer = threading.Thread(target=lambda: result.update(zip(("final", "outputs", "progress"),
-                                                                run_training(api, max_steps=60))))
+    trainer = threading.Thread(target=lambda: result.update(zip(("answer", "seen"), run_training(api, max_steps=60))))
     trainer.start()
     wait_for(lambda: api.predict(api_name="/training_status")["state"] == "running")
 
@@ -168,25 +170,23 @@ def test_training_streams_progress_while_another_client_generates(served, api):
     assert all(text.startswith(PROMPT) for text, _ in generated)
     assert any(state == "running" for _, state in generated), generated  # they ran during the training
 
-    waiting = third.submit(**TINY, api_name="/train")  # not an error: a place in line
-    assert wait_for(lambda: third.predict(api_name="/training_status").get("position")) == 1
+    status_html, *_ = third.predict(**TINY, api_name="/train")  # not an error: a place in line, at once
+    assert "In line: you are number <b>1</b>" in status_html
+    assert third.predict(api_name="/training_status")["position"] == 1
     assert third.predict(api_name="/stop") == "You left the line."
-    assert "You left the line" in waiting.result(timeout=60)[0]  # not an error
+    assert "left the line" in third.predict(api_name="/training_status")["error"]
     trainer.join(timeout=300)
 
-    status_html, loss, ppl, samples, run, zip_path = result["final"]
-    assert zip_path is None  # a zip is made when asked for (/download)
-    assert "saved as" in status_html and "step 60 of 60" in status_html
-    assert len(result["outputs"]) >= 4  # streamed while training
-    assert result["progress"] and max(i for i, _ in result["progress"] if i is not None) >= 30
-    curves = {row[2] for row in loss["value"]["data"]}
-    assert curves == {"train", "validation"}
-    validation = [row[1] for row in loss["value"]["data"] if row[2] == "validation"]
-    assert validation[-1] < validation[0]  # step 0 (before) vs the end
-    assert "greedy" in samples and PROMPT not in samples  # the pipeline's own prompts ("The", "def")
+    assert "Preparing the corpus" in result["answer"][0] or "In line" in result["answer"][0]
+    status = result["seen"][-1]
+    assert status["state"] == "finished" and status["step"] == 60 and status["max_steps"] == 60
+    steps = [s["step"] for s in result["seen"] if s["state"] == "running"]
+    assert len(set(steps)) >= 3  # the progress was visible while it ran
+    assert status["train_loss"] is not None and status["eval_loss"] < math.log(300)  # below a uniform guess
+    assert status["samples"] and PROMPT not in {s["prompt"] for s in status["samples"]}  # the pipeline's prompts
 
     # the finished run is everywhere at once
-    run_key = run["value"]
+    run_key = status["model"]
     models = {m["key"]: m for m in api.predict(api_name="/models")}
     assert run_key in models and models[run_key]["kind"] == "run"
     with zipfile.ZipFile(api.predict(run_key, api_name="/download")) as archive:
@@ -203,16 +203,15 @@ def test_training_streams_progress_while_another_client_generates(served, api):
 
 
 def test_stop_ends_within_a_step_or_two_and_keeps_a_usable_model(served, api):
-    job = api.submit(**{**TINY, "max_steps": 5000}, api_name="/train")
+    api.predict(**{**TINY, "max_steps": 5000}, api_name="/train")
     wait_for(lambda: (api.predict(api_name="/training_status").get("step") or 0) >= 3)
     asked_at = api.predict(api_name="/training_status")["step"]
     assert "Stop requested" in api.predict(api_name="/stop")
-    status_html, *_, run, zip_path = job.result(timeout=120)
-    status = api.predict(api_name="/training_status")
-    assert status["state"] == "stopped" and "Stopped at step" in status_html
+    status = follow(api, timeout=120)
+    assert status["state"] == "stopped"
     assert asked_at <= status["stop_requested_at"] and status["step"] < 5000
     assert status["step"] - status["stop_requested_at"] <= 2  # the step under way, then it ends
-    assert api.predict(PROMPT, model=run["value"], max_new_tokens=10, api_name="/generate").startswith(PROMPT)
+    assert api.predict(PROMPT, model=status["model"], max_new_tokens=10, api_name="/generate").startswith(PROMPT)
     assert api.predict(api_name="/stop") == "No training is running."
 
 
@@ -220,7 +219,6 @@ def test_uploads_are_checked_copied_inside_the_app_and_trained_on(served, api, t
     cases = {
         "picture.png": (b"\x89PNG\r\n\x1a\n" + bytes(200), "only .txt files|Invalid file type"),
         "binary.txt": (bytes(range(256)) * 4, "not a text file"),
-        "large.txt": (b"word " * 14_000, "limit is 0.05 MB"),  # 70 kB: over the app's limit, under gradio's
     }
     for name, (content, message) in cases.items():
         path = tmp_path / name
@@ -229,16 +227,24 @@ def test_uploads_are_checked_copied_inside_the_app_and_trained_on(served, api, t
             api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(path))]}, api_name="/train")
     with pytest.raises(AppError, match="Choose one or more .txt files"):
         api.predict(**{**TINY, "corpus_source": "upload"}, api_name="/train")
+    # over the limit (0.05 MB here): refused as it enters, by gradio_client and by the server itself
+    large = tmp_path / "large.txt"
+    large.write_bytes(b"word " * 14_000)
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(large))]}, api_name="/train")
+    answer = httpx.post(served.url + "gradio_api/upload", files={"files": ("large.txt", large.read_bytes())})
+    assert answer.status_code == 413 and "maximum allowed size" in answer.text
 
     words = "the model reads a text and learns to predict the next token of the text".split()
     paragraphs = [" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) + "." for i in range(150)]
     path = tmp_path / "my notes (1).TXT"
     path.write_text("\n\n".join(paragraphs))
-    status_html, *_ = api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(path))],
-                                     "max_steps": 6, "tokenizer_type": "char"}, api_name="/train")
-    assert "saved as" in status_html and "my_notes_1_.TXT" in status_html
+    api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(path))], "max_steps": 6,
+                   "tokenizer_type": "char"}, api_name="/train")
+    status = follow(api)
+    assert status["state"] == "finished" and status["settings"]["corpus"] == "my_notes_1_.TXT"
     assert not any((served.ctx.tmp_dir / "uploads").rglob("*.TXT"))  # the copy is gone after the run
-    assert str(served.ctx.runs_dir) not in status_html
+    assert str(served.ctx.runs_dir) not in json.dumps(status)
 
 
 def test_hub_dataset_offline_and_names_that_are_paths(api, monkeypatch):
@@ -248,8 +254,9 @@ def test_hub_dataset_offline_and_names_that_are_paths(api, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(AppError, match="could not be reached"):
-        api.predict(**{**TINY, "corpus_source": "hub", "hub_dataset": "someone/not-a-dataset"}, api_name="/train")
+    api.predict(**{**TINY, "corpus_source": "hub", "hub_dataset": "someone/not-a-dataset"}, api_name="/train")
+    status = follow(api, timeout=120)
+    assert status["state"] == "failed" and "could not be reached" in status["error"]
     for name in ("../etc", "/etc/passwd", "tests"):  # "tests": a folder in the working directory
         with pytest.raises(AppError, match="not a Hub dataset name"):
             api.predict(**{**TINY, "corpus_source": "hub", "hub_dataset": name}, api_name="/train")

@@ -19,7 +19,7 @@ if CHROMIUM is None:
     pytest.skip("no chromium executable (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-from app_server import SPACE_ENV, launched_app  # noqa: E402
+from app_server import SPACE_ENV, follow, launched_app  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 SHOTS = Path("/tmp/minigpt_screenshots")
@@ -41,6 +41,14 @@ def url(tmp_path_factory):
                     raise
                 time.sleep(0.5)
         yield address
+
+
+def open_page(browser, url: str, locale: str = "pt-BR"):
+    """A new visitor: a fresh browser context (its own storage), on the app."""
+    page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    return page
 
 
 def save(page, tmp_path, name: str) -> Path:
@@ -110,8 +118,8 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
     corpus = tmp_path / "notes.txt"
     corpus.write_text("\n\n".join(f"line {i} of a small private text" for i in range(80)))
     other = Client(url, verbose=False, analytics_enabled=False)
-    running = other.submit("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 4,
-                           3e-3, 16, 1, api_name="/train")
+    other.predict("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 4, 3e-3, 16, 1,
+                  api_name="/train")
     expect = sync_api.expect
     try:
         end = time.time() + 240
@@ -121,9 +129,7 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
             try:
-                page = browser.new_context(locale="pt-BR", viewport={"width": 1400, "height": 1000}).new_page()
-                page.set_default_timeout(60_000)
-                page.goto(url)
+                page = open_page(browser, url)
                 expect(page.get_by_role("button", name="Entrar com Hugging Face")).to_be_visible(timeout=60_000)
                 expect(page.get_by_text("Com login, seus treinos seguem você")).to_be_visible()
                 expect(page.get_by_text("Um treino de outro visitante está rodando")).to_be_visible(timeout=60_000)
@@ -138,7 +144,46 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
                 browser.close()
     finally:
         other.predict(api_name="/stop")
-        running.result(timeout=240)
+        follow(other, timeout=240)
+
+
+def test_a_students_run_survives_a_reload_and_is_theirs_alone(url, tmp_path):
+    """A student trains in the browser and reloads: the Train panel still shows their run and every model list
+    offers it (the visitor is the id their browser keeps, not the tab's session). Another browser is another
+    visitor."""
+    corpus = tmp_path / "minhas notas.txt"
+    corpus.write_text("\n\n".join(f"linha {i} de um texto pequeno da aluna" for i in range(80)))
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = open_page(browser, url)
+            page.locator("#corpus-source").get_by_label("meus arquivos .txt", exact=True).check()
+            page.locator("input[type=file]").set_input_files(str(corpus))
+            expect(page.get_by_text("minhas_notas.txt").or_(page.get_by_text("minhas notas.txt")).first).to_be_visible()
+            page.get_by_label("caracteres (como no livro)", exact=True).check()
+            page.get_by_label("Passos (atualizações do otimizador)").fill("3")
+            page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
+            page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
+            page.get_by_role("button", name="Começar o treino").click()
+            status = page.locator("#train-status")
+            expect(status).to_contain_text("Terminado", timeout=240_000)
+            run = re.search(r"salvo como (\S+)", status.inner_text()).group(1)
+
+            page.reload()
+            expect(status).to_contain_text(f"Terminado: o modelo foi salvo como {run}", timeout=60_000)
+            page.get_by_role("tab", name="Gerar", exact=True).click()
+            expect(page.locator("#gen-model input")).to_have_value(re.compile(re.escape(run)))
+            save(page, tmp_path, "pt_recarregada.png")
+
+            stranger = open_page(browser, url)
+            expect(stranger.get_by_text("Nenhum treino ainda")).to_be_visible(timeout=60_000)
+            stranger.get_by_role("tab", name="Gerar", exact=True).click()
+            stranger.locator("#gen-model input").click()
+            expect(stranger.get_by_role("option").first).to_be_visible()
+            assert run not in " ".join(stranger.get_by_role("option").all_inner_texts())
+        finally:
+            browser.close()
 
 
 @pytest.mark.parametrize(("locale", "corpus", "prompt", "tabs", "term"), [
@@ -153,9 +198,7 @@ def test_the_visitors_language_picks_the_corpus_the_prompt_and_the_glossary(url,
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            page = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000}).new_page()
-            page.set_default_timeout(60_000)
-            page.goto(url)
+            page = open_page(browser, url, locale)
             expect(page.locator("#corpus-source").get_by_label(corpus, exact=True)).to_be_checked()
             page.get_by_role("tab", name=tabs[0], exact=True).click()
             expect(page.locator("#gen-prompt textarea")).to_have_value(prompt)
