@@ -27,15 +27,15 @@ class FailedElsewhere(Exception):
     """Another process of this run failed, and said why: this one stops quietly."""
 
 
-def launched_distributed() -> bool:
-    """Started by torchrun / accelerate launch / mpirun (the variables accelerate itself reads)."""
+def _launched_distributed() -> bool:
+    """Started by torchrun or accelerate launch: they set these variables (accelerate reads them the same way)."""
     return int(os.environ.get("LOCAL_RANK", -1)) != -1 or int(os.environ.get("WORLD_SIZE", 1)) > 1
 
 
 def choose_backend(args) -> None:
     """gloo on the CPU under a distributed launch, before TrainingArguments set up their devices (on a GPU,
     accelerate's NCCL). An Apple GPU counts as none: accelerate has no multi-process MPS."""
-    if not launched_distributed():
+    if not _launched_distributed():
         return
     accelerator = torch.accelerator.current_accelerator()
     if accelerator is None or accelerator.type == "mps":
