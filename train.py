@@ -6,7 +6,8 @@
     python train.py --train_file my.txt --preset tiny --max_steps 200
     python train.py --do_train false --model_name_or_path runs/minigpt --train_file other.txt   # evaluate only
     python train.py --overwrite_output_dir ...        # start fresh where another run was (else: resume the same run)
-    torchrun --nproc_per_node 2 train.py ...          # data parallel (DDP); every TrainingArguments flag works
+    torchrun --nproc_per_node 2 train.py ...          # data parallel (DDP, gloo on CPU, NCCL on GPUs); README has
+    accelerate launch train.py ...                    # the commands for many machines
 
 `python train.py --help` lists every flag.
 """
@@ -21,6 +22,7 @@ from transformers import HfArgumentParser
 from minigpt.corpus import CorpusError
 from minigpt.hub import HubError
 from minigpt.loading import SetupError
+from minigpt.ranks import FailedElsewhere, stop_together
 from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
 
 
@@ -43,20 +45,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(format="%(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     set_log_levels(training_args)
+    is_main = training_args.process_index == 0
     try:
         result = run_training(model_args, data_args, training_args)
-    except (CorpusError, SetupError, HubError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (CorpusError, SetupError, HubError, FailedElsewhere) as error:
+        if not isinstance(error, FailedElsewhere):  # else another process of this run failed, and says why
+            rank = "" if is_main else f" (process {training_args.process_index})"
+            print(f"error{rank}: {error}", file=sys.stderr)
+        stop_together(error)
         return 2
+    if not is_main:  # the main process reports the run
+        return 0
     if result.already_finished:
         print(f"already finished: {result.output_dir} holds this run; nothing changed "
               "(--overwrite_output_dir trains it again)")
         return 0
-    if training_args.should_log:
-        summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
-        print(f"done: {summary}")
-        if training_args.do_train:
-            print(f"model saved in {result.output_dir}")
+    summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
+    print(f"done: {summary}")
+    if training_args.do_train:
+        print(f"model saved in {result.output_dir}")
     return 0
 
 

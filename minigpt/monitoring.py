@@ -31,7 +31,8 @@ def perplexity(loss: float) -> float:
 
 
 class MiniGPTTrainer(Trainer):
-    """The HF Trainer, whose log entries also carry perplexity, tokens seen, tokens/s and MFU.
+    """The HF Trainer, whose log entries also carry perplexity, tokens seen, tokens/s and MFU. Tokens count every
+    process of a data-parallel run; MFU is per device (a process's share of the tokens against its device's peak).
 
     Adding them in `log` (not in a callback) puts them in `state.log_history`: they are printed, saved in
     every checkpoint's trainer_state.json and survive a resume.
@@ -83,6 +84,13 @@ class MiniGPTTrainer(Trainer):
             decay = max(1, round(args.decay_fraction * num_training_steps))
             args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": decay}
         return super().create_scheduler(num_training_steps, optimizer)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        """Every rank writes its RNG state into the checkpoint; waiting for all of them here means that the main
+        process writes trainer_state.json, the file that marks a checkpoint complete (see
+        minigpt.run_folder.checkpoint_is_complete), only once the whole checkpoint is on disk."""
+        super()._save_rng_state(output_dir)
+        self.accelerator.wait_for_everyone()
 
     def _inner_training_loop(self, *args, **kwargs):
         self._clock, self._eval_seconds = (time.perf_counter(), self.state.global_step), 0.0

@@ -59,6 +59,7 @@ from minigpt.monitoring import (
 from minigpt.optimizers import muon_optimizer_cls_and_kwargs
 from minigpt.portable import make_readable, save_tokenizer
 from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
+from minigpt.ranks import choose_backend, main_first
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
     OutputDirLock,
@@ -171,6 +172,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
     compile: str = field(default="auto", metadata={"help": "torch.compile: auto, true, false.",
                                                    "choices": COMPILE_CHOICES})
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning only helps a GPU
+    ddp_find_unused_parameters: bool | None = False  # every weight takes part in every step: DDP need not search
     early_stopping_patience: int | None = field(
         default=None,
         metadata={"help": "Stop after this many evaluations without a better validation loss; keep the best model."},
@@ -205,6 +207,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
             self.greater_is_better = False
             self.save_steps = self.eval_steps
         force_flags(self)
+        choose_backend(self)
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
@@ -388,20 +391,18 @@ def run_training(
     on_sample: Callable[[dict], None] | None = None,
 ) -> RunResult:
     """Train (or only evaluate) and write the finished model to args.output_dir. Raises SetupError/CorpusError
-    on bad input before anything is written; the output folder is locked while the run lasts.
+    on bad input before anything is written; the output folder is locked while the run lasts. Under torchrun or
+    accelerate, the main process decides and writes, the other ranks follow (minigpt.ranks) and raise
+    FailedElsewhere where another rank failed.
 
     callbacks: extra TrainerCallbacks (the app's progress reporting); stop_event: set it to end training at the
     next step and still save a usable model; on_sample: called with each evaluation's sample text."""
-    check_arguments(model_args, data_args, args)
     settings = run_settings(model_args, data_args, args)
-    with OutputDirLock(args.output_dir) if args.process_index == 0 else contextlib.nullcontext():
-        plan = RunPlan()
-        if args.do_train:
-            plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
-                            resume_from_checkpoint=args.resume_from_checkpoint)
+    with contextlib.ExitStack() as folder:  # the main process's lock on output_dir, held until the end
+        plan, finished_metrics = main_first(
+            args, lambda: decide(folder, model_args, data_args, args, settings), share=True)
         if plan.finished:  # the caller says so (train.py prints "already finished")
-            metrics = json.loads((Path(args.output_dir) / "all_results.json").read_text())
-            return RunResult(args.output_dir, metrics, [], None, already_finished=True)
+            return RunResult(args.output_dir, finished_metrics, [], None, already_finished=True)
         try:
             return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample)
         except OSError as error:  # a full disk, a read-only folder: one line, not a traceback
@@ -411,10 +412,33 @@ def run_training(
             raise SetupError(message) from None
 
 
-def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArguments, model_source: str | None,
-                             raw: datasets.DatasetDict):
-    """From the checkpoint being resumed, a saved model, or new. Returns (model, tokenizer, block_size)."""
-    model = load_pretrained(model_source, model_args.attn_implementation) if model_source else None
+def decide(folder: contextlib.ExitStack, model_args, data_args, args, settings: dict) -> tuple[RunPlan, dict | None]:
+    """On the main process only (the other ranks receive its plan): check the arguments, lock output_dir (the lock
+    joins `folder`) and decide what the run does with it. Returns the plan, and the finished run's metrics."""
+    check_arguments(model_args, data_args, args)
+    folder.enter_context(OutputDirLock(args.output_dir))
+    if not args.do_train:
+        return RunPlan(), None
+    plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
+                    resume_from_checkpoint=args.resume_from_checkpoint)
+    metrics = json.loads((Path(args.output_dir) / "all_results.json").read_text()) if plan.finished else None
+    return plan, metrics
+
+
+def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments,
+                             model_source: str | None, raw: datasets.DatasetDict):
+    """From the checkpoint being resumed, a saved model, or new. Returns (model, tokenizer, block_size). The main
+    process goes first (a download lands once in the cache); the tokenizer it loads or trains is handed to the
+    other ranks, so that every rank has the same one, trained once."""
+    model = None
+    if model_source:
+        model = main_first(args, lambda: load_pretrained(model_source, model_args.attn_implementation))
+    tokenizer = main_first(args, lambda: load_tokenizer(model_args, model_source, raw), share=True)
+    model, block_size = main_first(args, lambda: fit_model(model, tokenizer, model_args, data_args))
+    return model, tokenizer, block_size
+
+
+def load_tokenizer(model_args: ModelArguments, model_source: str | None, raw: datasets.DatasetDict):
     tokenizer_source = model_args.tokenizer_name or model_source
     if tokenizer_source:
         try:
@@ -426,7 +450,12 @@ def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArgument
         tokenizer = train_tokenizer(raw["train"], kind=model_args.tokenizer_type, vocab_size=model_args.vocab_size)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
+
+def fit_model(model, tokenizer, model_args: ModelArguments, data_args: DataArguments):
+    """The loaded model, or a new one sized for the tokenizer; checked against block_size. Returns (model,
+    block_size)."""
     if model is not None:
         block_size = data_args.block_size or model.config.max_position_embeddings
     else:
@@ -438,28 +467,27 @@ def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArgument
     if len(tokenizer) > model.config.vocab_size:
         raise SetupError(f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}; "
                          "use the model's own tokenizer")
-    return model, tokenizer, block_size
+    return model, block_size
 
 
 def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample) -> RunResult:
     set_seed(args.seed)  # before the model is built: its initial weights are part of the run
-    raw = load_text_datasets(
+    raw = main_first(args, lambda: load_text_datasets(  # the main process downloads, the others read the cache
         train_file=data_args.train_file, validation_file=data_args.validation_file,
         dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
         text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
         seed=args.seed, max_train_samples=data_args.max_train_samples, builtin_corpus_name=data_args.builtin_corpus,
         max_dataset_mb=data_args.max_dataset_mb,
-    )
+    ))
     if plan.resume_from:
         logger.info("Resuming from %s", plan.resume_from)
-    model, tokenizer, block_size = load_model_and_tokenizer(model_args, data_args,
+    model, tokenizer, block_size = load_model_and_tokenizer(model_args, data_args, args,
                                                             plan.resume_from or model_args.model_name_or_path, raw)
 
     cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
-    with args.main_process_first(desc="tokenizing"):
-        chunks = tokenize_and_group(raw, tokenizer, block_size, cache_dir=cache_dir,
-                                    overwrite_cache=data_args.overwrite_cache,
-                                    num_proc=data_args.preprocessing_num_workers)
+    chunks = main_first(args, lambda: tokenize_and_group(  # the others load what the main process cached
+        raw, tokenizer, block_size, cache_dir=cache_dir, overwrite_cache=data_args.overwrite_cache,
+        num_proc=data_args.preprocessing_num_workers))
 
     model.generation_config = sampling_generation_config(model, tokenizer)
     prompts = default_prompts(data_args, raw)
@@ -531,7 +559,8 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_siz
     """The Trainer every MiniGPT run uses (also for GPT-2 in the benchmarks): labels = input_ids, shifted inside
     the model's loss; MFU measured against this device's matmul peak."""
     plan = plan_training(args, model.config, block_size)
-    peak = peak_flops(args.device.type, plan.precision)
+    # measured (about a second of matmuls) only by the processes whose log is shown: MFU is per device
+    peak = peak_flops(args.device.type, plan.precision) if args.should_log else None
     return MiniGPTTrainer(
         model=model,
         args=args,

@@ -215,21 +215,6 @@ def test_half_written_checkpoint_is_never_picked(tmp_path):
     assert not torn.exists()
 
 
-def test_ddp_with_two_cpu_processes(tmp_path):
-    out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               str(ROOT / "train.py"), "--train_file", str(corpus_file(tmp_path)), "--output_dir", str(out),
-               "--max_steps", "10", "--eval_steps", "10", "--save_steps", "10", "--vocab_size", "300",
-               "--ddp_backend", "gloo", *TINY]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = read_json(out / "all_results.json")
-    assert results["train_tokens"] == 10 * 8 * 2 * 32  # steps x batch x 2 processes x block
-    assert (out / "model.safetensors").is_file() and (out / "checkpoint-10" / "trainer_state.json").is_file()
-    assert done.stdout.count("model saved in") == 1  # one process writes the final model
-
-
 def test_early_stopping_keeps_the_best_model(tmp_path):
     # Random letters: the model can only learn their frequencies, then memorises the training text, so
     # validation loss bottoms out early and rises again: overfitting in a few seconds.
