@@ -8,7 +8,7 @@ An existing repository is written to only when the visitor ticks "overwrite"."""
 import huggingface_hub
 from huggingface_hub import get_token
 
-from minigpt.hub import HubError, push_folder
+from minigpt.hub import HubError, push_folder, push_gpt2
 from space.job_inputs import HUB_NAME
 from space.texts import WHAT, app_error, fmt_int, msg
 
@@ -29,8 +29,10 @@ def _login(ctx, lang: str, profile, oauth_token) -> tuple[str, list[str]]:
     return token, [me["name"], *(org["name"] for org in me.get("orgs", []) if org.get("name"))]
 
 
-def push_run(ctx, lang: str, folder: str, repo_id: str, overwrite: bool, profile, oauth_token) -> str:
-    """Push `folder` to the visitor's repo `repo_id` ("name" alone: their own namespace); returns its URL."""
+def push_run(ctx, lang: str, folder: str, repo_id: str, overwrite: bool, profile, oauth_token,
+             as_gpt2: bool = False) -> str:
+    """Push `folder` (as_gpt2: its GPT-2 form) to the visitor's repo `repo_id` ("name" alone: their own namespace);
+    returns its URL."""
     repo_id = (repo_id or "").strip()
     if len(repo_id) > 200:
         raise app_error(lang, msg(lang, "too_long", what=WHAT[lang]["repo_id"], n=fmt_int(len(repo_id), lang),
@@ -50,6 +52,6 @@ def push_run(ctx, lang: str, folder: str, repo_id: str, overwrite: bool, profile
     if exists and not overwrite:
         raise app_error(lang, msg(lang, "repo_exists", repo=repo_id))
     try:
-        return push_folder(folder, repo_id, token, exist_ok=bool(overwrite))
+        return (push_gpt2 if as_gpt2 else push_folder)(folder, repo_id, token, exist_ok=bool(overwrite))
     except HubError as error:
         raise app_error(lang, msg(lang, "push_failed", repo=repo_id, error=error)) from None

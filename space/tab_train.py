@@ -5,11 +5,13 @@ tests can call them without a server.
 """
 
 import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
+from minigpt.export_gpt2 import ExportError, export_gpt2
 from space.binding import bind
 from space.context import AppContext
 from space.hub_push import push_run
@@ -163,21 +165,30 @@ def finished_run(ctx: AppContext, run: str | None, lang: str, viewer: str | None
     return entry
 
 
-def download(ctx: AppContext, run: str | None = None, browser_id: str | None = None, request: gr.Request = None,
-             profile: gr.OAuthProfile | None = None):
-    """One of your finished runs as a .zip (the model folder without checkpoints)."""
+def download(ctx: AppContext, run: str | None = None, as_gpt2: bool = False, browser_id: str | None = None,
+             request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+    """One of your finished runs as a .zip (the model folder without checkpoints); as_gpt2: its GPT-2 form, a
+    plain GPT2LMHeadModel folder that loads without trust_remote_code (minigpt.export_gpt2)."""
     lang = request_lang(request)
-    return str(make_zip(Path(finished_run(ctx, run, lang, ctx.viewer(request, profile, browser_id)).path)))
+    folder = Path(finished_run(ctx, run, lang, ctx.viewer(request, profile, browser_id)).path)
+    if not as_gpt2:
+        return str(make_zip(folder))
+    with tempfile.TemporaryDirectory(dir=ctx.tmp_dir) as tmp:
+        try:
+            exported = export_gpt2(folder, Path(tmp) / f"{folder.name}-gpt2")
+        except ExportError as error:
+            raise app_error(lang, msg(lang, "no_gpt2_form", error=error)) from None
+        return str(make_zip(exported))
 
 
-def push(ctx: AppContext, run: str | None = None, repo_id: str = "", overwrite: bool = False,
+def push(ctx: AppContext, run: str | None = None, repo_id: str = "", overwrite: bool = False, as_gpt2: bool = False,
          browser_id: str | None = None, request: gr.Request = None, profile: gr.OAuthProfile | None = None,
          oauth_token: gr.OAuthToken | None = None):
     """Upload one of your finished runs to a Hub model repository in your own namespace: on a Space with your
     Sign in with Hugging Face login, on your own machine with its token."""
     lang = request_lang(request)
     entry = finished_run(ctx, run, lang, ctx.viewer(request, profile, browser_id))
-    url = push_run(ctx, lang, entry.path, repo_id, bool(overwrite), profile, oauth_token)
+    url = push_run(ctx, lang, entry.path, repo_id, bool(overwrite), profile, oauth_token, as_gpt2=bool(as_gpt2))
     return msg(lang, "pushed", url=url)
 
 
@@ -241,6 +252,7 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
                     run_select = gr.Dropdown(runs, value=runs[0][1] if runs else None, label=T("run_select"),
                                              allow_custom_value=True, elem_id="run-select")
                     download_btn = gr.Button(T("download"))
+                as_gpt2 = gr.Checkbox(False, label=T("as_gpt2"), info=T("as_gpt2_info"), elem_id="as-gpt2")
                 zip_file = gr.File(label=T("zip_file"), interactive=False)
                 can_push = ctx.on_space or bool(ctx.hf_token)
                 gr.Markdown(T("push_help"), visible=can_push)
@@ -255,9 +267,9 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
                     concurrency_id="train", concurrency_limit=2, show_progress="minimal", show_progress_on=[status])
     stop_btn.click(bind(stop, ctx), visitor, stop_note, api_name="stop", concurrency_id="status",
                    concurrency_limit=None, show_progress="hidden")
-    download_btn.click(bind(download, ctx), [run_select, visitor], zip_file, api_name="download",
+    download_btn.click(bind(download, ctx), [run_select, as_gpt2, visitor], zip_file, api_name="download",
                        concurrency_id="download", concurrency_limit=2)
-    push_btn.click(bind(push, ctx), [run_select, repo_id, overwrite, visitor], push_note, api_name="push_to_hub",
+    push_btn.click(bind(push, ctx), [run_select, repo_id, overwrite, as_gpt2, visitor], push_note, api_name="push_to_hub",
                    concurrency_id="push", concurrency_limit=1)
     gr.api(bind(training_status, ctx), api_name="training_status", concurrency_id="status", concurrency_limit=None)
     return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, corpus_source=inputs[0])

@@ -66,6 +66,9 @@ def _ui_texts() -> tuple[dict, dict]:
     add("trained_models", "Trained models: download or share", "Modelos treinados: baixar ou compartilhar")
     add("run_select", "Run", "Treino")
     add("download", "Download as .zip", "Baixar como .zip")
+    add("as_gpt2", "GPT-2 format", "Formato GPT-2")
+    add("as_gpt2_info", "a plain GPT-2 folder: loads in any transformers without trust_remote_code",
+        "uma pasta GPT-2 comum: carrega em qualquer transformers sem trust_remote_code")
     add("zip_file", "Model files", "Arquivos do modelo")
     add("repo_id", "Hub repository (user/name)", "Repositório no Hub (usuário/nome)")
     add("push", "Push to the Hub", "Enviar ao Hub")
@@ -253,6 +256,7 @@ MESSAGES = {
                        "name.",
         "hub_unreachable": "Cannot reach the Hugging Face Hub ({error}): check the token and the network.",
         "push_failed": "Pushing to {repo} failed; the run is still here. Details: {error}",
+        "no_gpt2_form": "This run has no GPT-2 form: {error}",
         "starting": "Preparing the corpus, the tokenizer and the model...",
         "running": "Training",
         "stopping": "Stopping after the current step; the model keeps what it learned...",
@@ -347,6 +351,7 @@ MESSAGES = {
                        "outro nome.",
         "hub_unreachable": "Não foi possível falar com o Hub da Hugging Face ({error}): confira o token e a rede.",
         "push_failed": "O envio para {repo} falhou; o treino continua aqui. Detalhes: {error}",
+        "no_gpt2_form": "Este treino não tem forma GPT-2: {error}",
         "starting": "Preparando o corpus, o tokenizador e o modelo...",
         "running": "Treinando",
         "stopping": "Parando depois do passo atual; o modelo guarda o que aprendeu...",

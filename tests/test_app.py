@@ -193,6 +193,9 @@ def test_training_runs_while_another_client_generates(served, api):
         names = archive.namelist()
     assert any(n.endswith("/model.safetensors") for n in names) and any(n.endswith("/tokenizer.json") for n in names)
     assert not any("checkpoint-" in n or n.endswith((".bin", ".pt")) for n in names)
+    with zipfile.ZipFile(api.predict(run_key, True, api_name="/download")) as archive:  # its GPT-2 form
+        config = json.loads(archive.read(next(n for n in archive.namelist() if n.endswith("/config.json"))))
+        assert config["model_type"] == "gpt2" and not any(n.endswith(".py") for n in archive.namelist())
     assert api.predict(PROMPT, model=run_key, max_new_tokens=10, api_name="/generate").startswith(PROMPT)
     before, after = api.predict(PROMPT, strategy="greedy", max_new_tokens=20, api_name="/compare")
     assert before.startswith(PROMPT) and after.startswith(PROMPT) and before != after

@@ -6,6 +6,7 @@ checked before anything is allocated and counted from a run's start, bounded dis
 by that visitor, pushes only with the visitor's own login."""
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -329,6 +330,10 @@ class HubRecorder:
 
     def __getattr__(self, name):
         def record(*args, **kwargs):
+            if name == "upload_folder":  # what was uploaded, read while it exists (a GPT-2 export is temporary)
+                folder = Path(kwargs["folder_path"])
+                kwargs = {**kwargs, "files": sorted(p.name for p in folder.iterdir()),
+                          "model_type": json.loads((folder / "config.json").read_text())["model_type"]}
             HubRecorder.calls.append((name, self.token, args, kwargs))
             if name == "repo_exists":
                 return False
@@ -368,13 +373,19 @@ def test_pushes_use_the_visitors_own_login_never_the_owners_token(tmp_path, monk
         assert HubRecorder.calls == []
 
         assert "alice/minigpt" in alice.predict("run/alice-run", "minigpt", api_name="/push_to_hub")
+        assert "alice/minigpt-gpt2" in alice.predict("run/alice-run", "minigpt-gpt2", False, True,
+                                                     api_name="/push_to_hub")  # as_gpt2
         with pytest.raises(AppError, match="is not yours: push to alice/"):
             alice.predict("run/alice-run", "owner/minigpt", api_name="/push_to_hub")
     tokens = {call[1] for call in HubRecorder.calls}
     assert tokens == {"hf_alice_oauth"}
     made = [c for c in HubRecorder.calls if c[0] == "create_repo"]
-    assert len(made) == 1 and made[0][2][0] == "alice/minigpt" and made[0][3]["exist_ok"] is False
-    assert [c[3]["repo_id"] for c in HubRecorder.calls if c[0] == "upload_folder"] == ["alice/minigpt"]
+    assert [m[2][0] for m in made] == ["alice/minigpt", "alice/minigpt-gpt2"]
+    assert all(m[3]["exist_ok"] is False for m in made)
+    uploads = [c[3] for c in HubRecorder.calls if c[0] == "upload_folder"]
+    assert [u["repo_id"] for u in uploads] == ["alice/minigpt", "alice/minigpt-gpt2"]
+    assert uploads[0]["model_type"] == "minigpt" and "modeling_minigpt.py" in uploads[0]["files"]
+    assert uploads[1]["model_type"] == "gpt2" and not any(f.endswith(".py") for f in uploads[1]["files"])
 
 
 def test_without_a_visitors_token_nothing_goes_to_the_hub_on_a_space(tmp_path, monkeypatch):
