@@ -175,9 +175,22 @@ def finished_settings(output_dir) -> dict | None:
 
 
 def describe_difference(saved: dict, wanted: dict, limit: int = 3) -> str:
+    """What differs, setting by setting; nested settings by their path, e.g. the size of a corpus file:
+    "corpus_files /data/big.txt bytes 1000 -> 1200"."""
+    saved, wanted = _flat(saved), _flat(wanted)
     keys = [k for k in sorted(saved.keys() | wanted.keys()) if saved.get(k) != wanted.get(k)]
     shown = [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys[:limit]]
     return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key} "))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 @dataclass

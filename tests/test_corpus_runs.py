@@ -1,0 +1,93 @@
+"""Runs and their data: a run records what its corpus files hold and refuses a changed file; a second run on the same
+corpus trains no tokenizer and tokenizes nothing; --streaming trains from a stream; evaluation is bounded."""
+
+import hashlib
+import shutil
+
+import datasets
+import pytest
+from test_integrity import command, one_error_line, snapshot
+from test_training import corpus_file, read_json, run_cli
+
+from minigpt import blocks, tokenizer_training
+from minigpt.training import DataArguments, prepare_blocks
+
+
+@pytest.fixture(autouse=True)
+def private_datasets_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+
+
+def fingerprint(path) -> dict:
+    return {"bytes": path.stat().st_size, "blake2b": hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()}
+
+
+def test_a_corpus_file_changed_in_place_is_refused_never_already_finished_or_resumed(tmp_path, capsys):
+    corpus = corpus_file(tmp_path)
+    out = tmp_path / "run"
+    assert run_cli(*command(corpus, out, max_steps=6)) == 0
+    settings = read_json(out / "run_settings.json")
+    assert settings["corpus_files"] == {str(corpus.resolve()): fingerprint(corpus)}
+    assert "corpus.txt (" in (out / "README.md").read_text()  # the card names the content too
+    capsys.readouterr()
+    assert run_cli(*command(corpus, out, max_steps=6)) == 0
+    assert "already finished" in capsys.readouterr().out
+
+    before = snapshot(out)
+    size = corpus.stat().st_size
+    with corpus.open("a") as file:
+        file.write("\n\nUm paragrafo a mais, escrito depois do treino.")
+    assert run_cli(*command(corpus, out, max_steps=6)) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"corpus_files {corpus.resolve()} bytes {size} -> {corpus.stat().st_size}" in line
+    assert "blake2b" in line and "--overwrite_output_dir" in line
+    assert snapshot(out) == before
+
+    killed = tmp_path / "killed"  # a run killed after its first checkpoint, then the file changes again
+    killed.mkdir()
+    shutil.copytree(out / "checkpoint-5", killed / "checkpoint-5")
+    assert run_cli(*command(corpus, killed, max_steps=6)) == 2
+    assert "checkpoint-5 was trained with other settings (corpus_files" in capsys.readouterr().err
+
+
+def must_not_run(*args, **kwargs):
+    raise AssertionError("work that the cache should have saved")
+
+
+def test_a_second_run_on_the_same_corpus_trains_no_tokenizer_and_tokenizes_nothing(tmp_path, monkeypatch, caplog):
+    corpus = corpus_file(tmp_path)
+    assert run_cli(*command(corpus, tmp_path / "first", max_steps=2)) == 0
+    monkeypatch.setattr(tokenizer_training, "_train_bpe", must_not_run)
+    monkeypatch.setattr(blocks, "_token_rows", must_not_run)
+    caplog.set_level("INFO", logger="minigpt")
+    assert run_cli(*command(corpus, tmp_path / "second", max_steps=2)) == 0
+    assert "The tokenizer this corpus trained before" in caplog.text
+    assert "The blocks this corpus, tokenizer and block size gave before" in caplog.text
+    first, second = (read_json(tmp_path / run / "all_results.json") for run in ("first", "second"))
+    assert first["eval_loss"] == second["eval_loss"]
+
+
+def test_streaming_trains_from_a_stream_with_max_steps(tmp_path, capsys):
+    corpus = corpus_file(tmp_path, paragraphs=1500)  # 120 kB: two pieces, the first held out
+    out = tmp_path / "streamed"
+    streaming = ["--streaming", "true", "--tokenizer_sample_mb", "0.02", "--max_eval_samples", 8]
+    assert run_cli(*command(corpus, out, *streaming, max_steps=3)) == 0
+    assert read_json(out / "trainer_state.json" if (out / "trainer_state.json").exists()
+                     else out / "checkpoint-3" / "trainer_state.json")["global_step"] == 3
+    assert "streamed, the tokenizer trained on its first 0.02 MB" in (out / "README.md").read_text()
+    capsys.readouterr()
+    assert run_cli(*command(corpus, tmp_path / "epochs", *streaming, "--num_train_epochs", 1, max_steps=-1)) == 2
+    assert "--streaming needs --max_steps" in one_error_line(capsys.readouterr().err)
+
+
+def test_evaluation_reads_the_first_max_eval_samples_blocks(tmp_path):
+    raw = datasets.DatasetDict(
+        train=datasets.Dataset.from_dict({"text": ["uma frase de treino. " * 50]}),
+        validation=datasets.Dataset.from_dict({"text": ["a validacao, bem longa. " * 50]}),
+    )
+    tokenizer = tokenizer_training.train_tokenizer(raw["train"], kind="char")
+    everything = prepare_blocks(raw, tokenizer, 8, DataArguments(max_eval_samples=1000))
+    bounded = prepare_blocks(raw, tokenizer, 8, DataArguments(max_eval_samples=5))
+    assert len(everything["validation"]) == 150 and DataArguments().max_eval_samples == 256
+    assert list(bounded["validation"]["input_ids"]) == list(everything["validation"]["input_ids"])[:5]
+    assert len(bounded["train"]) == len(everything["train"])
