@@ -272,7 +272,7 @@ def _read_texts(paths: list[Path], source: str) -> datasets.Dataset:
                                              gen_kwargs={"paths": [str(path) for path in paths]},
                                              writer_batch_size=64)
     texts = _Texts(pieces)
-    if texts.count == 0 or not all(texts.has_text(document) for document in range(texts.count)):
+    if not all(texts.has_text(document) for document in range(texts.count)):
         raise CorpusError(f"{source} is empty (no non-whitespace text); add text or pass another source")
     return pieces
 
@@ -333,19 +333,22 @@ def _unreachable(dataset_name: str, error: BaseException, purpose: str = "") -> 
     )
 
 
-def _load_hub(dataset_name: str, config_name: str | None, text_column: str, max_megabytes: float | None):
-    """The Hub dataset's train (and validation) split; with `max_megabytes`, refused over it before downloading."""
+def _load_hub(dataset_name: str, config_name: str | None, text_column: str, max_megabytes: float | None,
+              streaming: bool = False):
+    """The Hub dataset's train (and validation) split; with `max_megabytes`, refused over it before downloading;
+    with `streaming`, as IterableDatasets."""
     if max_megabytes is not None:
         _check_hub_size(dataset_name, max_megabytes)
     source = f"--dataset_name {dataset_name}"
     try:
-        splits = datasets.load_dataset(dataset_name, config_name)
+        splits = datasets.load_dataset(dataset_name, config_name, streaming=streaming)
     except (ConnectionError, DatasetNotFoundError, FileNotFoundError) as error:
         raise _unreachable(dataset_name, error) from error
     if "train" not in splits:
         raise CorpusError(f"{source} has no 'train' split (it has: {', '.join(splits)})")
-    train = _clean(splits["train"], text_column, source)
-    validation = _clean(splits["validation"], text_column, source) if "validation" in splits else None
+    clean = _clean_stream if streaming else _clean
+    train = clean(splits["train"], text_column, source)
+    validation = clean(splits["validation"], text_column, source) if "validation" in splits else None
     return train, validation
 
 
@@ -525,17 +528,7 @@ def _first_documents(dataset: datasets.Dataset, count: int) -> datasets.Dataset:
 def _load_stream(train_file, validation_file, dataset_name, config_name, text_column, percentage,
                  max_train_samples, max_dataset_mb, head_mb) -> datasets.DatasetDict:
     if dataset_name:
-        if max_dataset_mb is not None:
-            _check_hub_size(dataset_name, max_dataset_mb)
-        source = f"--dataset_name {dataset_name}"
-        try:
-            splits = datasets.load_dataset(dataset_name, config_name, streaming=True)
-        except (ConnectionError, DatasetNotFoundError, FileNotFoundError) as error:
-            raise _unreachable(dataset_name, error) from error
-        if "train" not in splits:
-            raise CorpusError(f"{source} has no 'train' split (it has: {', '.join(splits)})")
-        train = _clean_stream(splits["train"], text_column, source)
-        validation = _clean_stream(splits["validation"], text_column, source) if "validation" in splits else None
+        train, validation = _load_hub(dataset_name, config_name, text_column, max_dataset_mb, streaming=True)
     else:
         train = _stream_file(train_file, "--train_file", text_column)
         validation = _stream_file(validation_file, "--validation_file", text_column) if validation_file else None

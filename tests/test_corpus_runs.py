@@ -39,8 +39,8 @@ def test_a_corpus_file_changed_in_place_is_refused_never_already_finished_or_res
         file.write("\n\nUm paragrafo a mais, escrito depois do treino.")
     assert run_cli(*command(corpus, out, max_steps=6)) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert f"corpus_files {corpus.resolve()} bytes {size} -> {corpus.stat().st_size}" in line
-    assert "blake2b" in line and "--overwrite_output_dir" in line
+    assert f"other settings (corpus_files {corpus.resolve()} blake2b '" in line
+    assert f"bytes {size} -> {corpus.stat().st_size})" in line and "--overwrite_output_dir" in line
     assert snapshot(out) == before
 
     killed = tmp_path / "killed"  # a run killed after its first checkpoint, then the file changes again
