@@ -5,16 +5,20 @@
     tail is dropped) --> Arrow on disk, in the smallest unsigned integer type that holds the vocabulary,
     memory-mapped for training
 
-The split is tokenized in chunks of about _CHUNK_BYTES of text, one `map` each, so that the worker processes only
-ever map a chunk of the text (memory bounded by settings, not by the corpus) and progress is shown in MB/s
-between chunks. datasets' map cannot carry a block's tail from one batch to the next, so the blocks are cut
-here, from the tokenized chunks read back one record batch at a time. With a cache folder, each split's blocks
-are kept there, keyed by the split's fingerprint, the tokenizer and block_size; a second run loads them.
+The split is tokenized in chunks of about _CHUNK_BYTES of text, one `map` each, each read through a memory map
+of its own, so that only a chunk of the text is ever in memory (bounded by settings, not by the corpus), and
+progress is shown in MB/s between chunks. By default the map runs in this process and the tokenizer's own threads
+use every core: forked worker processes (num_proc > 1) each carry the parent's memory again, which on this
+project's 2-core machine took the run's processes together past 2 GB, and side by side neither way was
+consistently faster there. datasets' map cannot carry a block's tail from one batch to the next, so the blocks are cut here, from the
+tokenized chunks read back one record batch at a time. With a cache folder, each split's blocks are kept there,
+keyed by the split's fingerprint, the tokenizer and block_size; a second run loads them.
 """
 
 import contextlib
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -34,7 +38,7 @@ logger = logging.getLogger("minigpt")
 _FORMAT = "minigpt-blocks-v3"  # bump when tokenizing or grouping changes, to leave old caches behind
 _ROWS_PER_BATCH = 64  # rows per map batch: pieces are at most 64 Ki characters, so a batch is a few MB at most
 _CHUNK_BYTES = 32 * 2**20  # text per map call: bounds what each worker maps, and spaces the progress updates
-_BYTES_PER_PROCESS = 4 * 2**20  # below this much text per process, starting processes costs more than it saves
+_BYTES_PER_PROCESS = 4 * 2**20  # with num_proc: below this much text a process, starting it costs more than it saves
 
 
 def token_dtype(vocabulary_size: int) -> str:
@@ -136,6 +140,13 @@ def _tokenizers_parallelism_off():
             os.environ["TOKENIZERS_PARALLELISM"] = previous
 
 
+def _on_its_own_memory_map(dataset: datasets.Dataset) -> datasets.Dataset:
+    """The same rows, read through a memory map of their own (a pickle round trip reopens the Arrow files, as
+    datasets does for its worker processes): the pages read through it leave this process's memory with it,
+    instead of staying mapped for as long as the whole split is."""
+    return pickle.loads(pickle.dumps(dataset))
+
+
 def _tokenize_split(texts: datasets.Dataset, encoder: Tokenizer, eos_id: int, dtype: str, block_size: int,
                     path: Path, scratch: Path, num_proc: int, meter: ProgressMeter) -> int:
     """Tokenize `texts` into blocks written to `path`; returns the number of tokens in the stream."""
@@ -148,8 +159,11 @@ def _tokenize_split(texts: datasets.Dataset, encoder: Tokenizer, eos_id: int, dt
             chunk = texts.select(range(start, min(start + rows_per_chunk, len(texts))))
             chunk_bytes = text_bytes(chunk)
             processes = max(1, min(num_proc, chunk_bytes // _BYTES_PER_PROCESS, len(chunk)))
+            if processes == 1 and chunk.cache_files:
+                chunk = _on_its_own_memory_map(chunk)
             chunk_file = scratch / f"chunk-{index}.arrow"
-            with _tokenizers_parallelism_off() if processes > 1 else contextlib.nullcontext(), datasets_progress_bars_off():
+            one_thread_each = _tokenizers_parallelism_off() if processes > 1 else contextlib.nullcontext()
+            with one_thread_each, datasets_progress_bars_off():
                 tokenized = chunk.with_format("arrow").map(
                     _tokenize_table, fn_kwargs={"encoder": encoder, "eos_id": eos_id, "dtype": dtype}, batched=True,
                     batch_size=_ROWS_PER_BATCH, remove_columns=chunk.column_names, features=features,
@@ -180,7 +194,8 @@ def tokenize_and_group(
 
     Each document ends with eos, so the model learns where a text ends (the pieces of one long text are one
     document: eos only after its last piece); the token stream of a split is cut into consecutive blocks and
-    only its tail shorter than a block is dropped. num_proc: processes for tokenizing (default: the cores).
+    only its tail shorter than a block is dropped. num_proc: processes for tokenizing (datasets.map's num_proc;
+    default: this one, the tokenizer's threads on every core).
     With `cache_dir`, each split's blocks are an Arrow file there, named by the split's fingerprint, the
     tokenizer and block_size, and later runs load it instead of tokenizing again (memory-mapped);
     `overwrite_cache` tokenizes again and rewrites the file (run_clm's flag). Without it, the blocks are
@@ -200,7 +215,7 @@ def tokenize_and_group(
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
     encoder = _encoder(tokenizer)
-    num_proc = num_proc or os.cpu_count() or 1
+    num_proc = num_proc or 1
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".tokenizing-") as scratch:
         tokens = {}
         for split, texts in raw.items():

@@ -143,7 +143,8 @@ class DataArguments:
         default=None, metadata={"help": "Refuse a Hub dataset whose files add up to more MB, before downloading it."}
     )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenizing (default: the CPU cores)."}
+        default=None, metadata={"help": "Processes for tokenizing (datasets.map's num_proc). Default: one, whose "
+                                         "tokenizer runs on every CPU core; each extra process adds its memory."}
     )
     overwrite_cache: bool = field(
         default=False, metadata={"help": "Tokenize again and overwrite the cached tokenized data."}

@@ -427,6 +427,7 @@ def test_machado_is_the_default_and_its_validation_is_the_end_of_dom_casmurro():
     half = corpus.load_text_datasets(validation_split_percentage=60)
     assert documents(half["validation"])[1] == dom and quincas.endswith(documents(half["validation"])[0])
     assert documents(half["train"])[0] + documents(half["validation"])[0] == quincas
+    assert documents(corpus.load_text_datasets(max_train_samples=1)["train"]) == [quincas]  # the first document
 
 
 def test_a_damaged_machado_file_is_refused(tmp_path, monkeypatch):
