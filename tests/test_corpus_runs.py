@@ -91,3 +91,19 @@ def test_evaluation_reads_the_first_max_eval_samples_blocks(tmp_path):
     assert len(everything["validation"]) == 150 and DataArguments().max_eval_samples == 256
     assert list(bounded["validation"]["input_ids"]) == list(everything["validation"]["input_ids"])[:5]
     assert len(bounded["train"]) == len(everything["train"])
+
+
+def test_the_scale_benchmark_writes_portuguese_of_the_asked_size_and_reads_the_rates_it_logs(tmp_path, caplog):
+    from bench import corpus_scale
+    from minigpt.data_progress import ProgressMeter
+
+    size = corpus_scale.write_corpus(tmp_path / "corpus.txt", 1.0)
+    text = (tmp_path / "corpus.txt").read_text(encoding="utf-8")
+    assert size == len(text.encode("utf-8")) >= 1e6 and text.startswith("CAPITULO 1\n\n") and "Capitú" in text
+    first = text.split("CAPITULO 2\n\n")[0].removeprefix("CAPITULO 1\n\n")
+    second = text.split("CAPITULO 2\n\n")[1].split("CAPITULO 3")[0]
+    assert sorted(first) == sorted(second) and first != second  # the same paragraphs, in another order
+    caplog.set_level("INFO", logger="minigpt")
+    with ProgressMeter("tokenizing train", 2_000_000, show=False) as meter:
+        meter.update(2_000_000)
+    assert corpus_scale.rate(caplog.text, "Tokenizing train") > 0
