@@ -37,7 +37,7 @@ from transformers import (
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.blocks import stream_blocks, tokenize_and_group
 from minigpt.corpus import BUILTIN_CORPORA, builtin_corpus, describe_source, load_text_datasets
-from minigpt.data_progress import ProgressHook, datasets_progress_bars_off
+from minigpt.data_progress import ProgressHook, datasets_progress_bars_off, text_bytes
 from minigpt.fingerprints import file_fingerprint
 from minigpt.loading import SetupError, load_pretrained
 from minigpt.model_card import write_model_card
@@ -526,8 +526,7 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
     if trainer.is_world_process_zero():
         source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
                                  data_args.dataset_config_name, data_args.builtin_corpus, settings["corpus_files"])
-        if data_args.streaming:
-            source += f"; streamed, the tokenizer trained on its first {data_args.tokenizer_sample_mb:g} MB"
+        source += _how_the_data_was_read(model_args, data_args, raw)
         if not args.do_train:
             write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
             return RunResult(args.output_dir, metrics, samples.samples, None)
@@ -542,6 +541,16 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
 
             push_folder(args.output_dir, repo_id, args.hub_token)
     return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
+
+
+def _how_the_data_was_read(model_args: ModelArguments, data_args: DataArguments, raw) -> str:
+    """What the model card adds to the corpus's name: streamed, and the part of it a trained tokenizer saw."""
+    streamed = "; streamed" if data_args.streaming else ""
+    trained_here = not (model_args.tokenizer_name or model_args.model_name_or_path)
+    sample = data_args.tokenizer_sample_mb
+    if trained_here and (data_args.streaming or text_bytes(raw["train"]) > sample * 1e6):
+        return f"{streamed}; the tokenizer trained on its first {sample:g} MB"
+    return streamed
 
 
 def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:

@@ -28,7 +28,8 @@ def test_a_corpus_file_changed_in_place_is_refused_never_already_finished_or_res
     assert run_cli(*command(corpus, out, max_steps=6)) == 0
     settings = read_json(out / "run_settings.json")
     assert settings["corpus_files"] == {str(corpus.resolve()): fingerprint(corpus)}
-    assert "corpus.txt (" in (out / "README.md").read_text()  # the card names the content too
+    card = (out / "README.md").read_text()
+    assert f"Corpus: corpus.txt ({corpus.stat().st_size:,} bytes, blake2b {fingerprint(corpus)['blake2b'][:16]})." in card
     capsys.readouterr()
     assert run_cli(*command(corpus, out, max_steps=6)) == 0
     assert "already finished" in capsys.readouterr().out
@@ -56,11 +57,13 @@ def must_not_run(*args, **kwargs):
 
 def test_a_second_run_on_the_same_corpus_trains_no_tokenizer_and_tokenizes_nothing(tmp_path, monkeypatch, caplog):
     corpus = corpus_file(tmp_path)
-    assert run_cli(*command(corpus, tmp_path / "first", max_steps=2)) == 0
+    sample = ("--tokenizer_sample_mb", 0.005)  # half of the 10 kB of training text
+    assert run_cli(*command(corpus, tmp_path / "first", *sample, max_steps=2)) == 0
+    assert "; the tokenizer trained on its first 0.005 MB." in (tmp_path / "first" / "README.md").read_text()
     monkeypatch.setattr(tokenizer_training, "_train_bpe", must_not_run)
     monkeypatch.setattr(blocks, "_token_rows", must_not_run)
     caplog.set_level("INFO", logger="minigpt")
-    assert run_cli(*command(corpus, tmp_path / "second", max_steps=2)) == 0
+    assert run_cli(*command(corpus, tmp_path / "second", *sample, max_steps=2)) == 0
     assert "The tokenizer this corpus trained before" in caplog.text
     assert "The blocks this corpus, tokenizer and block size gave before" in caplog.text
     first, second = (read_json(tmp_path / run / "all_results.json") for run in ("first", "second"))
@@ -74,7 +77,7 @@ def test_streaming_trains_from_a_stream_with_max_steps(tmp_path, capsys):
     assert run_cli(*command(corpus, out, *streaming, max_steps=3)) == 0
     assert read_json(out / "trainer_state.json" if (out / "trainer_state.json").exists()
                      else out / "checkpoint-3" / "trainer_state.json")["global_step"] == 3
-    assert "streamed, the tokenizer trained on its first 0.02 MB" in (out / "README.md").read_text()
+    assert "; streamed; the tokenizer trained on its first 0.02 MB" in (out / "README.md").read_text()
     capsys.readouterr()
     assert run_cli(*command(corpus, tmp_path / "epochs", *streaming, "--num_train_epochs", 1, max_steps=-1)) == 2
     assert "--streaming needs --max_steps" in one_error_line(capsys.readouterr().err)
