@@ -518,7 +518,7 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             remove_checkpoints(args.output_dir)
         metrics.update(train(trainer, plan.resume_from))
     if args.do_eval:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = final_evaluation(trainer)
         eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
         metrics.update(eval_metrics)
         metrics["eval_bits_per_byte"] = bits_per_byte(eval_metrics["eval_loss"], chunks["validation"], tokenizer)
@@ -563,6 +563,18 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
             return {"train_tokens": state.global_step * trainer.tokens_per_step}
     result = trainer.train(resume_from_checkpoint=resume_from)
     return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
+
+
+def final_evaluation(trainer: MiniGPTTrainer) -> dict:
+    """The evaluation of the model as it is saved: the Trainer's own at the last step of training (it evaluates
+    there by itself; the same weights again would be a third of a short run's evaluating, for nothing), else a new
+    one (evaluation only, a stopped run, the best model loaded back)."""
+    state = trainer.state
+    last = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
+    if last is None or last.get("step") != state.global_step or state.global_step == 0 or \
+            trainer.args.load_best_model_at_end:
+        return trainer.evaluate()
+    return {key: value for key, value in last.items() if key != "step"}
 
 
 class FullBlockCollator(DataCollatorForLanguageModeling):
