@@ -119,8 +119,9 @@ def main(argv=None) -> int:
             row["changed_file"] = {"exit": changed["exit"], "wall_s": changed["wall_s"],
                                    "message": next((line for line in changed["output"].splitlines()
                                                     if line.startswith("error: ")), "")}
-            for name in ("first", "cached"):
-                row[name].pop("output")
+            for name in ("first", "cached"):  # the run's own summary line, for the record
+                output = row[name].pop("output")
+                row[name]["done"] = next((line for line in output.splitlines() if line.startswith("done: ")), "")
             results.append(row)
             corpus.unlink()
             print(json.dumps(row), flush=True)
