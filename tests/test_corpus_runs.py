@@ -56,9 +56,18 @@ def must_not_run(*args, **kwargs):
 
 
 def test_a_second_run_on_the_same_corpus_trains_no_tokenizer_and_tokenizes_nothing(tmp_path, monkeypatch, caplog):
+    from minigpt.monitoring import MiniGPTTrainer
+
     corpus = corpus_file(tmp_path)
     sample = ("--tokenizer_sample_mb", 0.005)  # half of the 10 kB of training text
-    assert run_cli(*command(corpus, tmp_path / "first", *sample, max_steps=2)) == 0
+    evaluations, evaluate = [], MiniGPTTrainer.evaluate
+    with monkeypatch.context() as patch:
+        patch.setattr(MiniGPTTrainer, "evaluate", lambda self, *a, **k: evaluations.append(1) or evaluate(self))
+        assert run_cli(*command(corpus, tmp_path / "first", *sample, max_steps=2)) == 0
+    assert len(evaluations) == 2  # before training (eval_on_start) and at its last step: the final weights once
+    results = read_json(tmp_path / "first" / "all_results.json")
+    history = read_json(tmp_path / "first" / "checkpoint-2" / "trainer_state.json")["log_history"]
+    assert results["eval_loss"] == [entry for entry in history if "eval_loss" in entry][-1]["eval_loss"]
     assert "; the tokenizer trained on its first 0.005 MB." in (tmp_path / "first" / "README.md").read_text()
     monkeypatch.setattr(tokenizer_training, "_train_bpe", must_not_run)
     monkeypatch.setattr(blocks, "_token_rows", must_not_run)
@@ -110,17 +119,3 @@ def test_the_scale_benchmark_writes_portuguese_of_the_asked_size_and_reads_the_r
     with ProgressMeter("tokenizing train", 2_000_000, show=False) as meter:
         meter.update(2_000_000)
     assert corpus_scale.rate(caplog.text, "Tokenizing train") > 0
-
-
-def test_the_final_weights_are_evaluated_once(tmp_path, monkeypatch):
-    from minigpt.monitoring import MiniGPTTrainer
-
-    evaluations = []
-    evaluate = MiniGPTTrainer.evaluate
-    monkeypatch.setattr(MiniGPTTrainer, "evaluate", lambda self, *a, **k: evaluations.append(1) or evaluate(self))
-    out = tmp_path / "run"
-    assert run_cli(*command(corpus_file(tmp_path), out, "--max_eval_samples", 4, max_steps=3)) == 0
-    assert len(evaluations) == 2  # before training (eval_on_start) and at its last step, as the Trainer does
-    results, history = read_json(out / "all_results.json"), read_json(out / "checkpoint-3" / "trainer_state.json")
-    last = [entry for entry in history["log_history"] if "eval_loss" in entry][-1]
-    assert last["step"] == 3 and results["eval_loss"] == last["eval_loss"] and results["eval_bits_per_byte"] > 0
