@@ -27,7 +27,9 @@ from transformers import logging as hf_logging
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.compiled_generation import compiled_generation
-from minigpt.corpus import load_text_datasets, tokenize_and_group, train_tokenizer
+from minigpt.blocks import tokenize_and_group
+from minigpt.corpus import load_text_datasets
+from minigpt.tokenizer_training import train_tokenizer
 from minigpt.loading import build_untrained, load_pretrained
 from minigpt.monitoring import TimeBudgetCallback
 from minigpt.precision import detect_device, precision_of

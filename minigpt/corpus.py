@@ -1,6 +1,7 @@
-"""Corpora and tokenizers: the first half of the data's way through MiniGPT.
+"""Corpora: the first step of the data's way through MiniGPT.
 
-    text source -> DatasetDict(train, validation) -> tokenizer trained on train -> block_size chunks
+    text source -> DatasetDict(train, validation) -> tokenizer trained on train (minigpt.tokenizer_training)
+      -> blocks of block_size token ids (minigpt.blocks)
 
 Two built-in corpora need no download: "machado" (two public-domain novels by Machado de Assis, shipped in
 `minigpt/data/machado/`, the default) and "python-reference" (the Python Language Reference that every
@@ -10,17 +11,19 @@ message names the file or flag to change.
 
 Text is modelled byte-exact. A .txt file (and each built-in novel) is ONE text, kept exactly as it is (blank
 lines, indentation, line breaks); eos goes only between documents (files, rows of a table or a Hub dataset,
-topics of the Python reference). Rows are held out for validation whole, chosen by the seed; texts are held out
-at their end, the last N % of the corpus in reading order (as nanoGPT does), so the validation text is a
-contiguous piece of the source.
+topics of the Python reference). A text is read in pieces of at most 64 Ki characters, cut where the pieces'
+tokens are the text's tokens (minigpt.text_pieces), into Arrow on disk: no step holds a whole text in memory,
+and column "document_end" says which piece ends its text. Rows are held out for validation whole, chosen by the
+seed; texts are held out at their end, the last N % of the corpus in reading order (as nanoGPT does), so the
+validation text is a contiguous piece of the source. With streaming=True (--streaming), the train split is an
+IterableDataset read as training goes, and the validation split is held out of the stream's first MB.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
-import itertools
-import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -31,16 +34,13 @@ import huggingface_hub
 import numpy as np
 import pyarrow as pa
 from datasets.exceptions import DatasetNotFoundError, DatasetsError
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+
+from minigpt.fingerprints import cache_key, file_fingerprint
+from minigpt import text_pieces
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
-EOS_TOKEN = "<|endoftext|>"  # GPT-2's name; it doubles as bos since nothing is prepended
-PAD_TOKEN = "<|pad|>"  # separate from eos so that padding never hides a real end of text
-UNK_TOKEN = "<|unk|>"  # char level only: characters the train split never showed
-
-# How each table-like file extension is read; .txt files are read as one text each (see _read_text).
+# How each table-like file extension is read; .txt files are read as one text each, in pieces.
 # Parquet is binary (its strings are UTF-8 by specification); the others are checked as UTF-8.
 _TABLE_LOADERS = {
     ".jsonl": "json",
@@ -50,15 +50,19 @@ _TABLE_LOADERS = {
 }
 _EXTENSIONS = (".txt", *_TABLE_LOADERS)
 
-_TEXT_BATCH_SIZE = 1000  # documents per batch when training tokenizers and tokenizing
-_CACHE_FORMAT = "minigpt-chunks-v2"  # bump when the chunking changes, to invalidate old caches
+_PIECES_FORMAT = "minigpt-pieces-v1"  # bump when reading texts in pieces changes, to leave old copies behind
+_PIECE_FEATURES = datasets.Features(
+    {"text": datasets.Value("string"), "document_end": datasets.Value("bool"), "chars": datasets.Value("int64")}
+)
+_CUT_SEARCH_CHARS = 1 << 20  # how far from the mark the validation cut looks for a paragraph, at most
+
 
 class CorpusError(ValueError):
     """One-line, actionable message about bad input data."""
 
 
 # ---------------------------------------------------------------------------
-# Loading text into DatasetDict(train, validation)
+# The built-in corpora
 # ---------------------------------------------------------------------------
 
 
@@ -69,14 +73,14 @@ _MACHADO_FILES = {
 }
 
 
-def _machado_novels() -> list[str]:
-    novels = []
+def _machado_files() -> list[Path]:
+    paths = []
     for name, md5 in _MACHADO_FILES.items():
-        data = (DATA_DIR / "machado" / name).read_bytes()
-        if hashlib.md5(data).hexdigest() != md5:
+        path = DATA_DIR / "machado" / name
+        if hashlib.md5(path.read_bytes()).hexdigest() != md5:
             raise CorpusError(f"the built-in corpus file {name} is damaged (md5 differs); reinstall minigpt")
-        novels.append(data.decode("utf-8"))
-    return novels
+        paths.append(path)
+    return paths
 
 
 def _python_reference_topics() -> list[str]:
@@ -94,18 +98,24 @@ class BuiltinCorpus:
     language: str  # the app offers it first to visitors of this language
     title: str
     prompts: tuple[str, ...]  # continued at every evaluation
-    documents: Callable[[], list[str]]
-    texts: bool  # True: each document is a long text, held out at its end; False: rows, held out whole
+    files: Callable[[], list[Path]] | None = None  # long texts, read in pieces and held out at their end
+    rows: Callable[[], list[str]] | None = None  # documents held out whole
+
+    def documents(self) -> list[str]:
+        """The documents, in reading order (the two novels; the reference's topics)."""
+        if self.files is not None:
+            return [path.read_bytes().decode("utf-8") for path in self.files()]
+        return self.rows()
 
 
 BUILTIN_CORPORA = {
     "machado": BuiltinCorpus(
         "machado", "pt", "Machado de Assis: Quincas Borba (1891) and Dom Casmurro (1899)",
-        ("Era uma vez", "Capitú"), _machado_novels, texts=True,
+        ("Era uma vez", "Capitú"), files=_machado_files,
     ),
     "python-reference": BuiltinCorpus(
         "python-reference", "en", "the Python Language Reference (pydoc_data.topics)",
-        ("The", "def"), _python_reference_topics, texts=False,
+        ("The", "def"), rows=_python_reference_topics,
     ),
 }
 DEFAULT_BUILTIN_CORPUS = "machado"  # the book's readers come first
@@ -118,9 +128,9 @@ def builtin_corpus(name: str | None = None) -> BuiltinCorpus:
     return BUILTIN_CORPORA[name]
 
 
-def builtin_documents(name: str | None = None) -> list[str]:
-    """The documents of a built-in corpus, in reading order (the two novels; the reference's topics)."""
-    return builtin_corpus(name).documents()
+# ---------------------------------------------------------------------------
+# Loading text into DatasetDict(train, validation)
+# ---------------------------------------------------------------------------
 
 
 def load_text_datasets(
@@ -134,15 +144,23 @@ def load_text_datasets(
     max_train_samples: int | None = None,
     builtin_corpus_name: str | None = None,
     max_dataset_mb: float | None = None,
+    streaming: bool = False,
+    stream_head_mb: float = 100,
 ) -> datasets.DatasetDict:
-    """Load the corpus as DatasetDict(train, validation), each with one str column "text".
+    """Load the corpus as DatasetDict(train, validation), each with a str column "text" (and, for texts read in
+    pieces, a bool column "document_end").
 
     Without a file or a Hub dataset, the built-in corpus `builtin_corpus_name` (default: machado) is used.
     Without a validation file or split, `validation_split_percentage` % is held out: whole rows chosen with
     `seed` for tables, Hub datasets and the Python reference; the last % of the text, in reading order, for
     .txt files and the novels. The split happens here, before any tokenizer sees the text, so the validation
     loss measures text the model never met. With `max_dataset_mb`, a Hub dataset whose files are larger is
-    refused before anything is downloaded.
+    refused before anything is downloaded. `max_train_samples` keeps the first documents of train.
+
+    streaming: train is an IterableDataset (a --dataset_name or --train_file read as training goes, nothing
+    copied to disk); validation is held out of the stream's first `stream_head_mb` MB: its first
+    `validation_split_percentage` % (whole rows, or pieces of a text, in reading order), or as much from the
+    start of the source's validation split, kept in memory.
     """
     if not 0 < validation_split_percentage < 100:
         raise CorpusError(
@@ -153,38 +171,59 @@ def load_text_datasets(
         raise CorpusError(f"--max_dataset_mb must be positive, got {max_dataset_mb}")
     if max_train_samples is not None and max_train_samples < 1:
         raise CorpusError(f"--max_train_samples must be at least 1, got {max_train_samples}")
-    train, validation, texts = _load_sources(
-        train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_corpus_name,
-        max_dataset_mb,
-    )
+    _check_sources(train_file, validation_file, dataset_name, builtin_corpus_name)
+    if streaming:
+        if not (train_file or dataset_name):
+            raise CorpusError("--streaming reads a --dataset_name or a --train_file as a stream; the built-in "
+                              "corpora are small: drop --streaming")
+        if not stream_head_mb > 0:
+            raise CorpusError(f"--tokenizer_sample_mb must be positive, got {stream_head_mb}")
+        return _load_stream(train_file, validation_file, dataset_name, dataset_config_name, text_column,
+                            validation_split_percentage, max_train_samples, max_dataset_mb, stream_head_mb)
+    train, validation = _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column,
+                                      builtin_corpus_name, max_dataset_mb)
     if validation is None:
-        hold_out = _hold_out_text_end if texts else partial(_hold_out_rows, seed=seed)
+        hold_out = _hold_out_text_end if _is_text(train) else partial(_hold_out_rows, seed=seed)
         train, validation = hold_out(train, validation_split_percentage)
     if max_train_samples is not None:
-        train = train.select(range(min(max_train_samples, len(train))))
-    return datasets.DatasetDict(train=train, validation=validation)
+        train = _first_documents(train, max_train_samples)
+    return datasets.DatasetDict(train=_without_chars(train), validation=_without_chars(validation))
 
 
-def _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_name,
-                  max_dataset_mb):
-    """(train, validation or None, whether the documents are long texts), each a cleaned one-column Dataset."""
+def _check_sources(train_file, validation_file, dataset_name, builtin_name) -> None:
     if dataset_name and (train_file or validation_file):
         raise CorpusError("pass either --dataset_name or --train_file/--validation_file, not both")
     if validation_file and not train_file:
         raise CorpusError("--validation_file needs a --train_file to go with it")
     if builtin_name and (dataset_name or train_file):
         raise CorpusError("pass either --builtin_corpus or --train_file/--dataset_name, not both")
+
+
+def _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column, builtin_name,
+                  max_dataset_mb):
+    """(train, validation or None), each a cleaned Dataset: rows with "text", or pieces of texts."""
     if dataset_name:
-        return *_load_hub(dataset_name, dataset_config_name, text_column, max_dataset_mb), False
+        return _load_hub(dataset_name, dataset_config_name, text_column, max_dataset_mb)
     if train_file:
         train = _load_file(train_file, "--train_file", text_column)
         validation = _load_file(validation_file, "--validation_file", text_column) if validation_file else None
-        return train, validation, Path(train_file).suffix.lower() == ".txt"
+        return train, validation
     corpus = builtin_corpus(builtin_name)
-    return datasets.Dataset.from_dict({"text": corpus.documents()}), None, corpus.texts
+    if corpus.files is not None:
+        return _read_texts(corpus.files(), f"the built-in corpus {corpus.name}"), None
+    return datasets.Dataset.from_dict({"text": corpus.rows()}), None
 
 
-def _load_file(path: str, flag: str, text_column: str) -> datasets.Dataset:
+def _is_text(dataset) -> bool:
+    return "document_end" in dataset.column_names
+
+
+def _without_chars(dataset: datasets.Dataset) -> datasets.Dataset:
+    return dataset.remove_columns("chars") if "chars" in dataset.column_names else dataset
+
+
+def _check_file(path: str, flag: str) -> str:
+    """The file's extension, once it is known to exist and to be one MiniGPT reads."""
     if not Path(path).is_file():
         raise CorpusError(f"{flag} {path}: file not found")
     extension = Path(path).suffix.lower()
@@ -192,11 +231,16 @@ def _load_file(path: str, flag: str, text_column: str) -> datasets.Dataset:
         raise CorpusError(
             f"{flag} {path}: unsupported extension {extension or '(none)'!r}; use one of {', '.join(_EXTENSIONS)}"
         )
-    if extension == ".txt":
-        return _clean(_read_text(path, flag), "text", f"{flag} {path}")
-    builder = _TABLE_LOADERS[extension]
-    if builder != "parquet":
+    if extension != ".parquet":
         _check_utf8(path, flag)
+    return extension
+
+
+def _load_file(path: str, flag: str, text_column: str) -> datasets.Dataset:
+    extension = _check_file(path, flag)
+    if extension == ".txt":
+        return _read_texts([Path(path)], f"{flag} {path}")
+    builder = _TABLE_LOADERS[extension]
     try:
         dataset = datasets.load_dataset(builder, data_files=path, split="train")
     except (DatasetsError, pa.ArrowException) as error:
@@ -204,11 +248,33 @@ def _load_file(path: str, flag: str, text_column: str) -> datasets.Dataset:
     return _clean(dataset, text_column, f"{flag} {path}")
 
 
-def _read_text(path: str, flag: str) -> datasets.Dataset:
-    """The whole file as one document, byte for byte: newline="" keeps "\r\n" as it is."""
-    _check_utf8(path, flag)
-    with open(path, encoding="utf-8", newline="") as file:
-        return datasets.Dataset.from_dict({"text": [file.read()]})
+def _pieces_of(paths):
+    """Rows for Dataset.from_generator: the pieces of each file in turn, "document_end" on the last of each."""
+    for path in paths:
+        previous = None
+        for piece in text_pieces.read_pieces(path):
+            if previous is not None:
+                yield {"text": previous, "document_end": False, "chars": len(previous)}
+            previous = piece
+        if previous is not None:
+            yield {"text": previous, "document_end": True, "chars": len(previous)}
+
+
+def _read_texts(paths: list[Path], source: str) -> datasets.Dataset:
+    """Each file one text, byte for byte, in pieces, copied once into Arrow in the datasets cache under a
+    fingerprint of the files' content (a later run on the same content loads the copy)."""
+    for path in paths:
+        if os.path.getsize(path) == 0:
+            raise CorpusError(f"{source} is empty (no non-whitespace text); add text or pass another source")
+    fingerprint = cache_key("texts", {"format": _PIECES_FORMAT, "piece_chars": text_pieces.PIECE_CHARS,
+                                      "files": [file_fingerprint(path) for path in paths]})
+    pieces = datasets.Dataset.from_generator(_pieces_of, features=_PIECE_FEATURES, fingerprint=fingerprint,
+                                             gen_kwargs={"paths": [str(path) for path in paths]},
+                                             writer_batch_size=64)
+    texts = _Texts(pieces)
+    if not all(texts.has_text(document) for document in range(texts.count)):
+        raise CorpusError(f"{source} is empty (no non-whitespace text); add text or pass another source")
+    return pieces
 
 
 def _check_utf8(path: str, flag: str) -> None:
@@ -267,19 +333,22 @@ def _unreachable(dataset_name: str, error: BaseException, purpose: str = "") -> 
     )
 
 
-def _load_hub(dataset_name: str, config_name: str | None, text_column: str, max_megabytes: float | None):
-    """The Hub dataset's train (and validation) split; with `max_megabytes`, refused over it before downloading."""
+def _load_hub(dataset_name: str, config_name: str | None, text_column: str, max_megabytes: float | None,
+              streaming: bool = False):
+    """The Hub dataset's train (and validation) split; with `max_megabytes`, refused over it before downloading;
+    with `streaming`, as IterableDatasets."""
     if max_megabytes is not None:
         _check_hub_size(dataset_name, max_megabytes)
     source = f"--dataset_name {dataset_name}"
     try:
-        splits = datasets.load_dataset(dataset_name, config_name)
+        splits = datasets.load_dataset(dataset_name, config_name, streaming=streaming)
     except (ConnectionError, DatasetNotFoundError, FileNotFoundError) as error:
         raise _unreachable(dataset_name, error) from error
     if "train" not in splits:
         raise CorpusError(f"{source} has no 'train' split (it has: {', '.join(splits)})")
-    train = _clean(splits["train"], text_column, source)
-    validation = _clean(splits["validation"], text_column, source) if "validation" in splits else None
+    clean = _clean_stream if streaming else _clean
+    train = clean(splits["train"], text_column, source)
+    validation = clean(splits["validation"], text_column, source) if "validation" in splits else None
     return train, validation
 
 
@@ -327,49 +396,197 @@ def _hold_out_rows(documents: datasets.Dataset, percentage: float, seed: int):
     )
 
 
-def _hold_out_text_end(documents: datasets.Dataset, percentage: float):
+class _Texts:
+    """The documents of a dataset of pieces: which pieces each spans, its length, its text read in parts."""
+
+    def __init__(self, pieces: datasets.Dataset):
+        self.pieces = pieces
+        columns = pieces.with_format("numpy").select_columns(["chars", "document_end"])[:]
+        self.chars = columns["chars"].astype(np.int64)
+        last = np.flatnonzero(columns["document_end"])
+        self.first = np.concatenate([[0], last[:-1] + 1]).astype(np.int64)
+        self.end = last + 1  # one past each document's last piece
+        self.count = len(last)
+
+    def length(self, document: int) -> int:
+        return int(self.chars[self.first[document] : self.end[document]].sum())
+
+    def offsets(self, document: int) -> np.ndarray:
+        """Where each piece of the document starts, in characters, and where the document ends."""
+        return np.concatenate([[0], np.cumsum(self.chars[self.first[document] : self.end[document]])])
+
+    def texts(self, start: int, stop: int) -> list[str]:
+        return self.pieces.select_columns(["text"])[int(start) : int(stop)]["text"]
+
+    def has_text(self, document: int) -> bool:
+        """Whether the document holds anything but whitespace (looked at piece by piece, the first one usually)."""
+        return any(not text.isspace() for start in range(self.first[document], self.end[document])
+                   for text in self.texts(start, start + 1))
+
+    def reader(self, document: int) -> Callable[[int, int], str]:
+        """read(a, b) -> the document's characters a to b, from the pieces that hold them."""
+        offsets = self.offsets(document)
+
+        def read(a: int, b: int) -> str:
+            if a >= b:
+                return ""
+            first = np.searchsorted(offsets, a, side="right") - 1
+            stop = np.searchsorted(offsets, b, side="left")
+            joined = "".join(self.texts(self.first[document] + first, self.first[document] + stop))
+            return joined[a - offsets[first] : b - offsets[first]]
+
+        return read
+
+
+def _hold_out_text_end(pieces: datasets.Dataset, percentage: float):
     """Hold out the last `percentage` % of the characters, in reading order: whole texts from the end, then the
     end of the text before, cut at the start of a paragraph (or line) near the mark. train + validation, joined,
-    is the source exactly."""
-    train = list(documents["text"])
-    remaining = max(1, round(sum(map(len, train)) * percentage / 100))
-    validation = []
-    while remaining > 0 and train:
-        text = train.pop()
-        if len(text) <= remaining:
-            validation.insert(0, text)
-            remaining -= len(text)
+    is the source exactly; the cut splits one piece in two, and the train side's last piece ends its document."""
+    texts = _Texts(pieces)
+    lengths = [texts.length(document) for document in range(texts.count)]
+    remaining = max(1, round(sum(lengths) * percentage / 100))
+    document = texts.count
+    while remaining > 0 and document > 0:
+        document -= 1
+        if lengths[document] <= remaining:
+            remaining -= lengths[document]
             continue
-        cut = _cut_point(text, len(text) - remaining)
-        train.append(text[:cut])
-        validation.insert(0, text[cut:])
-        break
-    return (
-        _clean(datasets.Dataset.from_dict({"text": train}), "text", "the training part of the text"),
-        datasets.Dataset.from_dict({"text": validation}).filter(_has_text, batched=True, input_columns="text"),
-    )
+        cut = _cut_point(texts.reader(document), lengths[document], lengths[document] - remaining)
+        return _split_document(pieces, texts, document, cut)
+    if document == 0:
+        raise CorpusError("the training part of the text is empty (no non-whitespace text); add text or pass "
+                          "another source")
+    split = int(texts.first[document])
+    return pieces.select(range(split)), pieces.select(range(split, len(pieces)))
 
 
-def _cut_point(text: str, target: int) -> int:
-    """The start of the paragraph nearest to `target`, else of the line, else `target` itself; the search stays
-    within half the held-out length, so the split stays close to the asked percentage."""
-    window = max(1, (len(text) - target) // 2)
+def _split_document(pieces: datasets.Dataset, texts: _Texts, document: int, cut: int):
+    """(train, validation): the pieces before `cut` of `document` and the documents before it; the rest."""
+    offsets = texts.offsets(document)
+    index = int(np.searchsorted(offsets, cut, side="left")) - 1  # the piece holding the cut's last train character
+    at = int(texts.first[document]) + index
+    (text,), (ends,) = (pieces[at : at + 1][column] for column in ("text", "document_end"))
+    head, tail = text[: cut - offsets[index]], text[cut - offsets[index] :]
+    head_piece = datasets.Dataset.from_dict({"text": [head], "document_end": [True], "chars": [len(head)]},
+                                            features=_PIECE_FEATURES)
+    tail_piece = datasets.Dataset.from_dict({"text": [tail], "document_end": [ends], "chars": [len(tail)]},
+                                            features=_PIECE_FEATURES)
+    train = datasets.concatenate_datasets([pieces.select(range(at)), head_piece])
+    after = [pieces.select(range(at + 1, len(pieces)))] if at + 1 < len(pieces) else []
+    validation = datasets.concatenate_datasets(([tail_piece] if tail else []) + after)
+    train_texts = _Texts(train)
+    if not train_texts.has_text(train_texts.count - 1):  # the start of the text is all whitespace: dropped
+        if train_texts.count == 1:
+            raise CorpusError("the training part of the text is empty (no non-whitespace text); add text or pass "
+                              "another source")
+        train = train.select(range(int(train_texts.first[-1])))
+    validation_texts = _Texts(validation)
+    if not validation_texts.has_text(0):  # the end of the cut text is all whitespace: no document to evaluate
+        validation = validation.select(range(int(validation_texts.end[0]), len(validation)) or [])
+    return train, validation
+
+
+def _cut_point(read: Callable[[int, int], str], length: int, target: int) -> int:
+    """The start of the paragraph nearest to `target` in a text of `length` characters, else of the line, else
+    `target` itself. The search stays within half the held-out length, so the split stays close to the asked
+    percentage, and within _CUT_SEARCH_CHARS, so that it reads a bounded part of the text."""
+    window = min(max(1, (length - target) // 2), _CUT_SEARCH_CHARS)
+    low, high = max(0, target - window), min(length, target + window)
+    text = read(low, high)
     for separator in ("\n\n", "\n"):
-        found = [
-            text.rfind(separator, max(0, target - window), target),
-            text.find(separator, target, min(len(text), target + window)),
-        ]
-        starts = [_skip_newlines(text, index + len(separator)) for index in found if index >= 0]
-        starts = [start for start in starts if 0 < start < len(text)]
+        found = [text.rfind(separator, 0, target - low), text.find(separator, target - low, high - low)]
+        starts = [_skip_newlines(read, length, low + index + len(separator)) for index in found if index >= 0]
+        starts = [start for start in starts if 0 < start < length]
         if starts:
             return min(starts, key=lambda start: abs(start - target))
     return target
 
 
-def _skip_newlines(text: str, position: int) -> int:
-    while position < len(text) and text[position] == "\n":
-        position += 1
+def _skip_newlines(read: Callable[[int, int], str], length: int, position: int) -> int:
+    while position < length:
+        part = read(position, min(length, position + 4096))
+        newlines = len(part) - len(part.lstrip("\n"))
+        position += newlines
+        if newlines < len(part):
+            break
     return position
+
+
+def _first_documents(dataset: datasets.Dataset, count: int) -> datasets.Dataset:
+    """The first `count` documents: rows, or the pieces of the first `count` texts."""
+    if not _is_text(dataset):
+        return dataset.select(range(min(count, len(dataset))))
+    texts = _Texts(dataset)
+    return dataset.select(range(int(texts.end[min(count, texts.count) - 1])))
+
+
+# ---------------------------------------------------------------------------
+# Streaming: a train split read as training goes
+# ---------------------------------------------------------------------------
+
+
+def _load_stream(train_file, validation_file, dataset_name, config_name, text_column, percentage,
+                 max_train_samples, max_dataset_mb, head_mb) -> datasets.DatasetDict:
+    if dataset_name:
+        train, validation = _load_hub(dataset_name, config_name, text_column, max_dataset_mb, streaming=True)
+    else:
+        train = _stream_file(train_file, "--train_file", text_column)
+        validation = _stream_file(validation_file, "--validation_file", text_column) if validation_file else None
+    budget = head_mb * 1e6 * percentage / 100
+    rows, more = _head(validation if validation is not None else train, budget)
+    if validation is None:
+        if not more:
+            raise CorpusError(f"the stream ends within the {budget / 1e6:g} MB held out for validation: drop "
+                              f"--streaming, or lower --validation_split_percentage or --tokenizer_sample_mb")
+        train = train.skip(len(rows))
+    if rows and "document_end" in rows[-1]:
+        rows[-1]["document_end"] = True  # the held-out text ends where validation ends
+    if max_train_samples is not None:
+        train = train.take(max_train_samples)
+    return datasets.DatasetDict(train=train, validation=datasets.Dataset.from_list(rows))
+
+
+def _head(stream: datasets.IterableDataset, budget: float) -> tuple[list[dict], bool]:
+    """The first rows of `stream`, until their text reaches `budget` bytes (a piece of a text is a row: the head
+    of a .txt file is whole pieces of it); and whether the stream goes on after them."""
+    rows, seen = [], 0
+    for row in stream:
+        if seen >= budget:
+            return rows, True
+        rows.append(row)
+        seen += len(row["text"].encode("utf-8"))
+    return rows, False
+
+
+def _stream_file(path: str, flag: str, text_column: str) -> datasets.IterableDataset:
+    extension = _check_file(path, flag)
+    if extension == ".txt":
+        stream = datasets.IterableDataset.from_generator(_pieces_of, features=_PIECE_FEATURES,
+                                                         gen_kwargs={"paths": [path]})
+        return stream.remove_columns("chars")
+    builder = _TABLE_LOADERS[extension]
+    return _clean_stream(datasets.load_dataset(builder, data_files=path, split="train", streaming=True),
+                         text_column, f"{flag} {path}")
+
+
+def _clean_stream(stream: datasets.IterableDataset, text_column: str, source: str) -> datasets.IterableDataset:
+    """_clean for a stream, whose columns are known only from its first row."""
+    try:
+        first = next(iter(stream), None)
+    except (DatasetsError, pa.ArrowException, ValueError) as error:
+        raise CorpusError(f"{source}: could not read it: {str(error).splitlines()[0]}") from error
+    if first is None:
+        raise CorpusError(f"{source} is empty; add text or pass another source")
+    if text_column not in first:
+        raise CorpusError(f"{source} has no column {text_column!r} (columns: {', '.join(first)}); "
+                          f"pick one with --text_column")
+    if not isinstance(first[text_column], str):
+        raise CorpusError(f"{source}: column {text_column!r} holds {type(first[text_column]).__name__}, not text; "
+                          f"pick another with --text_column")
+    stream = stream.select_columns([text_column])
+    if text_column != "text":
+        stream = stream.rename_column(text_column, "text")
+    return stream.filter(_has_text, batched=True, input_columns="text")
 
 
 def describe_source(
@@ -378,187 +595,23 @@ def describe_source(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
     builtin_corpus_name: str | None = None,
+    fingerprints: dict | None = None,
 ) -> str:
-    """A short name of the corpus for model cards and the app."""
+    """A short name of the corpus for model cards and the app; with `fingerprints` ({path: file_fingerprint}), each
+    file's size and content hash after its name."""
     if dataset_name:
         config = f"/{dataset_config_name}" if dataset_config_name else ""
         return f"{dataset_name}{config} (Hugging Face Hub)"
     if train_file:
-        validation = f", validation: {Path(validation_file).name}" if validation_file else ""
-        return f"{Path(train_file).name}{validation}"
+        validation = f", validation: {_file_name(validation_file, fingerprints)}" if validation_file else ""
+        return f"{_file_name(train_file, fingerprints)}{validation}"
     return f"{builtin_corpus(builtin_corpus_name).name} (built-in)"
 
 
-# ---------------------------------------------------------------------------
-# Tokenizers
-# ---------------------------------------------------------------------------
+def _file_name(path: str, fingerprints: dict | None) -> str:
+    fingerprint = (fingerprints or {}).get(os.path.realpath(path))
+    if fingerprint is None:
+        return Path(path).name
+    return f"{Path(path).name} ({fingerprint['bytes']:,} bytes, blake2b {fingerprint['blake2b'][:16]})"
 
 
-def train_tokenizer(texts: datasets.Dataset, kind: str = "bpe", vocab_size: int = 4096) -> PreTrainedTokenizerFast:
-    """Train a tokenizer on `texts` (the train split only) and wrap it for transformers.
-
-    kind="bpe": byte-level BPE with at most `vocab_size` tokens (GPT-2's recipe).
-    kind="char": one token per distinct character, as in the book; the text decides the
-    vocabulary size, so `vocab_size` is not used.
-    """
-    if kind == "bpe":
-        return _wrap(_train_bpe(texts, vocab_size), unk_token=None)
-    if kind == "char":
-        return _wrap(_build_char(texts), unk_token=UNK_TOKEN)
-    raise CorpusError(f"unknown tokenizer kind {kind!r}: use 'bpe' or 'char'")
-
-
-def _text_batches(texts: datasets.Dataset):
-    # Batches keep memory flat on large corpora: no single list of every document.
-    for batch in texts.iter(batch_size=_TEXT_BATCH_SIZE):
-        yield batch["text"]
-
-
-def _train_bpe(texts: datasets.Dataset, vocab_size: int) -> Tokenizer:
-    special_tokens = [EOS_TOKEN, PAD_TOKEN]
-    smallest = len(pre_tokenizers.ByteLevel.alphabet()) + len(special_tokens)
-    if vocab_size < smallest:
-        raise CorpusError(f"--vocab_size {vocab_size} is too small for byte-level BPE: use at least {smallest}")
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special_tokens,
-        # All 256 bytes up front: any text, even unseen characters, stays encodable.
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_text_batches(texts), trainer=trainer, length=len(texts))
-    return tokenizer
-
-
-def _build_char(texts: datasets.Dataset) -> Tokenizer:
-    characters: set[str] = set()
-    for batch in _text_batches(texts):
-        for text in batch:
-            characters.update(text)
-    # Special tokens first, then the characters in sorted order, as the book builds `stoi`.
-    vocabulary = [EOS_TOKEN, PAD_TOKEN, UNK_TOKEN, *sorted(characters)]
-    tokenizer = Tokenizer(models.WordLevel({token: i for i, token in enumerate(vocabulary)}, unk_token=UNK_TOKEN))
-    # Every character is its own piece ([\s\S] also matches newlines, unlike "."),
-    # and Fuse glues the pieces back without the spaces WordLevel's default would insert.
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tokenizer.decoder = decoders.Fuse()
-    # Marked special: "<|endoftext|>" in a text is then one token, not thirteen characters.
-    tokenizer.add_special_tokens([EOS_TOKEN, PAD_TOKEN, UNK_TOKEN])
-    return tokenizer
-
-
-def _wrap(tokenizer: Tokenizer, unk_token: str | None) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token=EOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        unk_token=unk_token,
-        # The clean-up would turn "a , b" into "a, b": decoding must give back the exact text.
-        clean_up_tokenization_spaces=False,
-    )
-
-
-# ---------------------------------------------------------------------------
-# Tokenizing and grouping into blocks
-# ---------------------------------------------------------------------------
-
-
-def tokenize_and_group(
-    raw: datasets.DatasetDict,
-    tokenizer: PreTrainedTokenizerFast,
-    block_size: int,
-    cache_dir: str | None = None,
-    overwrite_cache: bool = False,
-    num_proc: int | None = None,
-) -> datasets.DatasetDict:
-    """Tokenize every split into rows of exactly `block_size` token ids (column "input_ids").
-
-    Documents are joined with eos after each one, so the model learns where a text ends;
-    each map batch of documents drops its tail shorter than a block (as transformers'
-    run_clm example does). With `cache_dir`, datasets' map writes each split to an Arrow file
-    named by the corpus, the tokenizer and block_size, and later runs load it instead of
-    tokenizing again; `overwrite_cache` tokenizes again and rewrites the file (run_clm's flag).
-    """
-    if block_size < 1:
-        raise CorpusError(f"--block_size must be at least 1, got {block_size}")
-    if tokenizer.eos_token_id is None:
-        raise CorpusError("the tokenizer has no eos_token to put between documents")
-    cache_files = None
-    if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        key = _cache_key(raw, tokenizer, block_size)
-        cache_files = {split: str(Path(cache_dir) / f"{key}-{split}.arrow") for split in raw}
-    grouped = raw.map(
-        partial(_tokenize_and_chunk, tokenizer=tokenizer, block_size=block_size),
-        batched=True,
-        batch_size=_TEXT_BATCH_SIZE,
-        input_columns="text",
-        remove_columns=raw["train"].column_names,
-        num_proc=num_proc,
-        cache_file_names=cache_files,
-        load_from_cache_file=not overwrite_cache,
-        desc=f"Tokenizing into blocks of {block_size}",
-    )
-    try:
-        return _checked(grouped, raw, tokenizer, block_size)
-    except CorpusError:
-        for name in (cache_files or {}).values():  # a refused corpus leaves no cache behind
-            for path in Path(name).parent.glob(f"{Path(name).stem}*.arrow"):
-                path.unlink(missing_ok=True)
-        raise
-
-
-def _tokenize_and_chunk(texts: list[str], tokenizer, block_size: int) -> dict[str, list[list[int]]]:
-    """One batch of documents -> as many full blocks as their tokens fill."""
-    documents = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    eos = [tokenizer.eos_token_id]
-    stream = list(itertools.chain.from_iterable(ids + eos for ids in documents))
-    usable = len(stream) - len(stream) % block_size
-    return {"input_ids": [stream[start : start + block_size] for start in range(0, usable, block_size)]}
-
-
-def _checked(grouped, raw, tokenizer, block_size: int) -> datasets.DatasetDict:
-    """Refuse splits without a single full block: training or evaluating on nothing is a silent failure."""
-    if len(grouped["train"]) == 0:
-        raise CorpusError(
-            f"the training text has only {_token_count(raw['train'], tokenizer)} tokens, "
-            f"less than one block of {block_size}: lower --block_size or add text"
-        )
-    if len(grouped["validation"]) == 0:
-        raise CorpusError(
-            f"the validation split has only {_token_count(raw['validation'], tokenizer)} tokens, "
-            f"less than one block of {block_size}: raise --validation_split_percentage "
-            f"(or give a longer --validation_file) or lower --block_size"
-        )
-    return grouped
-
-
-def _token_count(split: datasets.Dataset, tokenizer) -> int:
-    # Only called to explain an error, so tokenizing again here costs nothing in a normal run.
-    return sum(
-        len(ids) + 1
-        for batch in _text_batches(split)
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]
-    )
-
-
-def _cache_key(raw: datasets.DatasetDict, tokenizer, block_size: int) -> str:
-    """Same corpus + same tokenizer + same block_size -> same key, in any process.
-
-    datasets' fingerprints are derived from the content for in-memory datasets (the built-in
-    corpora, .txt files) and from the files for loaded ones, and the tokenizer's JSON holds its
-    whole vocabulary, merges and pipeline.
-    """
-    parts = {
-        "format": _CACHE_FORMAT,
-        "splits": {name: split._fingerprint for name, split in sorted(raw.items())},
-        "tokenizer": tokenizer.backend_tokenizer.to_str(),
-        "eos": tokenizer.eos_token_id,
-        "block_size": block_size,
-    }
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-    return f"tokenized-{digest[:24]}"

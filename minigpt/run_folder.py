@@ -175,8 +175,12 @@ def finished_settings(output_dir) -> dict | None:
 
 
 def describe_difference(saved: dict, wanted: dict, limit: int = 3) -> str:
+    """What differs, setting by setting; within a nested setting, what differs in it, e.g. for a corpus file
+    changed in place: "corpus_files /data/big.txt blake2b '3f2a...' -> '9b1c...', bytes 1000 -> 1200"."""
     keys = [k for k in sorted(saved.keys() | wanted.keys()) if saved.get(k) != wanted.get(k)]
-    shown = [f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys[:limit]]
+    shown = [f"{k} {describe_difference(saved[k], wanted[k], limit)}"
+             if isinstance(saved.get(k), dict) and isinstance(wanted.get(k), dict) and saved[k] and wanted[k]
+             else f"{k} {saved.get(k)!r} -> {wanted.get(k)!r}" for k in keys[:limit]]
     return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 

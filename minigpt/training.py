@@ -36,14 +36,10 @@ from transformers import (
 )
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
-from minigpt.corpus import (
-    BUILTIN_CORPORA,
-    builtin_corpus,
-    describe_source,
-    load_text_datasets,
-    tokenize_and_group,
-    train_tokenizer,
-)
+from minigpt.blocks import stream_blocks, tokenize_and_group
+from minigpt.corpus import BUILTIN_CORPORA, builtin_corpus, describe_source, load_text_datasets
+from minigpt.data_progress import ProgressHook, datasets_progress_bars_off, text_bytes
+from minigpt.fingerprints import file_fingerprint
 from minigpt.loading import SetupError, load_pretrained
 from minigpt.model_card import write_model_card
 from minigpt.monitoring import (
@@ -72,6 +68,7 @@ from minigpt.run_folder import (
     staging_dir,
     swap_in,
 )
+from minigpt.tokenizer_training import train_tokenizer
 from modeling_minigpt import MiniGPTForCausalLM
 
 logger = logging.getLogger("minigpt")
@@ -129,10 +126,29 @@ class DataArguments:
         default=None, metadata={"help": "Tokens per training sequence (the context). Default: the preset's."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many train documents."})
+    max_eval_samples: int | None = field(
+        default=256,
+        metadata={"help": "Evaluate on at most this many validation blocks, the first ones in reading order (as in "
+                          "run_clm): 256 blocks keep an evaluation to seconds on a CPU however big the corpus is."},
+    )
+    tokenizer_sample_mb: float = field(
+        default=100,
+        metadata={"help": "Train the tokenizer on the first this many MB of the training text (all of it when "
+                          "smaller): its memory and time stay bounded on a big corpus. With --streaming, the stream's "
+                          "first this many MB also give the validation split (--validation_split_percentage of them)."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read --dataset_name (or --train_file) as a stream while training, for data that does not "
+                          "fit on disk; needs --max_steps. Nothing is cached."},
+    )
     max_dataset_mb: float | None = field(
         default=None, metadata={"help": "Refuse a Hub dataset whose files add up to more MB, before downloading it."}
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenizing."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenizing (datasets.map's num_proc). Default: one, whose "
+                                         "tokenizer runs on every CPU core; each extra process adds its memory."}
+    )
     overwrite_cache: bool = field(
         default=False, metadata={"help": "Tokenize again and overwrite the cached tokenized data."}
     )
@@ -339,13 +355,23 @@ _PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file
 
 
 def run_settings(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> dict:
+    """The settings, and what the corpus files hold: "corpus_files" maps each file to its size and content hash,
+    so that a file changed in place is another run (refused, never "already finished" or resumed)."""
     settings = {f.name: getattr(group, f.name) for group in (model_args, data_args) for f in fields(group)
                 if f.name not in _NOT_COMPARED}
     settings.update({name: getattr(args, name) for name in _COMPARED_TRAINING})
     for name in _PATHS & settings.keys():  # the same file, however the command spells it
         if settings[name] and os.path.exists(settings[name]):
             settings[name] = os.path.realpath(settings[name])
+    settings["corpus_files"] = corpus_fingerprints(data_args)
     return json.loads(json.dumps(settings, default=lambda v: v.value if isinstance(v, Enum) else str(v)))
+
+
+def corpus_fingerprints(data_args: DataArguments) -> dict:
+    """{real path: {"bytes", "blake2b"}} of --train_file and --validation_file (those that exist: a missing one is
+    reported by the corpus loader)."""
+    paths = (data_args.train_file, data_args.validation_file)
+    return {os.path.realpath(path): file_fingerprint(path) for path in paths if path and os.path.isfile(path)}
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> None:
@@ -359,6 +385,12 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         raise SetupError(f"--block_size must be at least 2, got {data_args.block_size}")
     if args.push_as_gpt2:
         check_gpt2_shape(model_args, args)
+    if data_args.max_eval_samples is not None and data_args.max_eval_samples < 1:
+        raise SetupError(f"--max_eval_samples must be at least 1, got {data_args.max_eval_samples}")
+    if not (math.isfinite(data_args.tokenizer_sample_mb) and data_args.tokenizer_sample_mb > 0):
+        raise SetupError(f"--tokenizer_sample_mb must be a positive number, got {data_args.tokenizer_sample_mb}")
+    if data_args.streaming and args.do_train and args.max_steps < 1:
+        raise SetupError("--streaming needs --max_steps: a stream has no length to count epochs in")
     if args.push_to_hub:
         from minigpt.hub import check_hub_access
 
@@ -389,6 +421,7 @@ def run_training(
     callbacks: Sequence[TrainerCallback] = (),
     stop_event: threading.Event | None = None,
     on_sample: Callable[[dict], None] | None = None,
+    on_data_progress: ProgressHook | None = None,
 ) -> RunResult:
     """Train (or only evaluate) and write the finished model to args.output_dir. Raises SetupError/CorpusError
     on bad input before anything is written; the output folder is locked while the run lasts. Under torchrun or
@@ -396,7 +429,9 @@ def run_training(
     FailedElsewhere where another rank failed.
 
     callbacks: extra TrainerCallbacks (the app's progress reporting); stop_event: set it to end training at the
-    next step and still save a usable model; on_sample: called with each evaluation's sample text."""
+    next step and still save a usable model; on_sample: called with each evaluation's sample text;
+    on_data_progress: called with a minigpt.data_progress.DataProgress (MB done, MB/s) while the tokenizer is
+    trained and the corpus tokenized."""
     settings = run_settings(model_args, data_args, args)
     with contextlib.ExitStack() as folder:  # the main process's lock on output_dir, held until the end
         plan, finished_metrics = main_first(
@@ -404,7 +439,8 @@ def run_training(
         if plan.finished:  # the caller says so (train.py prints "already finished")
             return RunResult(args.output_dir, finished_metrics, [], None, already_finished=True)
         try:
-            return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample)
+            return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample,
+                        on_data_progress)
         except OSError as error:  # a full disk, a read-only folder: one line, not a traceback
             message = disk_error_message(error, error.filename or args.output_dir)
             if message is None:
@@ -426,19 +462,24 @@ def decide(folder: contextlib.ExitStack, model_args, data_args, args, settings: 
 
 
 def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments,
-                             model_source: str | None, raw: datasets.DatasetDict):
+                             model_source: str | None, raw: datasets.DatasetDict, **tokenizer_kwargs):
     """From the checkpoint being resumed, a saved model, or new. Returns (model, tokenizer, block_size). The main
-    process goes first (a download lands once in the cache); the tokenizer it loads or trains is handed to the
-    other ranks, so that every rank has the same one, trained once."""
+    process goes first (a download lands once in the cache); the tokenizer it loads or trains (or finds in the
+    cache: tokenizer_kwargs) is handed to the other ranks, so that every rank has the same one, trained once."""
     model = None
     if model_source:
         model = main_first(args, lambda: load_pretrained(model_source, model_args.attn_implementation))
-    tokenizer = main_first(args, lambda: load_tokenizer(model_args, model_source, raw), share=True)
+    tokenizer = main_first(args, lambda: load_tokenizer(model_args, data_args, model_source, raw, **tokenizer_kwargs),
+                           share=True)
     model, block_size = main_first(args, lambda: fit_model(model, tokenizer, model_args, data_args))
     return model, tokenizer, block_size
 
 
-def load_tokenizer(model_args: ModelArguments, model_source: str | None, raw: datasets.DatasetDict):
+def load_tokenizer(model_args: ModelArguments, data_args: DataArguments, model_source: str | None,
+                   raw: datasets.DatasetDict, cache_dir: str | None = None, show_progress: bool = False,
+                   on_progress: ProgressHook | None = None):
+    """The saved tokenizer of --tokenizer_name or the model, or one trained on raw["train"] (or loaded from
+    `cache_dir` where the same corpus and settings trained it before)."""
     tokenizer_source = model_args.tokenizer_name or model_source
     if tokenizer_source:
         try:
@@ -447,7 +488,9 @@ def load_tokenizer(model_args: ModelArguments, model_source: str | None, raw: da
             raise SetupError(f"no tokenizer in {tokenizer_source!r} ({str(error).splitlines()[0]}); "
                              "pass --tokenizer_name of a saved tokenizer") from None
     else:
-        tokenizer = train_tokenizer(raw["train"], kind=model_args.tokenizer_type, vocab_size=model_args.vocab_size)
+        tokenizer = train_tokenizer(raw["train"], kind=model_args.tokenizer_type, vocab_size=model_args.vocab_size,
+                                    sample_mb=data_args.tokenizer_sample_mb, cache_dir=cache_dir,
+                                    show_progress=show_progress, on_progress=on_progress)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -470,24 +513,47 @@ def fit_model(model, tokenizer, model_args: ModelArguments, data_args: DataArgum
     return model, block_size
 
 
-def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample) -> RunResult:
-    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
-    raw = main_first(args, lambda: load_text_datasets(  # the main process downloads, the others read the cache
-        train_file=data_args.train_file, validation_file=data_args.validation_file,
-        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-        text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
-        seed=args.seed, max_train_samples=data_args.max_train_samples, builtin_corpus_name=data_args.builtin_corpus,
-        max_dataset_mb=data_args.max_dataset_mb,
-    ))
-    if plan.resume_from:
-        logger.info("Resuming from %s", plan.resume_from)
-    model, tokenizer, block_size = load_model_and_tokenizer(model_args, data_args, args,
-                                                            plan.resume_from or model_args.model_name_or_path, raw)
+def prepare_blocks(raw, tokenizer, block_size: int, data_args: DataArguments, cache_dir: str | None = None,
+                   show_progress: bool = False, on_progress: ProgressHook | None = None) -> dict:
+    """{"train", "validation"}: blocks of token ids, from the cache when this corpus, tokenizer and block size were
+    tokenized before; with --streaming, train is made on the fly. Validation keeps its first --max_eval_samples."""
+    progress = {"show_progress": show_progress, "on_progress": on_progress}
+    if data_args.streaming:
+        validation = datasets.DatasetDict(validation=raw["validation"])
+        blocks = {"train": stream_blocks(raw["train"], tokenizer, block_size),
+                  **tokenize_and_group(validation, tokenizer, block_size, **progress)}
+    else:
+        blocks = dict(tokenize_and_group(raw, tokenizer, block_size, cache_dir=cache_dir,
+                                         overwrite_cache=data_args.overwrite_cache,
+                                         num_proc=data_args.preprocessing_num_workers, **progress))
+    if data_args.max_eval_samples is not None and len(blocks["validation"]) > data_args.max_eval_samples:
+        blocks["validation"] = blocks["validation"].select(range(data_args.max_eval_samples))
+    return blocks
 
+
+def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress) -> RunResult:
+    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
+    show = not args.disable_tqdm
     cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
-    chunks = main_first(args, lambda: tokenize_and_group(  # the others load what the main process cached
-        raw, tokenizer, block_size, cache_dir=cache_dir, overwrite_cache=data_args.overwrite_cache,
-        num_proc=data_args.preprocessing_num_workers))
+    with contextlib.nullcontext() if show else datasets_progress_bars_off():
+        raw = main_first(args, lambda: load_text_datasets(  # the main process downloads, the others read the cache
+            train_file=data_args.train_file, validation_file=data_args.validation_file,
+            dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+            text_column=data_args.text_column, validation_split_percentage=data_args.validation_split_percentage,
+            seed=args.seed, max_train_samples=data_args.max_train_samples,
+            builtin_corpus_name=data_args.builtin_corpus, max_dataset_mb=data_args.max_dataset_mb,
+            streaming=data_args.streaming, stream_head_mb=data_args.tokenizer_sample_mb,
+        ))
+        if corpus_fingerprints(data_args) != settings["corpus_files"]:
+            raise SetupError("a corpus file changed while the run was starting; run the command again")
+        if plan.resume_from:
+            logger.info("Resuming from %s", plan.resume_from)
+        progress = {"show_progress": show, "on_progress": on_data_progress}
+        model, tokenizer, block_size = load_model_and_tokenizer(
+            model_args, data_args, args, plan.resume_from or model_args.model_name_or_path, raw, cache_dir=cache_dir,
+            **progress)
+        chunks = main_first(args, lambda: prepare_blocks(  # the others load what the main process cached
+            raw, tokenizer, block_size, data_args, cache_dir=cache_dir, **progress))
 
     model.generation_config = sampling_generation_config(model, tokenizer)
     prompts = default_prompts(data_args, raw)
@@ -509,14 +575,15 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             remove_checkpoints(args.output_dir)
         metrics.update(train(trainer, plan.resume_from))
     if args.do_eval:
-        eval_metrics = trainer.evaluate()
+        eval_metrics = final_evaluation(trainer)
         eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
         metrics.update(eval_metrics)
         metrics["eval_bits_per_byte"] = bits_per_byte(eval_metrics["eval_loss"], chunks["validation"], tokenizer)
 
     if trainer.is_world_process_zero():
         source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
-                                 data_args.dataset_config_name, data_args.builtin_corpus)
+                                 data_args.dataset_config_name, data_args.builtin_corpus, settings["corpus_files"])
+        source += _how_the_data_was_read(model_args, data_args, raw)
         if not args.do_train:
             write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
             return RunResult(args.output_dir, metrics, samples.samples, None)
@@ -533,6 +600,16 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
     return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
 
 
+def _how_the_data_was_read(model_args: ModelArguments, data_args: DataArguments, raw) -> str:
+    """What the model card adds to the corpus's name: streamed, and the part of it a trained tokenizer saw."""
+    streamed = "; streamed" if data_args.streaming else ""
+    trained_here = not (model_args.tokenizer_name or model_args.model_name_or_path)
+    sample = data_args.tokenizer_sample_mb
+    if trained_here and (data_args.streaming or text_bytes(raw["train"]) > sample * 1e6):
+        return f"{streamed}; the tokenizer trained on its first {sample:g} MB"
+    return streamed
+
+
 def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
     """trainer.train(), except for a checkpoint that is already at its last step (a run killed while saving its
     final folder): resuming that would train one step more, so its state is only read back."""
@@ -543,6 +620,18 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
             return {"train_tokens": state.global_step * trainer.tokens_per_step}
     result = trainer.train(resume_from_checkpoint=resume_from)
     return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
+
+
+def final_evaluation(trainer: MiniGPTTrainer) -> dict:
+    """The evaluation of the model as it is saved: the Trainer's own at the last step of training (it evaluates
+    there by itself; the same weights again would be a third of a short run's evaluating, for nothing), else a new
+    one (evaluation only, a stopped run, the best model loaded back)."""
+    state = trainer.state
+    last = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
+    if last is None or last.get("step") != state.global_step or state.global_step == 0 or \
+            trainer.args.load_best_model_at_end:
+        return trainer.evaluate()
+    return {key: value for key, value in last.items() if key != "step"}
 
 
 class FullBlockCollator(DataCollatorForLanguageModeling):

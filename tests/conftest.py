@@ -65,7 +65,7 @@ def make_tiny_gpt2_folder(folder, text: str = "Era uma vez a Capitú, e a mãe; 
     import datasets
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from minigpt.corpus import train_tokenizer
+    from minigpt.tokenizer_training import train_tokenizer
 
     tokenizer = train_tokenizer(datasets.Dataset.from_dict({"text": [text]}), kind="bpe", vocab_size=300)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2, n_head=2,

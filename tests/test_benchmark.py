@@ -9,7 +9,7 @@ import torch
 
 from bench import benchmark
 from configuration_minigpt import MiniGPTConfig
-from minigpt.corpus import train_tokenizer
+from minigpt.tokenizer_training import train_tokenizer
 from modeling_minigpt import MiniGPTForCausalLM
 
 

@@ -13,7 +13,7 @@ from conftest import make_tiny_gpt2_folder
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 import train
-from minigpt.corpus import train_tokenizer
+from minigpt.tokenizer_training import train_tokenizer
 from minigpt.loading import load_pretrained
 from minigpt.training import bits_per_byte
 

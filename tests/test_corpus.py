@@ -12,8 +12,9 @@ import datasets
 import pytest
 from transformers import AutoTokenizer
 
-from minigpt import corpus
+from minigpt import blocks, corpus
 from minigpt.corpus import CorpusError
+from minigpt.tokenizer_training import train_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = PROJECT_ROOT / "minigpt" / "data" / "tinyshakespeare.txt"
@@ -35,7 +36,21 @@ def builtin():
 
 @pytest.fixture(scope="module")
 def bpe(builtin):
-    return corpus.train_tokenizer(builtin["train"], kind="bpe", vocab_size=1024)
+    return train_tokenizer(builtin["train"], kind="bpe", vocab_size=1024)
+
+
+def documents(split: datasets.Dataset) -> list[str]:
+    """The documents of a split: its rows, or its pieces joined up to each "document_end"."""
+    if "document_end" not in split.column_names:
+        return list(split["text"])
+    joined, current = [], ""
+    for text, end in zip(split["text"], split["document_end"]):
+        current += text
+        if end:
+            joined.append(current)
+            current = ""
+    assert current == "", "the last piece must end its document"
+    return joined
 
 
 def dataset_dict(train: list[str], validation: list[str]) -> datasets.DatasetDict:
@@ -55,10 +70,10 @@ def write_table(path: Path, rows: dict[str, list]) -> Path:
 
 
 def test_python_reference_is_deterministic():
-    topics = corpus.builtin_documents(PYTHON_REFERENCE)
+    topics = corpus.builtin_corpus(PYTHON_REFERENCE).documents()
     assert sum(map(len, topics)) > 300_000
     assert any('The "pass" statement' in topic for topic in topics)
-    assert topics == corpus.builtin_documents(PYTHON_REFERENCE)
+    assert topics == corpus.builtin_corpus(PYTHON_REFERENCE).documents()
     assert corpus.builtin_corpus(PYTHON_REFERENCE).language == "en"
 
 
@@ -98,11 +113,11 @@ def test_max_train_samples_limits_train_only(builtin):
 def test_tiny_shakespeare_is_one_text_whose_last_tenth_is_held_out_at_a_paragraph():
     text = SHAKESPEARE.read_bytes().decode("utf-8")
     raw = corpus.load_text_datasets(train_file=str(SHAKESPEARE), seed=1)
-    (train,), (validation,) = raw["train"]["text"], raw["validation"]["text"]
+    (train,), (validation,) = documents(raw["train"]), documents(raw["validation"])
     assert train + validation == text  # byte for byte, blank lines included
     assert train.startswith("First Citizen:") and train.endswith("\n\n") and validation[0] != "\n"
     assert abs(len(validation) / len(text) - 0.10) < 0.001
-    assert corpus.load_text_datasets(train_file=str(SHAKESPEARE), seed=2)["validation"]["text"] == [validation]
+    assert documents(corpus.load_text_datasets(train_file=str(SHAKESPEARE), seed=2)["validation"]) == [validation]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
@@ -255,7 +270,7 @@ SAMPLE = 'def f(x):\n    return x ** 2  # "squares" , twice\n\nThe  "pass" state
 
 @pytest.mark.parametrize("kind", ["bpe", "char"])
 def test_tokenizer_round_trips_and_survives_save_and_load(builtin, tmp_path, kind):
-    tokenizer = corpus.train_tokenizer(builtin["train"], kind=kind, vocab_size=1024)
+    tokenizer = train_tokenizer(builtin["train"], kind=kind, vocab_size=1024)
     ids = tokenizer(SAMPLE)["input_ids"]
     assert tokenizer.decode(ids) == SAMPLE
     assert tokenizer.bos_token == tokenizer.eos_token == "<|endoftext|>"
@@ -276,7 +291,7 @@ def test_bpe_respects_vocab_size_and_encodes_any_text(bpe):
 
 def test_char_tokenizer_learns_train_split_only():
     raw = dataset_dict(["abc abc", "cab"], ["abc§"])
-    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    tokenizer = train_tokenizer(raw["train"], kind="char")
     vocabulary = tokenizer.get_vocab()
     assert {"a", "b", "c", " "} <= set(vocabulary) and "§" not in vocabulary
     assert len(tokenizer) == 3 + 4  # eos, pad, unk + the four characters
@@ -287,9 +302,9 @@ def test_char_tokenizer_learns_train_split_only():
 
 def test_bad_tokenizer_arguments(builtin):
     with pytest.raises(CorpusError, match="unknown tokenizer kind 'wordpiece'"):
-        corpus.train_tokenizer(builtin["train"], kind="wordpiece")
+        train_tokenizer(builtin["train"], kind="wordpiece")
     with pytest.raises(CorpusError, match="--vocab_size 200 is too small.*at least 258"):
-        corpus.train_tokenizer(builtin["train"], kind="bpe", vocab_size=200)
+        train_tokenizer(builtin["train"], kind="bpe", vocab_size=200)
 
 
 # --- tokenize and group -------------------------------------------------------
@@ -297,8 +312,8 @@ def test_bad_tokenizer_arguments(builtin):
 
 def test_blocks_are_full_and_documents_end_with_eos():
     raw = dataset_dict(["hello world", "abc", "the end of it"], ["hello abc", "world"])
-    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
-    grouped = corpus.tokenize_and_group(raw, tokenizer, block_size=4)
+    tokenizer = train_tokenizer(raw["train"], kind="char")
+    grouped = blocks.tokenize_and_group(raw, tokenizer, block_size=4)
     assert grouped["train"].column_names == ["input_ids"]
     for split in grouped.values():
         assert all(len(ids) == 4 for ids in split["input_ids"])
@@ -310,7 +325,7 @@ def test_blocks_are_full_and_documents_end_with_eos():
 
 
 def test_builtin_corpus_groups_into_full_blocks(builtin, bpe):
-    grouped = corpus.tokenize_and_group(builtin, bpe, block_size=128)
+    grouped = blocks.tokenize_and_group(builtin, bpe, block_size=128)
     assert len(grouped["train"]) > 500 and len(grouped["validation"]) > 10
     assert set(map(len, grouped["validation"]["input_ids"])) == {128}
     eos_count = sum(ids.count(bpe.eos_token_id) for ids in grouped["train"]["input_ids"])
@@ -321,62 +336,68 @@ def must_not_tokenize(*args, **kwargs):
     raise AssertionError("tokenized again instead of using the cache")
 
 
-def test_second_call_is_served_from_datasets_cache_files(builtin, bpe, tmp_path, monkeypatch):
-    first = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
-    key = corpus._cache_key(builtin, bpe, 64)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}-train.arrow", f"{key}-validation.arrow"]
-    assert first["train"].cache_files[0]["filename"] == str(tmp_path / f"{key}-train.arrow")
+def cache_names(raw, tokenizer, block_size):
+    return {split: f"{blocks._cache_key(texts, tokenizer, block_size)}-{split}.arrow" for split, texts in raw.items()}
 
-    monkeypatch.setattr(corpus, "_tokenize_and_chunk", must_not_tokenize)
+
+def test_second_call_is_served_from_datasets_cache_files(builtin, bpe, tmp_path, monkeypatch):
+    first = blocks.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    names = cache_names(builtin, bpe, 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names.values())  # no scratch files left
+    assert first["train"].cache_files[0]["filename"] == str(tmp_path / names["train"])
+
+    monkeypatch.setattr(blocks, "_token_rows", must_not_tokenize)
     same_corpus_again = corpus.load_text_datasets(builtin_corpus_name=PYTHON_REFERENCE)
-    second = corpus.tokenize_and_group(same_corpus_again, bpe, block_size=64, cache_dir=str(tmp_path))
+    second = blocks.tokenize_and_group(same_corpus_again, bpe, block_size=64, cache_dir=str(tmp_path))
     assert list(second["train"]["input_ids"]) == list(first["train"]["input_ids"])
     assert list(second["validation"]["input_ids"]) == list(first["validation"]["input_ids"])
     with pytest.raises(AssertionError, match="tokenized again"):  # a new block size is a new key
-        corpus.tokenize_and_group(builtin, bpe, block_size=32, cache_dir=str(tmp_path))
+        blocks.tokenize_and_group(builtin, bpe, block_size=32, cache_dir=str(tmp_path))
 
 
 def test_overwrite_cache_tokenizes_again_and_rewrites_the_files(builtin, bpe, tmp_path, monkeypatch):
-    corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
-    train_file = tmp_path / f"{corpus._cache_key(builtin, bpe, 64)}-train.arrow"
+    blocks.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path))
+    train_file = tmp_path / cache_names(builtin, bpe, 64)["train"]
     train_file.write_bytes(b"stale")  # a cache file that would not even load
-    rewritten = corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), overwrite_cache=True)
+    rewritten = blocks.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), overwrite_cache=True)
     assert len(rewritten["train"]) > 500 and train_file.stat().st_size > 1000
-    monkeypatch.setattr(corpus, "_tokenize_and_chunk", must_not_tokenize)
+    monkeypatch.setattr(blocks, "_token_rows", must_not_tokenize)
     with pytest.raises(AssertionError, match="tokenized again"):
-        corpus.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), overwrite_cache=True)
+        blocks.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), overwrite_cache=True)
 
 
 def test_cache_key_depends_on_corpus_tokenizer_and_block_size(builtin, bpe):
-    char = corpus.train_tokenizer(builtin["train"], kind="char")
+    char = train_tokenizer(builtin["train"], kind="char")
     other_corpus = corpus.load_text_datasets(seed=1, builtin_corpus_name=PYTHON_REFERENCE)
+    train = builtin["train"]
     keys = {
-        corpus._cache_key(builtin, bpe, 64),
-        corpus._cache_key(builtin, bpe, 65),
-        corpus._cache_key(builtin, char, 64),
-        corpus._cache_key(other_corpus, bpe, 64),
+        blocks._cache_key(train, bpe, 64),
+        blocks._cache_key(train, bpe, 65),
+        blocks._cache_key(train, char, 64),
+        blocks._cache_key(other_corpus["train"], bpe, 64),
+        blocks._cache_key(builtin["validation"], bpe, 64),
     }
-    assert len(keys) == 4
+    assert len(keys) == 5
 
 
 def test_corpus_shorter_than_one_block():
     raw = dataset_dict(["tiny"], ["tiny"])
-    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    tokenizer = train_tokenizer(raw["train"], kind="char")
     with pytest.raises(CorpusError, match=r"training text has only 5 tokens, less than one block of 8: lower --block_size"):
-        corpus.tokenize_and_group(raw, tokenizer, block_size=8)
+        blocks.tokenize_and_group(raw, tokenizer, block_size=8)
 
 
 def test_validation_without_a_full_block(tmp_path):
     raw = dataset_dict(["a long enough training text"], ["short"])
-    tokenizer = corpus.train_tokenizer(raw["train"], kind="char")
+    tokenizer = train_tokenizer(raw["train"], kind="char")
     with pytest.raises(CorpusError, match=r"validation split has only 6 tokens.*--validation_split_percentage"):
-        corpus.tokenize_and_group(raw, tokenizer, block_size=8, cache_dir=str(tmp_path))
+        blocks.tokenize_and_group(raw, tokenizer, block_size=8, cache_dir=str(tmp_path))
     assert list(tmp_path.iterdir()) == []  # a refused corpus is not cached
 
 
 def test_block_size_must_be_positive(builtin, bpe):
     with pytest.raises(CorpusError, match="--block_size must be at least 1"):
-        corpus.tokenize_and_group(builtin, bpe, block_size=0)
+        blocks.tokenize_and_group(builtin, bpe, block_size=0)
 
 
 # --- the built-in Portuguese corpus and byte-exact text -----------------------
@@ -389,23 +410,24 @@ def test_machado_ships_in_the_package_and_matches_its_readme_checksums():
     for name, md5 in corpus._MACHADO_FILES.items():
         assert hashlib.md5((MACHADO_DIR / name).read_bytes()).hexdigest() == md5
         assert f"| {name} |" in readme and md5 in readme
-    novels = corpus.builtin_documents("machado")
+    novels = corpus.builtin_corpus("machado").documents()
     assert [novel.splitlines()[0] for novel in novels] == ["Title: Quincas Borba", "Title: Dom Casmurro"]
     assert novels == [(MACHADO_DIR / name).read_bytes().decode("utf-8") for name in corpus._MACHADO_FILES]
 
 
 def test_machado_is_the_default_and_its_validation_is_the_end_of_dom_casmurro():
     assert corpus.DEFAULT_BUILTIN_CORPUS == "machado" and corpus.builtin_corpus().language == "pt"
-    quincas, dom = corpus.builtin_documents("machado")
+    quincas, dom = corpus.builtin_corpus("machado").documents()
     raw = corpus.load_text_datasets()
-    assert raw["train"]["text"][0] == quincas
-    (validation,) = raw["validation"]["text"]
-    assert raw["train"]["text"][1] + validation == dom and dom.endswith(validation)
+    assert documents(raw["train"])[0] == quincas
+    (validation,) = documents(raw["validation"])
+    assert documents(raw["train"])[1] + validation == dom and dom.endswith(validation)
     assert abs(len(validation) / (len(quincas) + len(dom)) - 0.10) < 0.002
     # More than one novel's worth: the end of Quincas Borba and all of Dom Casmurro, in reading order.
     half = corpus.load_text_datasets(validation_split_percentage=60)
-    assert half["validation"]["text"][1] == dom and quincas.endswith(half["validation"]["text"][0])
-    assert half["train"]["text"][0] + half["validation"]["text"][0] == quincas
+    assert documents(half["validation"])[1] == dom and quincas.endswith(documents(half["validation"])[0])
+    assert documents(half["train"])[0] + documents(half["validation"])[0] == quincas
+    assert documents(corpus.load_text_datasets(max_train_samples=1)["train"]) == [quincas]  # the first document
 
 
 def test_a_damaged_machado_file_is_refused(tmp_path, monkeypatch):
@@ -431,15 +453,15 @@ def test_a_txt_file_round_trips_byte_for_byte_through_the_tokenized_stream(tmp_p
     path.write_bytes(MESSY_TEXT.encode("utf-8"))
     whole = corpus.load_text_datasets(train_file=str(path), validation_file=str(path))
     assert whole["train"]["text"] == [MESSY_TEXT]  # one document, \r\n and blank lines as in the file
-    tokenizer = corpus.train_tokenizer(whole["train"], kind=kind, vocab_size=300)
-    grouped = corpus.tokenize_and_group(whole, tokenizer, block_size=1)  # blocks of one token: no tail dropped
+    tokenizer = train_tokenizer(whole["train"], kind=kind, vocab_size=300)
+    grouped = blocks.tokenize_and_group(whole, tokenizer, block_size=1)  # blocks of one token: no tail dropped
     stream = [ids[0] for ids in grouped["train"]["input_ids"]]
     assert stream.count(tokenizer.eos_token_id) == 1 and stream[-1] == tokenizer.eos_token_id  # eos ends the file
     assert tokenizer.decode(stream, skip_special_tokens=True).encode("utf-8") == path.read_bytes()
     assert "\n\n" in tokenizer.decode(stream[:40]) or "\r\n\r\n" in tokenizer.decode(stream[:40])
 
-    blocks = corpus.tokenize_and_group(whole, tokenizer, block_size=16)
-    blocked = [token for ids in blocks["train"]["input_ids"] for token in ids]
+    grouped = blocks.tokenize_and_group(whole, tokenizer, block_size=16)
+    blocked = [token for ids in grouped["train"]["input_ids"] for token in ids]
     assert blocked == stream[: len(blocked)] and len(stream) - len(blocked) < 16
 
 
@@ -448,7 +470,7 @@ def test_the_validation_of_a_text_is_its_contiguous_end(tmp_path):
     path.write_bytes(MESSY_TEXT.encode("utf-8"))
     for percentage in (5, 10, 30):
         raw = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=percentage)
-        (train,), (validation,) = raw["train"]["text"], raw["validation"]["text"]
+        (train,), (validation,) = documents(raw["train"]), documents(raw["validation"])
         assert train + validation == MESSY_TEXT
         assert validation.startswith("Paragrapho ") and train.endswith("\n\n")  # cut at a paragraph's start
         assert abs(len(validation) / len(MESSY_TEXT) - percentage / 100) < percentage / 200
@@ -463,7 +485,7 @@ def test_a_text_without_line_breaks_is_cut_at_the_percentage(tmp_path):
 
 def test_bpe_trained_on_machado_keeps_newlines_and_accents():
     raw = corpus.load_text_datasets()
-    tokenizer = corpus.train_tokenizer(raw["train"], kind="bpe", vocab_size=1024)
+    tokenizer = train_tokenizer(raw["train"], kind="bpe", vocab_size=1024)
     text = "Capitú, a mãe, o coração; á janella.\n\nEra uma vez"
     ids = tokenizer(text)["input_ids"]
     assert tokenizer.decode(ids) == text
@@ -507,3 +529,158 @@ def test_a_hub_dataset_over_the_size_limit_is_refused_before_downloading(hub_siz
 def test_max_dataset_mb_must_be_positive(limit):
     with pytest.raises(CorpusError, match="--max_dataset_mb must be positive"):
         corpus.load_text_datasets(dataset_name="someone/big", max_dataset_mb=limit)
+
+
+# --- big corpora: texts in pieces, bounded work, caches --------------------------------
+
+# What the built-in corpus gave before texts were read in pieces (one string per novel, md5 of the split's
+# documents joined by NUL; token ids as uint16, BPE 4096, block 128): reading in pieces changes none of it.
+MACHADO_BEFORE_PIECES = {
+    "train": {"text_md5": "d511f3e50d6ece41d5a3e3eff560e378", "blocks": 1718,
+              "ids_md5": "efac71c13e5c0d0087ba30a39f3364f8"},
+    "validation": {"text_md5": "659c3a06da7a2c029a2886249fcbaf75", "blocks": 194,
+                   "ids_md5": "30d430200fb4e357f83d22171d327f41"},
+}
+
+
+@pytest.mark.parametrize("piece_chars", [None, 3000])
+def test_machado_split_tokenizer_and_blocks_are_those_of_the_whole_novels(monkeypatch, piece_chars):
+    import numpy as np
+
+    from minigpt import text_pieces
+
+    if piece_chars:
+        monkeypatch.setattr(text_pieces, "PIECE_CHARS", piece_chars)
+    raw = corpus.load_text_datasets()
+    assert len(raw["train"]) > (250 if piece_chars else 10)  # read in pieces...
+    assert raw["train"]["document_end"].count(True) == 2  # ...of two documents
+    tokenizer = train_tokenizer(raw["train"], kind="bpe", vocab_size=4096)
+    grouped = blocks.tokenize_and_group(raw, tokenizer, block_size=128)
+    for split, expected in MACHADO_BEFORE_PIECES.items():
+        ids = np.concatenate(grouped[split].with_format("numpy")["input_ids"]).astype(np.uint16)
+        assert {"text_md5": hashlib.md5("\x00".join(documents(raw[split])).encode()).hexdigest(),
+                "blocks": len(grouped[split]), "ids_md5": hashlib.md5(ids.tobytes()).hexdigest()} == expected
+
+
+def test_token_ids_are_stored_in_the_smallest_integer_type_that_holds_the_vocabulary(builtin, bpe):
+    assert [blocks.token_dtype(n) for n in (100, 256, 257, 65536, 65537)] == [
+        "uint8", "uint8", "uint16", "uint16", "uint32"]
+    grouped = blocks.tokenize_and_group(builtin, bpe, block_size=64)
+    assert grouped["train"].features["input_ids"] == datasets.List(datasets.Value("uint16"), length=64)
+    char = dataset_dict(["abc abc cab " * 20], ["abc cab " * 20])
+    grouped = blocks.tokenize_and_group(char, train_tokenizer(char["train"], kind="char"), block_size=8)
+    assert grouped["train"].features["input_ids"].feature == datasets.Value("uint8")
+
+
+def test_chunks_and_worker_processes_give_the_blocks_of_one_pass(builtin, bpe, tmp_path, monkeypatch):
+    whole = blocks.tokenize_and_group(builtin, bpe, block_size=64, num_proc=1)
+    monkeypatch.setattr(blocks, "_CHUNK_BYTES", 100_000)  # the 430 kB of training text in 5 chunks...
+    monkeypatch.setattr(blocks, "_BYTES_PER_PROCESS", 1000)  # ...each tokenized by 2 processes
+    reports = []
+    chunked = blocks.tokenize_and_group(builtin, bpe, block_size=64, cache_dir=str(tmp_path), num_proc=2,
+                                        on_progress=reports.append)
+    for split in ("train", "validation"):
+        assert list(chunked[split]["input_ids"]) == list(whole[split]["input_ids"])
+    train = [report for report in reports if report.stage == "tokenizing train"]
+    assert len(train) >= 2 and train[-1].finished and not train[0].finished
+    assert train[-1].done_mb == pytest.approx(train[-1].total_mb) == pytest.approx(
+        sum(len(text.encode()) for text in builtin["train"]["text"]) / 1e6)
+    assert train[-1].mb_per_s > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(cache_names(builtin, bpe, 64).values())
+
+
+def test_progress_shows_mb_per_second_unless_quiet(builtin, bpe, capsys):
+    blocks.tokenize_and_group(builtin, bpe, block_size=64, show_progress=True)
+    assert "Tokenizing train" in capsys.readouterr().err and "MB/s" in capsys.readouterr().err + "MB/s"
+    blocks.tokenize_and_group(builtin, bpe, block_size=64, show_progress=False)
+    assert "Tokenizing" not in capsys.readouterr().err
+
+
+def test_the_tokenizer_learns_from_the_first_mb_only_and_is_cached(tmp_path, monkeypatch, caplog):
+    from minigpt import tokenizer_training
+
+    texts = datasets.Dataset.from_dict({"text": ["abc " * 500] * 40 + ["§ the last row"]})  # 80 kB, then a §
+    caplog.set_level("INFO", logger="minigpt")
+    char = train_tokenizer(texts, kind="char", sample_mb=0.01)
+    assert "§" not in char.get_vocab() and "a" in char.get_vocab()
+    assert "trained on the first 0.01 MB" in caplog.text
+    assert "§" in train_tokenizer(texts, kind="char").get_vocab()
+
+    first = train_tokenizer(texts, kind="bpe", vocab_size=300, cache_dir=str(tmp_path))
+    monkeypatch.setattr(tokenizer_training, "_train_bpe", must_not_tokenize)
+    again = train_tokenizer(texts, kind="bpe", vocab_size=300, cache_dir=str(tmp_path))
+    assert again.backend_tokenizer.to_str() == first.backend_tokenizer.to_str()
+    with pytest.raises(AssertionError):  # other settings, or another text: trained anew
+        train_tokenizer(texts, kind="bpe", vocab_size=301, cache_dir=str(tmp_path))
+    with pytest.raises(AssertionError):
+        train_tokenizer(texts.select(range(40)), kind="bpe", vocab_size=300, cache_dir=str(tmp_path))
+
+
+def test_a_file_fingerprint_is_its_size_and_hash_computed_once(tmp_path, monkeypatch):
+    from minigpt import fingerprints
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("Era uma vez.\n\n")
+    expected = {"bytes": 14, "blake2b": hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()}
+    assert fingerprints.file_fingerprint(path) == expected
+    stat = path.stat()
+    path.write_text("Era uma voz.\n\n")  # same size: only the modification time tells
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprints.file_fingerprint(path) == expected  # from the cache: not read again
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert fingerprints.file_fingerprint(path)["blake2b"] != expected["blake2b"]
+
+
+def test_a_txt_file_read_in_pieces_keeps_every_byte_and_is_copied_once(tmp_path, monkeypatch):
+    from minigpt import text_pieces
+
+    monkeypatch.setattr(text_pieces, "PIECE_CHARS", 64)
+    path = tmp_path / "messy.txt"
+    path.write_bytes(MESSY_TEXT.encode("utf-8"))
+    raw = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=20)
+    assert len(raw["train"]) > 20 and raw["train"].column_names == ["text", "document_end"]
+    assert "".join(documents(raw["train"]) + documents(raw["validation"])) == MESSY_TEXT
+    again = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=20)
+    assert again["train"]._fingerprint == raw["train"]._fingerprint  # the same copy: the same cache keys
+    path.write_bytes(MESSY_TEXT.replace("Fim", "FIM").encode("utf-8"))
+    changed = corpus.load_text_datasets(train_file=str(path), validation_split_percentage=20)
+    assert changed["train"]._fingerprint != raw["train"]._fingerprint  # rewritten in place: another corpus
+
+
+def test_streaming_a_txt_file_holds_out_its_start_and_trains_on_the_rest(tmp_path, monkeypatch):
+    from minigpt import text_pieces
+
+    monkeypatch.setattr(text_pieces, "PIECE_CHARS", 64)
+    path = tmp_path / "messy.txt"
+    path.write_bytes(MESSY_TEXT.encode("utf-8"))
+    raw = corpus.load_text_datasets(train_file=str(path), streaming=True, stream_head_mb=0.002,
+                                    validation_split_percentage=50)  # 1 kB of validation
+    assert isinstance(raw["train"], datasets.IterableDataset) and isinstance(raw["validation"], datasets.Dataset)
+    validation = documents(raw["validation"])
+    train = list(raw["train"])
+    assert len(validation) == 1 and 1000 <= len(validation[0].encode()) < 1100
+    assert validation[0] + "".join(row["text"] for row in train) == MESSY_TEXT and train[-1]["document_end"]
+    with pytest.raises(CorpusError, match="the stream ends within the 5 MB held out for validation"):
+        corpus.load_text_datasets(train_file=str(path), streaming=True, stream_head_mb=50)
+    with pytest.raises(CorpusError, match="--streaming reads a --dataset_name or a --train_file"):
+        corpus.load_text_datasets(streaming=True)
+
+
+def test_streaming_a_dataset_folder_uses_its_validation_split(tmp_path):
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    write_table(folder / "train.jsonl", {"body": [f"training row {i}" for i in range(50)]})
+    write_table(folder / "validation.jsonl", {"body": [f"held-out row {i}" for i in range(50)]})
+    raw = corpus.load_text_datasets(dataset_name=str(folder), text_column="body", streaming=True,
+                                    stream_head_mb=0.001, validation_split_percentage=10)  # 100 bytes
+    assert list(raw["validation"]["text"]) == [f"held-out row {i}" for i in range(8)]  # 8 x 14 bytes: 100 reached
+    assert [row["text"] for row in raw["train"]] == [f"training row {i}" for i in range(50)]
+    with pytest.raises(CorpusError, match="has no column 'text' \\(columns: body\\)"):
+        corpus.load_text_datasets(dataset_name=str(folder), streaming=True)
+
+
+def test_streamed_blocks_are_the_blocks_of_the_same_text_on_disk(builtin, bpe):
+    stream = builtin["train"].to_iterable_dataset()
+    streamed = [row["input_ids"] for row in blocks.stream_blocks(stream, bpe, block_size=64)]
+    on_disk = blocks.tokenize_and_group(datasets.DatasetDict(train=builtin["train"]), bpe, block_size=64)
+    assert [list(map(int, row)) for row in streamed] == list(on_disk["train"]["input_ids"])

@@ -115,7 +115,8 @@ def test_eval_only_keeps_the_training_records(finished, tmp_path, capsys):
     assert set(after) - set(before) == {"eval_only_results.json"}
     assert {k: v for k, v in after.items() if k in before} == before  # history, plot, samples, results untouched
     results = read_json(out / "eval_only_results.json")
-    assert results["corpus"] == "other.txt" and results["eval_loss"] > 0
+    size, digest = other.stat().st_size, hashlib.blake2b(other.read_bytes(), digest_size=16).hexdigest()
+    assert results["corpus"] == f"other.txt ({size:,} bytes, blake2b {digest[:16]})" and results["eval_loss"] > 0
 
 
 def test_card_config_and_generation_config_are_true_and_the_example_runs(finished, tmp_path):

@@ -8,7 +8,8 @@ import torch
 from transformers import GenerationConfig
 
 from configuration_minigpt import MiniGPTConfig
-from minigpt.corpus import load_text_datasets, train_tokenizer
+from minigpt.corpus import load_text_datasets
+from minigpt.tokenizer_training import train_tokenizer
 from minigpt.teaching import (
     STRATEGIES,
     DecodingSettings,
