@@ -186,6 +186,21 @@ class DecodingSettings:
         return used
 
 
+def default_sampling() -> dict:
+    """generate()'s sampling for a saved model (its generation_config.json) and for the samples shown while it
+    trains: the defaults of DecodingSettings, with top-k and top-p together."""
+    d = DecodingSettings()
+    return {"do_sample": True, "temperature": d.temperature, "top_k": d.top_k, "top_p": d.top_p,
+            "repetition_penalty": d.repetition_penalty}
+
+
+def describe_sampling() -> str:
+    """default_sampling() in words: "temperature 0.8, top-k 50, top-p 0.95, repetition penalty 1.1"."""
+    s = default_sampling()
+    return (f"temperature {s['temperature']:g}, top-k {s['top_k']}, top-p {s['top_p']:g}, "
+            f"repetition penalty {s['repetition_penalty']:g}")
+
+
 def encode_prompt(tokenizer, prompt: str, context: int, reserve: int = 1) -> torch.LongTensor:
     """(1, n) ids of a non-empty prompt that leaves `reserve` positions of the context free."""
     if not prompt or not prompt.strip():
@@ -364,5 +379,5 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return pieces
 
 
-__all__ = ["DecodingSettings", "STRATEGIES", "SeededSampler", "StopOnEvent", "TeachingError", "next_token_processors",
+__all__ = ["DecodingSettings", "STRATEGIES", "default_sampling", "describe_sampling", "SeededSampler", "StopOnEvent", "TeachingError", "next_token_processors",
            "next_token_distribution", "token_surprises", "display_token", "encode_prompt"]

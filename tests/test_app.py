@@ -304,7 +304,7 @@ def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
     import torch
     from transformers import GPT2LMHeadModel
 
-    from space.registry import count_parameters
+    from minigpt.loading import count_parameters
     from space.tab_generate import model_facts
 
     registry = served.ctx.registry
@@ -317,7 +317,7 @@ def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, gpt2(ids).logits, atol=1e-5)
     assert entry.summary["parameters"] == count_parameters(gpt2.config.to_dict()) == gpt2.num_parameters()
-    facts = model_facts(served.ctx, "untrained", "pretrained/tiny-gpt2")
+    facts = model_facts(served.ctx, "untrained", "pretrained/tiny-gpt2", None)
     assert "random weights: trained on no text at all" in facts and "**tiny-gpt2**" in facts
     text = api.predict("Era uma vez", model="pretrained/tiny-gpt2", strategy="greedy", max_new_tokens=5,
                        api_name="/generate")
@@ -340,25 +340,25 @@ def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_p
 
 def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
     from space.context import AppContext
-    from space.job_inputs import prepare_job
+    from space.job_inputs import TrainForm, prepare_job
     from space.tab_train import corpus_for_visitor
 
     ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
-    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
     for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
         assert corpus_for_visitor(SimpleNamespace(headers={"accept-language": lang})) == corpus
-        job = prepare_job(ctx, lang, "visitor", corpus, [], "", **settings)
-        assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
-    job = prepare_job(ctx, "pt", "visitor", "python-reference", [], "", **settings)  # the visitor can switch
-    assert job.data_args.builtin_corpus == "python-reference"
+        job = prepare_job(ctx, lang, "visitor", TrainForm(**{**TINY, "corpus_source": corpus}))
+        assert job.arguments.data.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
+    job = prepare_job(ctx, "pt", "visitor", TrainForm(**TINY))  # the visitor can switch
+    assert job.arguments.data.builtin_corpus == "python-reference"
 
 
 def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):
     from space.context import AppContext
-    from space.job_inputs import prepare_job
+    from space.job_inputs import TrainForm, prepare_job
 
     monkeypatch.setenv("MINIGPT_APP_MAX_HUB_MB", "12")
     ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
-    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
-    job = prepare_job(ctx, "en", "visitor", "hub", [], "someone/some-text", **settings)
-    assert (job.data_args.dataset_name, job.data_args.max_dataset_mb) == ("someone/some-text", 12.0)
+    job = prepare_job(ctx, "en", "visitor", TrainForm(**{**TINY, "corpus_source": "hub",
+                                                          "hub_dataset": "someone/some-text"}))
+    data = job.arguments.data
+    assert (data.dataset_name, data.max_dataset_mb) == ("someone/some-text", 12.0)
