@@ -10,7 +10,6 @@ train.py (training.build_trainer), quality through the same pipeline (training.r
 
 import argparse
 import json
-import math
 import platform
 import sys
 import tempfile

@@ -297,6 +297,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
         "per_device_eval_batch_size": AT_LEAST_1,
         "gradient_accumulation_steps": AT_LEAST_1,
         "max_steps": Bound(1, also=(-1,), note="or -1: train for --num_train_epochs"),
+        "num_train_epochs": POSITIVE,
         "weight_decay": Bound(0),
         "decay_fraction": Bound(0, 1, above=True),
         "adam_beta1": FRACTION,
@@ -309,8 +310,6 @@ class MiniGPTTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         _check_own_settings(self)
-        if self.max_steps == -1 and not POSITIVE.allows(self.num_train_epochs):
-            raise SettingError("num_train_epochs", POSITIVE, self.num_train_epochs)
         if self.save_strategy == "steps" and not POSITIVE.allows(self.save_steps):
             raise SettingError("save_steps", POSITIVE, self.save_steps)
         if self.optim == "muon":

@@ -172,19 +172,6 @@ class DecodingSettings:
                           logits_processor=LogitsProcessorList([*self.warpers(), SeededSampler(self.seed)]))
         return kwargs
 
-    def describe(self) -> dict:
-        used = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
-                "repetition_penalty": self.repetition_penalty}
-        if self.samples:
-            used.update(temperature=self.temperature, seed=self.seed)
-        if self.strategy == "top_k":
-            used["top_k"] = self.top_k
-        if self.strategy == "top_p":
-            used["top_p"] = self.top_p
-        if self.strategy == "beam":
-            used["num_beams"] = self.num_beams
-        return used
-
 
 def default_sampling() -> dict:
     """generate()'s sampling for a saved model (its generation_config.json) and for the samples shown while it

@@ -101,10 +101,14 @@ def data_progress_text(progress: dict | None, lang: str) -> str | None:
     if not progress:
         return None
     m = MESSAGES[lang]
+
+    def mb(value: float) -> str:
+        return fmt_num(value, lang, 2 if value < 10 else 1)
+
     stage = DATA_STAGES[lang].get(progress["stage"], progress["stage"])
-    total = f" {m['of']} {fmt_num(progress['total_mb'], lang, 1)}" if progress.get("total_mb") else ""
-    return m["preparing_data"].format(stage=stage, done=fmt_num(progress["done_mb"], lang, 1), total=total,
-                                      rate=fmt_num(progress["mb_per_s"], lang, 1))
+    total = f" {m['of']} {mb(progress['total_mb'])}" if progress.get("total_mb") else ""
+    return m["preparing_data"].format(stage=stage, done=mb(progress["done_mb"]), total=total,
+                                      rate=mb(progress["mb_per_s"]))
 
 
 def md_inline(text: str) -> str:

@@ -56,7 +56,7 @@ class JobSnapshot:
     wait_seconds: float | None = None  # estimated wait before it starts, while queued
     peak_rss: int = 0  # bytes, the training process's largest resident set seen
     note: str | None = None  # e.g. "time_budget": the run was stopped at the wall-time budget
-    data_progress: dict | None = None  # while preparing the data: minigpt.data_progress.DataProgress's fields
+    data_progress: dict | None = None  # the data work's last report: minigpt.data_progress.DataProgress's fields
 
     @property
     def done(self) -> bool:
@@ -157,7 +157,6 @@ class TrainingJob:
             f = self._fields
             if f["state"] == "starting":
                 f["state"] = "stopping" if self.stop_event.is_set() else "running"
-                f["data_progress"] = None
             f.update(step=step, max_steps=max_steps, epoch=epoch)
             f["tokens_seen"] = int(logs.get("tokens_seen", f["tokens_seen"]))
             if "tokens_per_second" in logs:
@@ -170,7 +169,7 @@ class TrainingJob:
             self._cond.notify_all()
 
     def on_data_progress(self, progress: dict) -> None:
-        """The data work's progress (a DataProgress as a dict) while the job is starting."""
+        """The data work's progress (a DataProgress as a dict); the panel shows it while the job is starting."""
         self._update(data_progress=dict(progress))
 
     def on_sample(self, sample: dict) -> None:

@@ -180,7 +180,7 @@ class ModelRegistry:
         self._untrained = (model, tokenizer)
         self._add(ModelEntry(UNTRAINED, "untrained", UNTRAINED, None, 0.0,
                              {"size": untrained_preset, "context": model.config.max_position_embeddings,
-                              "vocab_size": model.config.vocab_size}))
+                              "vocab_size": model.config.vocab_size, "parameters": model.num_parameters()}))
         logger.info("untrained %s model ready in %.1fs", untrained_preset, time.perf_counter() - start)
         for folder in model_dirs:
             self.add_dir(folder)

@@ -129,8 +129,9 @@ def stop(ctx: AppContext, browser_id: str | None = None, request: gr.Request = N
 
 def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
     """Your training (queued, running or the last one): state, position in line, step, losses, samples, the
-    finished model's key; and `line`: whether any training runs, its progress and the number waiting. A script
-    keeps its place in line by asking at least every few minutes."""
+    finished model's key, the data work's last report (stage, MB done of MB, MB/s); and `line`: whether any
+    training runs, its progress and the number waiting. A script keeps its place in line by asking at least every
+    few minutes."""
     ctx.line.tick()
     job = ctx.line.job_of(visitor_id(request, profile))
     current = ctx.line.current
@@ -149,7 +150,7 @@ def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfi
             "eval_loss": last.get("validation", {}).get("loss"), "samples": s.samples[-4:], "model": s.entry_key,
             "error": error_text(s.error, request_lang(request)) or None, "settings": s.settings,
             "stop_requested_at": s.stop_requested_at, "peak_rss_mb": round(s.peak_rss / 2**20),
-            "line": line}
+            "data_progress": s.data_progress, "line": line}
 
 
 def finished_run(ctx: AppContext, run: str | None, lang: str, viewer: str | None):

@@ -1,9 +1,8 @@
-"""The built-in Portuguese corpus through the whole pipeline, byte-exact text and bits per byte, and continued
-pre-training of GPT-2 weights: real tokenizers, real (tiny) Trainer runs, offline."""
+"""The built-in Portuguese corpus through the whole pipeline, byte-exact text, and continued pre-training of GPT-2
+weights: real tokenizers, real (tiny) Trainer runs, offline."""
 
 import json
 import logging
-import math
 
 import datasets
 import pytest
@@ -13,7 +12,6 @@ from conftest import make_tiny_gpt2_folder
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 import train
-from minigpt.tokenizer_training import train_tokenizer
 from minigpt.loading import load_pretrained
 
 TINY = ["--preset", "tiny", "--config_overrides", "n_embd=64,n_layer=2,n_head=2", "--block_size", "32",

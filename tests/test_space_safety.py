@@ -221,6 +221,14 @@ def test_a_visitors_runs_are_evicted_only_by_that_visitor(served, corpus):
     assert app_runs(served) == sorted([others[1], second, third])
     assert [r.name for r in served.ctx.registry.runs(owner_hash(f"session:{d.session_hash}"))] == [second]
 
+    # what the Generate tab says of a run (its size, its corpus) is for its owner too, whatever key is tried
+    from space.tab_generate import model_facts
+
+    as_d, as_e = (SimpleNamespace(session_hash=c.session_hash, headers={}) for c in (d, e))
+    assert f"**{second}**" in model_facts(served.ctx, f"run/{second}", None, request=as_d)
+    assert model_facts(served.ctx, f"run/{second}", "untrained", None, request=as_e).startswith("**untrained**")
+    assert second not in model_facts(served.ctx, f"run/{second}", second, None, request=as_e)
+
 
 @pytest.fixture
 def room(served, monkeypatch):
