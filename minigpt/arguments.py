@@ -358,14 +358,15 @@ class RunArguments:
 # Settings across the dataclasses
 
 
-def config_overrides(model_args: ModelArguments) -> dict:
+def parse_config_overrides(model_args: ModelArguments) -> dict:
     """--config_overrides 'n_layer=6,hidden_dropout_prob=0.1' -> {'n_layer': 6, 'hidden_dropout_prob': 0.1}: each
     value typed as the preset's own by transformers' PretrainedConfig.update_from_string; the names are checked
     first (the book's and GPT-2's aliases included), so that a typo is one line rather than a traceback."""
     items = [item.split("=") for item in filter(None, (model_args.config_overrides or "").split(","))]
     for item in items:
         if len(item) != 2 or not item[0].strip():
-            raise SetupError(f"--config_overrides: {'='.join(item)!r} is not key=value; write e.g. 'n_layer=6,n_head=6'")
+            raise SetupError(f"--config_overrides: {'='.join(item)!r} is not key=value; write e.g. "
+                             "'n_layer=6,n_head=6'")
     overrides = {key.strip(): value.strip() for key, value in items}
     known = {*inspect.signature(MiniGPTConfig).parameters, *MiniGPTConfig.attribute_map} - {"kwargs"}
     unknown = [key for key in overrides if key not in known]
@@ -386,7 +387,7 @@ def model_config(model_args: ModelArguments, block_size: int, **given) -> MiniGP
     tokenizer's vocabulary size and special tokens)."""
     try:
         return MiniGPTConfig(**{**PRESETS[model_args.preset], "max_position_embeddings": block_size,
-                                **config_overrides(model_args), **given})
+                                **parse_config_overrides(model_args), **given})
     except (TypeError, ValueError) as error:
         raise SetupError(str(error).splitlines()[0]) from None
 

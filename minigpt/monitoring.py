@@ -184,8 +184,9 @@ def plot_losses(rows: list[dict], path: Path) -> None:
 
 class SampleTextCallback(TrainerCallback):
     """At every evaluation, continue fixed prompts greedily and with one seeded sample (the default sampling of a
-    saved model, minigpt.teaching.default_sampling): the visible path from gibberish to text. Uses a forked RNG so that sampling never changes the training run. Each sample also goes
-    into the Trainer's log history, which every checkpoint saves: the samples from before a resume are kept."""
+    saved model, minigpt.teaching.default_sampling): the visible path from gibberish to text. Uses a forked RNG so
+    that sampling never changes the training run. Each sample also goes into the Trainer's log history, which
+    every checkpoint saves: the samples from before a resume are kept."""
 
     def __init__(self, tokenizer, prompts: list[str], max_new_tokens: int = 48, seed: int = 0, on_sample=None):
         self.tokenizer = tokenizer

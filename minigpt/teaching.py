@@ -366,5 +366,6 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return pieces
 
 
-__all__ = ["DecodingSettings", "STRATEGIES", "default_sampling", "describe_sampling", "SeededSampler", "StopOnEvent", "TeachingError", "next_token_processors",
+__all__ = ["DecodingSettings", "STRATEGIES", "default_sampling", "describe_sampling", "SeededSampler", "StopOnEvent",
+           "TeachingError", "next_token_processors",
            "next_token_distribution", "token_surprises", "display_token", "encode_prompt"]

@@ -90,9 +90,9 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
     if bits:
         parts.append(f"<p>{' · '.join(bits)}</p>")
     s = snap.settings
-    parts.append(f'<p class="mg-settings">{escape(s["corpus"], quote=False)} · {s["preset"]} · {s["tokenizer_type"]} · '
-                 f'batch {s["per_device_train_batch_size"]} · lr {s["learning_rate"]:g} · block {s["block_size"]} · '
-                 f'seed {s["seed"]}</p></div>')
+    parts.append(f'<p class="mg-settings">{escape(s["corpus"], quote=False)} · {s["preset"]} · '
+                 f'{s["tokenizer_type"]} · batch {s["per_device_train_batch_size"]} · lr {s["learning_rate"]:g} · '
+                 f'block {s["block_size"]} · seed {s["seed"]}</p></div>')
     return "".join(parts)
 
 
@@ -132,7 +132,8 @@ def samples_html(snap: JobSnapshot | None, lang: str) -> str:
                    f'{fmt_int(s["tokens_seen"], lang)} {m["tokens_seen"]} · {m["prompt"]} '
                    f'<code>{escape(s["prompt"], quote=False)}</code></div>'
                    f'<div class="mg-sample-kind">{m["greedy"]}</div><pre>{shown(s["prompt"], s["greedy"])}</pre>'
-                   f'<div class="mg-sample-kind">{sampling_text(lang)}</div><pre>{shown(s["prompt"], s["sampled"])}</pre>'
+                   f'<div class="mg-sample-kind">{sampling_text(lang)}</div>'
+                   f'<pre>{shown(s["prompt"], s["sampled"])}</pre>'
                    "</div>")
     out.append("</div>")
     return "".join(out)

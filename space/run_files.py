@@ -1,10 +1,10 @@
 """The runs folder on disk, kept bounded and truthful: a finished job becomes a run folder (beside the pipeline's
 own records, run_settings.json among them, the app's record app_run.json: its owner, how many steps it ran,
-whether it was stopped, its corpus as the app names it) and joins the model lists; a visitor keeps their newest MINIGPT_APP_MAX_RUNS_PER_VISITOR runs
-(their new run replaces their own oldest), and the app at most MINIGPT_APP_MAX_RUNS, making room with other
-visitors' runs older than an hour or the visitor's own, never another visitor's fresh run (a new run is refused
-instead); a folder the app named but did not record (a training cut off by a killed server) is removed at
-start; zips are made on demand and do not pile up."""
+whether it was stopped, its corpus as the app names it) and joins the model lists; a visitor keeps their newest
+MINIGPT_APP_MAX_RUNS_PER_VISITOR runs (their new run replaces their own oldest), and the app at most
+MINIGPT_APP_MAX_RUNS, making room with other visitors' runs older than an hour or the visitor's own, never another
+visitor's fresh run (a new run is refused instead); a folder the app named but did not record (a training cut off
+by a killed server) is removed at start; zips are made on demand and do not pile up."""
 
 import json
 import logging
