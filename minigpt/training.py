@@ -101,8 +101,8 @@ def build_model(model_args: ModelArguments, tokenizer, block_size: int) -> MiniG
 
 
 def sampling_generation_config(model, tokenizer) -> GenerationConfig:
-    """What generate() does by default with a saved model: sampling that reads well for a small GPT (the app's
-    default decoding, minigpt.teaching.DecodingSettings)."""
+    """What generate() does by default with a saved model: sampling that reads well for a small GPT, with the
+    defaults of minigpt.teaching.DecodingSettings (minigpt.teaching.default_sampling)."""
     return GenerationConfig(
         **default_sampling(),
         max_new_tokens=min(200, model.config.max_position_embeddings // 2),  # room for a prompt of half the context
