@@ -2,6 +2,7 @@
 
     python app.py                         # http://127.0.0.1:7860 (on a Space: 0.0.0.0, port from the Space)
     python app.py --model runs/minigpt    # also offer saved model folders in the model lists
+    GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py   # Gradio's own address settings
 
 Thin on purpose: this file composes the tabs of the `space` package and launches. Training is
 minigpt.training.run_training (the same pipeline as train.py), decoding is transformers' generate(). The UI speaks
@@ -38,7 +39,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from space.binding import bind  # noqa: E402
 from space.context import AppContext  # noqa: E402
 from space.job_views import CSS  # noqa: E402
-from space.refresh import list_models, on_load, poll  # noqa: E402
+from space.refresh import MODEL_DROPDOWNS, list_models, on_load, poll  # noqa: E402
 from space.request_limit import BodyLimit, QueueShare  # noqa: E402
 from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
 from space.tab_glossary import build_glossary_tab  # noqa: E402
@@ -80,7 +81,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(T("tab_glossary"), id="glossary", elem_id="tab-glossary"):
                 build_glossary_tab()
 
-        model_dropdowns = [gen_model, *cmp_models, prob_model, train_tab.run_select]
+        dropdowns = {"generate": gen_model, "compare_a": cmp_models[0], "compare_b": cmp_models[1],
+                     "probabilities": prob_model, "runs": train_tab.run_select}
+        model_dropdowns = [dropdowns[name] for name in MODEL_DROPDOWNS]
         refreshed = [*train_tab.job_outputs, *model_dropdowns, seen_job, seen_models]
         gr.api(bind(list_models, ctx), api_name="models", concurrency_id="status", concurrency_limit=None)
         gr.Timer(1.0).tick(bind(poll, ctx), [seen_job, seen_models, visitor], refreshed, api_visibility="private",
@@ -112,8 +115,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="DIR",
                         help="a saved model folder to offer (repeatable); safetensors weights only")
     parser.add_argument("--runs-dir", default=None, help="where trainings are saved (default: runs/app)")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME"), help="e.g. 0.0.0.0")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--public-runs", action="store_true", default=None,
                         help="every visitor sees, uses and downloads every run (a classroom); default: their own")
     args = parser.parse_args(argv)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
     ctx = AppContext(runs_dir=args.runs_dir, model_dirs=args.model, public_runs=args.public_runs)
     try:
-        build_demo(ctx).launch(server_name=args.host, server_port=args.port, **launch_kwargs(ctx))
+        build_demo(ctx).launch(**launch_kwargs(ctx))  # the address: GRADIO_SERVER_NAME, GRADIO_SERVER_PORT
     finally:
         ctx.close()
 

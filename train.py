@@ -19,11 +19,12 @@ import datasets
 import transformers
 from transformers import HfArgumentParser
 
+from minigpt.arguments import DataArguments, MiniGPTTrainingArguments, ModelArguments
 from minigpt.corpus import CorpusError
+from minigpt.errors import SetupError
 from minigpt.hub import HubError
-from minigpt.loading import SetupError
 from minigpt.ranks import FailedElsewhere, stop_together
-from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
+from minigpt.training import run_training
 
 
 def set_log_levels(training_args) -> None:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = HfArgumentParser((ModelArguments, DataArguments, MiniGPTTrainingArguments))
     try:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:  # TrainingArguments' own checks (e.g. contradictory strategies)
+    except ValueError as error:  # a value out of its bounds, or TrainingArguments' own checks
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     logging.basicConfig(format="%(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)

@@ -10,7 +10,6 @@ train.py (training.build_trainer), quality through the same pipeline (training.r
 
 import argparse
 import json
-import math
 import platform
 import sys
 import tempfile
@@ -29,20 +28,16 @@ from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.compiled_generation import compiled_generation
 from minigpt.blocks import tokenize_and_group
 from minigpt.corpus import load_text_datasets
-from minigpt.tokenizer_training import train_tokenizer
-from minigpt.loading import build_untrained, load_pretrained
+from minigpt.loading import load_pretrained, untrained_model
 from minigpt.monitoring import TimeBudgetCallback
 from minigpt.precision import detect_device, precision_of
 from minigpt.quantization import quantize_int8
+from minigpt.scoring import text_bits_per_byte
 from minigpt.teaching import DecodingSettings
 from minigpt.throughput import measured_matmul_peak, mfu
-from minigpt.training import (
-    DataArguments,
-    MiniGPTTrainingArguments,
-    ModelArguments,
-    build_trainer,
-    run_training,
-)
+from minigpt.tokenizer_training import builtin_tokenizer, train_tokenizer
+from minigpt.arguments import DataArguments, MiniGPTTrainingArguments, ModelArguments
+from minigpt.training import build_trainer, run_training
 from modeling_minigpt import MiniGPTForCausalLM
 from space.generation import stream_generate
 
@@ -173,7 +168,8 @@ def seconds_of(fn) -> float:
 def app_streaming_speed() -> dict:
     """The app's real path: a default-preset (small) model, random weights, through space.generation.stream_generate
     with the app's default decoding settings (top-p sampling, 60 new tokens, streamed from a thread)."""
-    model, tokenizer = build_untrained("small", vocab_size=VOCAB)
+    tokenizer = builtin_tokenizer(VOCAB)
+    model = untrained_model("small", tokenizer)
     settings = DecodingSettings()
     ids = tokenizer("The", return_tensors="pt").input_ids
 
@@ -229,28 +225,6 @@ def nanogpt_split(text_file: Path, out_dir: Path) -> tuple[str, str, str]:
         path.write_text(json.dumps({"text": part.decode("utf-8")}) + "\n")
         files.append(str(path))
     return files[0], files[1], data[cut:].decode("utf-8")
-
-
-@torch.inference_mode()
-def stream_bits_per_byte(model, tokenizer, text: str, batch_size: int = 32) -> float:
-    """Bits per byte over exactly `text`: its tokens as one stream (after an end-of-text token), cut into windows
-    of the model's context, every token predicted once. The tokenizer must give the text back byte for byte."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    if tokenizer.decode(ids) != text:
-        raise ValueError("the tokenizer does not round-trip the validation text: bits per byte would not be exact")
-    stream = torch.tensor([tokenizer.eos_token_id, *ids])
-    context = model.config.max_position_embeddings
-    windows = [stream[i : i + context + 1] for i in range(0, len(ids), context)]
-    model.eval()
-    nats = 0.0
-    for i in range(0, len(windows), batch_size):
-        group = windows[i : i + batch_size]
-        for length in sorted({len(w) for w in group}):  # the last window is shorter
-            batch = torch.stack([w for w in group if len(w) == length])
-            logits = model(batch[:, :-1]).logits
-            nats += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(),
-                                                      reduction="sum").item()
-    return nats / math.log(2) / len(text.encode("utf-8"))
 
 
 # Quality levers, each measured on its own line in the same run. A recipe is: tokenizer, block, batch, learning
@@ -310,7 +284,7 @@ def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budge
         output_dir=f"{out_dir}/run", max_steps=steps, **quiet, **recipe), callbacks=callbacks)
     model = load_pretrained(f"{out_dir}/run")
     tokenizer = AutoTokenizer.from_pretrained(f"{out_dir}/run")
-    bpb = stream_bits_per_byte(model, tokenizer, val_text)
+    bpb = text_bits_per_byte(model, tokenizer, val_text)
     print(f"  quality {name}: {bpb:.3f} bits/byte, {result.metrics['train_runtime']:.0f} s", file=sys.stderr)
     steps_done = result.metrics["train_tokens"] // (quiet["per_device_train_batch_size"] * data_args.block_size)
     return {"seconds": result.metrics["train_runtime"], "steps": steps_done,

@@ -201,8 +201,6 @@ def tokenize_and_group(
     `overwrite_cache` tokenizes again and rewrites the file (run_clm's flag). Without it, the blocks are
     loaded in memory.
     """
-    if block_size < 1:
-        raise CorpusError(f"--block_size must be at least 1, got {block_size}")
     if tokenizer.eos_token_id is None:
         raise CorpusError("the tokenizer has no eos_token to put between documents")
     dtype = token_dtype(len(tokenizer))

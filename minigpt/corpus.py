@@ -161,23 +161,14 @@ def load_text_datasets(
     copied to disk); validation is held out of the stream's first `stream_head_mb` MB: its first
     `validation_split_percentage` % (whole rows, or pieces of a text, in reading order), or as much from the
     start of the source's validation split, kept in memory.
+
+    The numbers are those of minigpt.arguments.DataArguments, which checks their bounds.
     """
-    if not 0 < validation_split_percentage < 100:
-        raise CorpusError(
-            f"--validation_split_percentage must be between 0 and 100 (exclusive), "
-            f"got {validation_split_percentage}"
-        )
-    if max_dataset_mb is not None and not max_dataset_mb > 0:
-        raise CorpusError(f"--max_dataset_mb must be positive, got {max_dataset_mb}")
-    if max_train_samples is not None and max_train_samples < 1:
-        raise CorpusError(f"--max_train_samples must be at least 1, got {max_train_samples}")
     _check_sources(train_file, validation_file, dataset_name, builtin_corpus_name)
     if streaming:
         if not (train_file or dataset_name):
             raise CorpusError("--streaming reads a --dataset_name or a --train_file as a stream; the built-in "
                               "corpora are small: drop --streaming")
-        if not stream_head_mb > 0:
-            raise CorpusError(f"--tokenizer_sample_mb must be positive, got {stream_head_mb}")
         return _load_stream(train_file, validation_file, dataset_name, dataset_config_name, text_column,
                             validation_split_percentage, max_train_samples, max_dataset_mb, stream_head_mb)
     train, validation = _load_sources(train_file, validation_file, dataset_name, dataset_config_name, text_column,
@@ -379,7 +370,7 @@ def _has_text(texts: list[str | None]) -> list[bool]:
 
 
 def _hold_out_rows(documents: datasets.Dataset, percentage: float, seed: int):
-    """Hold out whole rows chosen with `seed`; both parts keep the original order."""
+    """Hold out whole rows chosen with `seed` (datasets' train_test_split); both parts keep the original order."""
     count = len(documents)
     if count < 2:
         raise CorpusError(
@@ -387,13 +378,9 @@ def _hold_out_rows(documents: datasets.Dataset, percentage: float, seed: int):
             "pass --validation_file, or give the text as a .txt file (its end is held out)"
         )
     validation_count = min(count - 1, max(1, round(count * percentage / 100)))
-    held_out = np.random.default_rng(seed).permutation(count)[:validation_count]
-    is_validation = np.zeros(count, dtype=bool)
-    is_validation[held_out] = True
-    return (
-        documents.select(np.flatnonzero(~is_validation)),
-        documents.select(np.flatnonzero(is_validation)),
-    )
+    rows = datasets.Dataset.from_dict({"row": np.arange(count)})  # the choice, made on the row numbers alone
+    chosen = rows.train_test_split(test_size=validation_count, seed=seed, keep_in_memory=True)
+    return (documents.select(np.sort(chosen["train"]["row"])), documents.select(np.sort(chosen["test"]["row"])))
 
 
 class _Texts:

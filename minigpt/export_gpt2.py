@@ -60,7 +60,7 @@ def export_gpt2(run_dir, out_dir) -> Path:
         gpt2.save_pretrained(staging)
         save_tokenizer(tokenizer, staging)
         write_gpt2_card(staging, name=out.name, run_dir=run, tokenizer=tokenizer, config=model.config,
-                        params=sum(p.numel() for p in model.parameters()))
+                        params=model.num_parameters())
         make_readable(staging)
         if out.exists():
             out.rmdir()  # empty (checked above)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import huggingface_hub
 from huggingface_hub import get_token
+from huggingface_hub.utils import filter_repo_objects
 
 
 class HubError(RuntimeError):
@@ -36,10 +37,17 @@ def check_hub_access(repo_id: str, token: str | None = None) -> str:
                        "check the network and the token, or drop --push_to_hub") from None
 
 
-# Never uploaded: checkpoints (optimizer state, and the Trainer's training_args.bin), pickles of any kind, hidden
-# and temporary files.
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", ".*", ".*/**",
-               "*.tmp*"]
+# What never leaves a run folder, pushed to the Hub or downloaded from the app: checkpoints (optimizer state, and the
+# Trainer's training_args.bin), pickles of any kind, hidden and temporary files.
+NOT_SHARED = ["checkpoint-*", "checkpoint-*/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", ".*", ".*/**",
+              "*.tmp*"]
+
+
+def shared_files(folder: Path) -> list[Path]:
+    """The files of `folder` that leave it (a push, a download), chosen by huggingface_hub's own filter with
+    NOT_SHARED, as upload_folder chooses them."""
+    files = [path for path in sorted(folder.rglob("*")) if path.is_file() and not path.is_symlink()]
+    return list(filter_repo_objects(files, ignore_patterns=NOT_SHARED, key=lambda p: p.relative_to(folder).as_posix()))
 
 
 def push_folder(folder: str, repo_id: str, token: str | None = None, exist_ok: bool = True) -> str:
@@ -49,13 +57,12 @@ def push_folder(folder: str, repo_id: str, token: str | None = None, exist_ok: b
     token = hub_token(token)
     api = huggingface_hub.HfApi(token=token)
     try:
-        url = api.create_repo(repo_id, exist_ok=exist_ok, repo_type="model").repo_id
-        api.upload_folder(folder_path=folder, repo_id=url, commit_message="Upload MiniGPT",
-                          ignore_patterns=PUSH_IGNORE)
+        repo = api.create_repo(repo_id, exist_ok=exist_ok, repo_type="model").repo_id
+        api.upload_folder(folder_path=folder, repo_id=repo, commit_message="Upload MiniGPT", ignore_patterns=NOT_SHARED)
     except Exception as error:
         raise HubError(f"pushing {Path(folder).name} to {repo_id!r} failed ({type(error).__name__}: "
                        f"{str(error).splitlines()[0] if str(error) else ''}); the local copy is complete") from None
-    return f"https://huggingface.co/{url}"
+    return f"https://huggingface.co/{repo}"
 
 
 def push_gpt2(folder: str, repo_id: str, token: str | None = None, exist_ok: bool = True) -> str:

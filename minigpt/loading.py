@@ -1,4 +1,5 @@
-"""Where models come from: a saved MiniGPT or GPT-2 folder (or Hub name), or a fresh untrained MiniGPT.
+"""Where models come from: a saved MiniGPT or GPT-2 folder (or Hub name), or a fresh untrained MiniGPT; and how
+many weights a model of a config has, without building it in memory.
 
 Weights load from safetensors only (`use_safetensors=True`): a pickle file in someone's folder is never unpickled.
 """
@@ -6,16 +7,11 @@ Weights load from safetensors only (`use_safetensors=True`): a pickle file in so
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
 
 from configuration_minigpt import MiniGPTConfig
-from minigpt.corpus import load_text_datasets
-from minigpt.tokenizer_training import train_tokenizer
+from minigpt.errors import SetupError
 from modeling_minigpt import MiniGPTForCausalLM
-
-
-class SetupError(ValueError):
-    """A bad argument combination, reported as one line that says what to change."""
 
 
 def load_pretrained(name_or_path: str, attn_implementation: str | None = None) -> MiniGPTForCausalLM:
@@ -41,10 +37,9 @@ def load_pretrained(name_or_path: str, attn_implementation: str | None = None) -
     raise SetupError(f"--model_name_or_path {name_or_path!r} is a {model_type!r} model; MiniGPT loads minigpt or gpt2")
 
 
-def build_untrained(preset: str = "tiny", vocab_size: int = 2048, seed: int = 0):
-    """A random MiniGPT of `preset` with a BPE tokenizer trained on the built-in corpus (a fraction of a second):
-    the chapter's model before training. Its initial weights come from `seed`, without touching the global RNG."""
-    tokenizer = train_tokenizer(load_text_datasets(builtin_corpus_name="python-reference")["train"], kind="bpe", vocab_size=vocab_size)
+def untrained_model(preset: str, tokenizer, seed: int = 0) -> MiniGPTForCausalLM:
+    """A random MiniGPT of `preset` sized for `tokenizer`: the chapter's model before training. Its initial weights
+    come from `seed`, without touching the global RNG."""
     config = MiniGPTConfig.from_preset(
         preset, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
@@ -52,4 +47,15 @@ def build_untrained(preset: str = "tiny", vocab_size: int = 2048, seed: int = 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MiniGPTForCausalLM(config)
-    return model.eval(), tokenizer
+    return model.eval()
+
+
+def count_parameters(config: PretrainedConfig | dict, exclude_embeddings: bool = False) -> int:
+    """The weights of a model of `config` (a MiniGPT's or a GPT-2's; a config.json's dict too), counted by
+    transformers' num_parameters on the model built on torch's meta device: no memory, a few milliseconds. (Not
+    accelerate's init_empty_weights: without include_buffers it leaves tied embeddings untied, counted twice.)"""
+    if isinstance(config, dict):
+        config = AutoConfig.for_model(**config)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return model.num_parameters(exclude_embeddings=exclude_embeddings)

@@ -3,19 +3,14 @@ results, how it was trained, the training data and its rights, the loss plot and
 written. The GPT-2 export (minigpt.export_gpt2) gets a card of its own that says where it came from."""
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from minigpt.arguments import TRAINING_SETTINGS
 from minigpt.corpus import DEFAULT_BUILTIN_CORPUS
 from minigpt.monitoring import PLOT_FILE, history_rows, logged_samples
 from minigpt.run_folder import RUN_SETTINGS_FILE
-
-_TRAINING_KEYS = (
-    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type",
-    "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "seed", "bf16",
-)
 
 TEMPLATE = """---
 {{ card_data }}
@@ -133,11 +128,6 @@ def _base_model(name: str | None) -> str | None:
     return ModelCard.load(card).data.base_model if card.is_file() else None
 
 
-def _setting(args, key: str):
-    value = getattr(args, key)
-    return getattr(value, "value", value)  # SchedulerType.COSINE -> "cosine"
-
-
 def example_prompt(tokenizer, prompt: str, context: int) -> str:
     """`prompt`, cut to half the context: the card's example must fit the context as written."""
     return tokenizer.decode(tokenizer(prompt).input_ids[: context // 2])
@@ -155,24 +145,43 @@ output = model.generate(**inputs, max_new_tokens={max_new_tokens})  # samples wi
 print(tokenizer.decode(output[0], skip_special_tokens=True))"""
 
 
-def write_model_card(folder, *, name, model, tokenizer, args, model_args, data_args, source, metrics, log_history,
-                     block_size, prompt) -> Path:
-    """Write README.md into `folder` (the finished folder being built) for the model called `name`."""
+def hyperparameters(settings: dict, used: dict) -> list[tuple[str, object]]:
+    """The card's table: the run's settings as run_settings.json records them (those set, and the length that
+    counted: steps or epochs), then what the run made of them (`used`: its block size, precision and scheduler
+    arguments, e.g. the decay steps of warmup_stable_decay)."""
+    started_from = settings["model_name_or_path"]
+    rows = [("preset", settings["preset"])] if not started_from else [("started from", _shown(started_from))]
+    if settings["config_overrides"] and not started_from:  # what changed the preset
+        rows.append(("config_overrides", settings["config_overrides"]))
+    rows.append(("block_size", used["block_size"]))
+    unused = "num_train_epochs" if settings["max_steps"] > 0 else "max_steps"
+    rows += [(key, settings[key]) for key in TRAINING_SETTINGS if key != unused and settings[key] is not None]
+    rows.append(("precision", used["precision"]))
+    if used["lr_scheduler_kwargs"]:
+        rows = [row for row in rows if row[0] != "lr_scheduler_kwargs"]
+        rows.append(("lr_scheduler_kwargs", json.dumps(used["lr_scheduler_kwargs"])))
+    return rows
+
+
+def write_model_card(folder, *, name, model, tokenizer, settings, used, source, metrics, log_history,
+                     prompt) -> Path:
+    """Write README.md into `folder` (the finished folder being built) for the model called `name`, trained with
+    `settings` (run_settings.json's record)."""
     config = model.config
-    params = sum(p.numel() for p in model.parameters())
+    params = model.num_parameters()
     prompt = example_prompt(tokenizer, prompt, config.max_position_embeddings)
-    started_from = model_args.model_name_or_path
-    tokenizer_source = model_args.tokenizer_name or started_from
+    started_from = settings["model_name_or_path"]
+    tokenizer_source = settings["tokenizer_name"] or started_from
     base_model = _base_model(started_from)
-    dataset_type = data_args.dataset_name or "text"
+    dataset_name = settings["dataset_name"]
     eval_results = [
-        EvalResult(task_type="text-generation", dataset_type=dataset_type, dataset_name=source, metric_type=kind,
-                   metric_name=f"validation {kind}", metric_value=round(metrics[key], 4))
+        EvalResult(task_type="text-generation", dataset_type=dataset_name or "text", dataset_name=source,
+                   metric_type=kind, metric_name=f"validation {kind}", metric_value=round(metrics[key], 4))
         for key, kind in (("eval_loss", "loss"), ("eval_perplexity", "perplexity")) if key in metrics
     ]
-    license_data, data = training_data({**asdict(model_args), **asdict(data_args)})
+    license_data, data = training_data(settings)
     card_data = ModelCardData(
-        model_name=name, base_model=base_model, datasets=[data_args.dataset_name] if data_args.dataset_name else None,
+        model_name=name, base_model=base_model, datasets=[dataset_name] if dataset_name else None,
         eval_results=eval_results or None, library_name="transformers", pipeline_tag="text-generation",
         tags=["minigpt", "gpt", "causal-lm", "text-generation",
               "continued-pretraining" if started_from else "from-scratch"],
@@ -189,15 +198,9 @@ def write_model_card(folder, *, name, model, tokenizer, args, model_args, data_a
         results.append(f"| after training (step {step}) | {metrics['eval_loss']:.4f} | "
                        f"{metrics['eval_perplexity']:.2f} |")
     if "eval_bits_per_byte" in metrics:
-        results.append(f"\nValidation bits per byte: {metrics['eval_bits_per_byte']:.4f}.")
-
-    length = ("max_steps", args.max_steps) if args.max_steps > 0 else ("num_train_epochs", args.num_train_epochs)
-    rows = [("preset", model_args.preset)] if not started_from else [("started from", _shown(started_from))]
-    if model_args.config_overrides and not started_from:  # what changed the preset (block_size: below)
-        rows.append(("config_overrides", model_args.config_overrides))
-    rows += [("block_size", block_size), length, *((key, _setting(args, key)) for key in _TRAINING_KEYS)]
-    if args.lr_scheduler_kwargs:  # e.g. warmup_stable_decay's num_decay_steps, as the Trainer used it
-        rows.append(("lr_scheduler_kwargs", json.dumps(args.lr_scheduler_kwargs)))
+        results.append(f"\nValidation bits per byte: {metrics['eval_bits_per_byte']:.4f} (every validation token "
+                       "predicted once, over the exact bytes they spell).")
+    rows = hyperparameters(settings, used)
 
     arch = describe_architecture(config, params)
     how = f"continued pre-training of {_shown(started_from)}" if started_from else "trained from scratch"

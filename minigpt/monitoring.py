@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import SchedulerType, Trainer, TrainerCallback
+from transformers import SchedulerType, Trainer, TrainerCallback, get_scheduler
 
+from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
 
 logger = logging.getLogger("minigpt")
@@ -42,8 +43,9 @@ class MiniGPTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.block_size = block_size
         self.peak_flops = peak_flops
-        self._clock = None  # (time, step) at the previous training log, eval time excluded
-        self._eval_seconds = 0.0
+        self.clock = TrainingClock()
+        self.add_callback(self.clock)
+        self.scheduler_kwargs = self.args.lr_scheduler_kwargs  # what the scheduler was made with (the model card)
 
     @property
     def tokens_per_step(self) -> int:
@@ -55,46 +57,65 @@ class MiniGPTTrainer(Trainer):
         try:
             return super().evaluate(*args, **kwargs)
         finally:
-            self._eval_seconds += time.perf_counter() - start
+            self.clock.eval_seconds += time.perf_counter() - start
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         step = self.state.global_step
         logs["tokens_seen"] = step * self.tokens_per_step
         if "loss" in logs:
             logs["perplexity"] = round(perplexity(logs["loss"]), 3)
-            now = time.perf_counter()
-            if self._clock is not None and step > self._clock[1]:
-                seconds = now - self._clock[0] - self._eval_seconds
-                logs["tokens_per_second"] = round((step - self._clock[1]) * self.tokens_per_step / seconds, 1)
+            seconds, steps = self.clock.lap(step)
+            if steps > 0:
+                logs["tokens_per_second"] = round(steps * self.tokens_per_step / seconds, 1)
                 if self.peak_flops:
                     model = self.accelerator.unwrap_model(self.model)
                     logs["mfu"] = round(mfu(logs["tokens_per_second"] / self.args.world_size, model.config,
                                             self.block_size, self.peak_flops), 4)
-            self._clock, self._eval_seconds = (now, step), 0.0
         if "eval_loss" in logs:
             logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 3)
         super().log(logs, start_time)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """warmup_stable_decay needs the length of its decay: the last `decay_fraction` of the steps, unless
-        lr_scheduler_kwargs gives num_decay_steps."""
-        args = self.args
-        kwargs = args.lr_scheduler_kwargs or {}
-        if args.lr_scheduler_type == SchedulerType.WARMUP_STABLE_DECAY and "num_decay_steps" not in kwargs:
-            decay = max(1, round(args.decay_fraction * num_training_steps))
-            args.lr_scheduler_kwargs = {**kwargs, "num_decay_steps": decay}
-        return super().create_scheduler(num_training_steps, optimizer)
+        lr_scheduler_kwargs gives num_decay_steps. Computed here, where the number of steps is known, and kept in
+        `scheduler_kwargs` (the arguments stay as they were given)."""
+        if self.lr_scheduler is None:
+            self.scheduler_kwargs = scheduler_kwargs(self.args, num_training_steps)
+            self.lr_scheduler = get_scheduler(
+                self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
+                num_warmup_steps=self.args.get_warmup_steps(num_training_steps), num_training_steps=num_training_steps,
+                scheduler_specific_kwargs=self.scheduler_kwargs)
+        return self.lr_scheduler
 
-    def _save_rng_state(self, output_dir: str) -> None:
-        """Every rank writes its RNG state into the checkpoint; waiting for all of them here means that the main
-        process writes trainer_state.json, the file that marks a checkpoint complete (see
-        minigpt.run_folder.checkpoint_is_complete), only once the whole checkpoint is on disk."""
-        super()._save_rng_state(output_dir)
-        self.accelerator.wait_for_everyone()
 
-    def _inner_training_loop(self, *args, **kwargs):
-        self._clock, self._eval_seconds = (time.perf_counter(), self.state.global_step), 0.0
-        return super()._inner_training_loop(*args, **kwargs)
+def scheduler_kwargs(args, num_training_steps: int) -> dict | None:
+    """args.lr_scheduler_kwargs, with warmup_stable_decay's num_decay_steps filled in from args.decay_fraction."""
+    kwargs = args.lr_scheduler_kwargs or {}
+    if args.lr_scheduler_type == SchedulerType.WARMUP_STABLE_DECAY and "num_decay_steps" not in kwargs:
+        return {**kwargs, "num_decay_steps": max(1, round(args.decay_fraction * num_training_steps))}
+    return args.lr_scheduler_kwargs
+
+
+class TrainingClock(TrainerCallback):
+    """The training time between two logs, evaluation excluded: tokens/s. It starts when training starts (again,
+    on a resume), so that loading a checkpoint or preparing the data is not counted."""
+
+    def __init__(self):
+        self.start: tuple[float, int] | None = None  # (time, step) of the previous lap
+        self.eval_seconds = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.eval_seconds = (time.perf_counter(), state.global_step), 0.0
+
+    def lap(self, step: int) -> tuple[float, int]:
+        """(seconds, steps) since the previous lap, evaluation excluded; starts the next lap."""
+        now = time.perf_counter()
+        if self.start is None:
+            self.start = (now, step)
+            return 0.0, 0
+        seconds, steps = now - self.start[0] - self.eval_seconds, step - self.start[1]
+        self.start, self.eval_seconds = (now, step), 0.0
+        return seconds, steps
 
 
 def history_rows(log_history: list[dict]) -> list[dict]:
@@ -136,7 +157,7 @@ def write_samples(samples: list[dict], output_dir: str) -> None:
     for s in samples:
         lines.append(f"## step {s['step']} ({s['tokens_seen']:,} tokens seen), prompt {s['prompt']!r}\n")
         lines.append(f"greedy:\n\n```\n{s['prompt'] + s['greedy']}\n```\n")
-        lines.append(f"sampled (temperature 0.8, top-k 50):\n\n```\n{s['prompt'] + s['sampled']}\n```\n")
+        lines.append(f"sampled ({describe_sampling()}):\n\n```\n{s['prompt'] + s['sampled']}\n```\n")
     (Path(output_dir) / SAMPLES_FILE).write_text("\n".join(lines))
 
 
@@ -162,9 +183,10 @@ def plot_losses(rows: list[dict], path: Path) -> None:
 
 
 class SampleTextCallback(TrainerCallback):
-    """At every evaluation, continue fixed prompts greedily and with one seeded sample: the visible path from
-    gibberish to text. Uses a forked RNG so that sampling never changes the training run. Each sample also goes
-    into the Trainer's log history, which every checkpoint saves: the samples from before a resume are kept."""
+    """At every evaluation, continue fixed prompts greedily and with one seeded sample (the default sampling of a
+    saved model, minigpt.teaching.default_sampling): the visible path from gibberish to text. Uses a forked RNG so
+    that sampling never changes the training run. Each sample also goes into the Trainer's log history, which
+    every checkpoint saves: the samples from before a resume are kept."""
 
     def __init__(self, tokenizer, prompts: list[str], max_new_tokens: int = 48, seed: int = 0, on_sample=None):
         self.tokenizer = tokenizer
@@ -183,7 +205,7 @@ class SampleTextCallback(TrainerCallback):
         tokens_seen = next((e["tokens_seen"] for e in reversed(state.log_history) if "tokens_seen" in e), 0)
         for prompt in self.prompts:
             greedy = self.complete(model, prompt, do_sample=False)
-            sampled = self.complete(model, prompt, do_sample=True, temperature=0.8, top_k=50)
+            sampled = self.complete(model, prompt, **default_sampling())
             sample = {"step": state.global_step, "tokens_seen": tokens_seen, "prompt": prompt,
                       "greedy": greedy, "sampled": sampled}
             self.samples.append(sample)

@@ -126,11 +126,8 @@ def peak_flops(device_type: str, precision: str) -> float:
 
 
 def choose_plan(device: DeviceInfo, flops_per_step: float, precision: str = "auto", compile: str = "auto") -> SpeedPlan:
-    """The fastest path for `flops_per_step` of training work on `device`; forced values are kept as given."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
-    if compile not in COMPILE_CHOICES:
-        raise ValueError(f"--compile {compile!r} is unknown; choose one of: {', '.join(COMPILE_CHOICES)}")
+    """The fastest path for `flops_per_step` of training work on `device`; forced values are kept as given (the
+    arguments have checked them against PRECISIONS and COMPILE_CHOICES)."""
     seconds = flops_per_step / device.fp32_flops if device.type == "cuda" and device.fp32_flops else 0.0
     work = f"{seconds * 1000:.1f} ms of fp32 matmuls per step on {device.name or device.type}"
     reason = [f"forced {precision}" if precision != "auto" else work]
@@ -151,10 +148,6 @@ def choose_plan(device: DeviceInfo, flops_per_step: float, precision: str = "aut
 
 def force_flags(args) -> None:
     """`--precision X` and `--compile true|false` -> transformers' own flags, before TrainingArguments checks them."""
-    if args.precision not in PRECISIONS:
-        raise ValueError(f"--precision {args.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}")
-    if args.compile not in COMPILE_CHOICES:
-        raise ValueError(f"--compile {args.compile!r} is unknown; choose one of: {', '.join(COMPILE_CHOICES)}")
     if args.precision not in ("auto", "bf16") and args.bf16 or args.precision not in ("auto", "fp16") and args.fp16:
         raise ValueError(f"--precision {args.precision} contradicts --bf16/--fp16; pass only one of them")
     if args.precision in ("bf16", "fp16"):
@@ -175,7 +168,8 @@ def precision_of(args) -> str:
 
 
 def plan_training(args, config, block_size: int, device: DeviceInfo | None = None) -> SpeedPlan:
-    """Resolve `auto` for this model and apply the plan to `args` (a TrainingArguments after its __post_init__)."""
+    """Resolve `auto` for this model on this device. `args` are read, not changed: the Trainer gets a copy made from
+    the plan (minigpt.training.build_trainer)."""
     device = device or detect_device(args.device)
     tokens = args.per_device_train_batch_size * args.gradient_accumulation_steps * block_size
     flops_per_step = training_flops_per_token(config, block_size) * tokens
@@ -183,15 +177,6 @@ def plan_training(args, config, block_size: int, device: DeviceInfo | None = Non
     precision = precision_of(args) if explicit else "auto"
     compile = "true" if args.torch_compile else args.compile
     plan = choose_plan(device, flops_per_step, precision, compile)
-    if plan.precision in ("bf16", "fp16"):
-        setattr(args, plan.precision, True)
-        args.mixed_precision = plan.precision  # what the Trainer hands to accelerate
-    if plan.precision in ("tf32", "fp32") and device.type == "cuda":
-        args.tf32 = plan.precision == "tf32"
-        set_tf32_matmul(args.tf32)
-    if plan.torch_compile and not args.torch_compile:
-        args.torch_compile = True
-        args.torch_compile_backend = args.torch_compile_backend or "inductor"
     logger.info("precision %s, torch.compile %s (%s)", plan.precision, "on" if plan.torch_compile else "off",
                 plan.reason)
     native = {"bf16": device.has_bf16, "fp16": device.has_fp16}

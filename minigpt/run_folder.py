@@ -1,6 +1,7 @@
 """The output folder of a run, kept true to what happened:
 
-- one process at a time: an exclusive lock file beside the folder (`.<name>.lock`, holding the owner's PID);
+- one process at a time: an exclusive lock (filelock) on a file beside the folder (`.<name>.lock`, holding the
+  owner's PID);
 - resumed only by the command that started it: the run's settings travel in every checkpoint (trainer_state.json)
   and in the finished folder (run_settings.json), and a command with other settings is refused;
 - replaced as a whole at the end: the finished folder is built beside the old one and swapped in by one rename,
@@ -11,7 +12,6 @@
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -19,11 +19,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from minigpt.loading import SetupError
+from minigpt.errors import SetupError
 
 logger = logging.getLogger("minigpt")
 
@@ -50,36 +51,26 @@ def _sibling(output_dir, kind: str) -> Path:
 
 
 class OutputDirLock:
-    """An exclusive lock on output_dir: flock on `.<name>.lock` beside it. The kernel drops a flock when its
-    process dies, so the lock file a killed run leaves behind is simply taken over."""
+    """An exclusive lock on output_dir: a filelock.FileLock (flock) on `.<name>.lock` beside it, which names its
+    owner's PID. The kernel drops a flock when its process dies, so the lock a killed run leaves behind is simply
+    taken over. The file goes when the lock is released (deleted while still held: FileLock checks that the file
+    it locked is still the one at that path)."""
 
     def __init__(self, output_dir):
         self.output_dir = Path(output_dir)
         self.path = _sibling(output_dir, "lock")
-        self.fd = None
+        self.lock = FileLock(self.path, timeout=0)
 
     def __enter__(self):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            while self.fd is None:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    os.close(fd)
-                    raise SetupError(f"{self.output_dir} is in use by PID {owner} (another training run); wait for "
-                                     "it to finish or pass another --output_dir") from None
-                try:  # its previous holder may have removed the file between our open() and flock()
-                    same_file = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-                except FileNotFoundError:
-                    same_file = False
-                if not same_file:
-                    os.close(fd)
-                    continue
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-                self.fd = fd
+            try:
+                self.lock.acquire()
+            except Timeout:
+                owner = self.path.read_text(errors="replace").strip() or "?"
+                raise SetupError(f"{self.output_dir} is in use by PID {owner} (another training run); wait for "
+                                 "it to finish or pass another --output_dir") from None
+            self.path.write_text(f"{os.getpid()}\n")
             finish_interrupted_swap(self.output_dir)
             check_writable(self.output_dir)
         except OSError as error:
@@ -94,11 +85,10 @@ class OutputDirLock:
         return self
 
     def __exit__(self, *exc_info):
-        if self.fd is not None:
+        if self.lock.is_locked:
             with contextlib.suppress(OSError):
-                self.path.unlink()  # while still holding it: see the inode check above
-            os.close(self.fd)
-            self.fd = None
+                self.path.unlink()
+            self.lock.release()
 
 
 def check_writable(output_dir: Path) -> None:
@@ -124,28 +114,29 @@ def check_writable(output_dir: Path) -> None:
 
 
 def checkpoint_is_complete(path: Path) -> bool:
-    """Trainer writes trainer_state.json last: a checkpoint whose state file parses was fully written."""
+    """The Trainer writes trainer_state.json last on the main process, but each process its own random state: a
+    checkpoint is complete when its state file parses and its weights and every process's random state are there
+    (the run's world size is in its recorded settings)."""
     try:
-        json.loads((path / "trainer_state.json").read_text())
+        state = json.loads((path / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return False
-    return (path / "model.safetensors").is_file()
+    settings = _recorded_settings(state) or {}
+    world_size = settings.get("world_size", 1)
+    rng_files = [f"rng_state_{rank}.pth" for rank in range(world_size)] if world_size > 1 else []
+    return (path / "model.safetensors").is_file() and all((path / name).is_file() for name in rng_files)
 
 
 def find_resumable_checkpoint(output_dir: str) -> str | None:
-    """The newest complete checkpoint-N in output_dir; half-written ones (a killed save) are removed."""
-    root = Path(output_dir)
-    if not root.is_dir():
+    """The newest complete checkpoint-N in output_dir (transformers' get_last_checkpoint); half-written ones (a
+    killed save) are removed."""
+    if not Path(output_dir).is_dir():
         return None
-    checkpoints = sorted(
-        (p for p in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
-    for path in reversed(checkpoints):
-        if checkpoint_is_complete(path):
-            return str(path)
-        logger.warning("removing %s: it was not completely written (the run was interrupted while saving)", path)
-        shutil.rmtree(path, ignore_errors=True)
+    while (last := get_last_checkpoint(output_dir)) is not None:
+        if checkpoint_is_complete(Path(last)):
+            return last
+        logger.warning("removing %s: it was not completely written (the run was interrupted while saving)", last)
+        shutil.rmtree(last)
     return None
 
 
@@ -161,8 +152,11 @@ class RunSettingsCallback(TrainerCallback, ExportableState):
 
 
 def checkpoint_settings(checkpoint) -> dict | None:
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    saved = state.get("stateful_callbacks", {}).get(RunSettingsCallback.__name__)
+    return _recorded_settings(json.loads((Path(checkpoint) / "trainer_state.json").read_text()))
+
+
+def _recorded_settings(trainer_state: dict) -> dict | None:
+    saved = trainer_state.get("stateful_callbacks", {}).get(RunSettingsCallback.__name__)
     return saved["args"]["settings"] if isinstance(saved, dict) else None
 
 
@@ -228,6 +222,15 @@ def plan_run(output_dir, settings: dict, *, overwrite: bool, resume_from_checkpo
 def remove_checkpoints(output_dir) -> None:
     for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
         shutil.rmtree(path)
+
+
+def remove_run_folder(output_dir) -> None:
+    """output_dir and what the pipeline keeps beside it (its staging folders and lock file), for a caller that
+    discards a run it owns (no run may hold the lock)."""
+    staging = _sibling(output_dir, "saving")
+    for folder in (Path(output_dir), staging, _old_sibling(staging)):
+        shutil.rmtree(folder, ignore_errors=True)
+    _sibling(output_dir, "lock").unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -172,18 +172,20 @@ class DecodingSettings:
                           logits_processor=LogitsProcessorList([*self.warpers(), SeededSampler(self.seed)]))
         return kwargs
 
-    def describe(self) -> dict:
-        used = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
-                "repetition_penalty": self.repetition_penalty}
-        if self.samples:
-            used.update(temperature=self.temperature, seed=self.seed)
-        if self.strategy == "top_k":
-            used["top_k"] = self.top_k
-        if self.strategy == "top_p":
-            used["top_p"] = self.top_p
-        if self.strategy == "beam":
-            used["num_beams"] = self.num_beams
-        return used
+
+def default_sampling() -> dict:
+    """generate()'s sampling for a saved model (its generation_config.json) and for the samples shown while it
+    trains: the defaults of DecodingSettings, with top-k and top-p together."""
+    d = DecodingSettings()
+    return {"do_sample": True, "temperature": d.temperature, "top_k": d.top_k, "top_p": d.top_p,
+            "repetition_penalty": d.repetition_penalty}
+
+
+def describe_sampling() -> str:
+    """default_sampling() in words: "temperature 0.8, top-k 50, top-p 0.95, repetition penalty 1.1"."""
+    s = default_sampling()
+    return (f"temperature {s['temperature']:g}, top-k {s['top_k']}, top-p {s['top_p']:g}, "
+            f"repetition penalty {s['repetition_penalty']:g}")
 
 
 def encode_prompt(tokenizer, prompt: str, context: int, reserve: int = 1) -> torch.LongTensor:
@@ -364,5 +366,6 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
     return pieces
 
 
-__all__ = ["DecodingSettings", "STRATEGIES", "SeededSampler", "StopOnEvent", "TeachingError", "next_token_processors",
+__all__ = ["DecodingSettings", "STRATEGIES", "default_sampling", "describe_sampling", "SeededSampler", "StopOnEvent",
+           "TeachingError", "next_token_processors",
            "next_token_distribution", "token_surprises", "display_token", "encode_prompt"]

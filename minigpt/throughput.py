@@ -9,14 +9,17 @@ from functools import cache
 
 import torch
 
+from minigpt.loading import count_parameters
+
 
 def training_flops_per_token(config, seq_len: int) -> float:
-    """Forward + backward FLOPs per token (PaLM appendix B): 6 per weight that touches the token, plus attention's
-    q.k and a.v products (12 * layers * width * context). Position embeddings are a lookup, not a matmul."""
+    """Forward + backward FLOPs per token (PaLM appendix B): 6 per weight that touches the token (every weight but
+    the embeddings, which are lookups; the LM head too, which is the token embedding again when tied), plus
+    attention's q.k and a.v products (12 * layers * width * context)."""
     h, layers = config.hidden_size, config.num_hidden_layers
-    inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * h  # GPT-2 too
-    per_layer = 4 * h * h + 2 * h * inner  # qkv + out projection, MLP up + down
-    weights = layers * per_layer + h * config.vocab_size  # + the LM head
+    weights = count_parameters(config, exclude_embeddings=True)
+    if config.tie_word_embeddings:  # the LM head is a matmul with the (excluded) token embedding
+        weights += h * config.vocab_size
     return 6 * weights + 12 * layers * h * seq_len
 
 

@@ -4,26 +4,21 @@
       -> MiniGPTTrainer (HF Trainer) with monitoring callbacks -> checkpoints (resumable)
       -> save_pretrained(output_dir) + tokenizer + generation config + history + plot + model card -> Hub (optional)
 
-Arguments are dataclasses for HfArgumentParser, named as in transformers' run_clm.py.
+The run's settings are the dataclasses of minigpt.arguments (HfArgumentParser's, named as in transformers'
+run_clm.py), checked when they are made.
 """
 
 import contextlib
-import copy
-import inspect
 import json
 import logging
-import math
 import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import torch
-from tokenizers import decoders
 from transformers import (
     AutoTokenizer,
     DataCollatorForLanguageModeling,
@@ -31,16 +26,24 @@ from transformers import (
     GenerationConfig,
     TrainerCallback,
     TrainerState,
-    TrainingArguments,
     set_seed,
 )
 
-from configuration_minigpt import PRESETS, MiniGPTConfig
+from configuration_minigpt import PRESETS
+from minigpt.arguments import (
+    DataArguments,
+    MiniGPTTrainingArguments,
+    ModelArguments,
+    check_arguments,
+    corpus_fingerprints,
+    model_config,
+    run_settings,
+)
 from minigpt.blocks import stream_blocks, tokenize_and_group
-from minigpt.corpus import BUILTIN_CORPORA, builtin_corpus, describe_source, load_text_datasets
+from minigpt.corpus import builtin_corpus, describe_source, load_text_datasets
 from minigpt.data_progress import ProgressHook, datasets_progress_bars_off, text_bytes
-from minigpt.fingerprints import file_fingerprint
-from minigpt.loading import SetupError, load_pretrained
+from minigpt.errors import SetupError
+from minigpt.loading import load_pretrained
 from minigpt.model_card import write_model_card
 from minigpt.monitoring import (
     MiniGPTTrainer,
@@ -54,8 +57,8 @@ from minigpt.monitoring import (
 )
 from minigpt.optimizers import muon_optimizer_cls_and_kwargs
 from minigpt.portable import make_readable, save_tokenizer
-from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags, peak_flops, plan_training
-from minigpt.ranks import choose_backend, main_first
+from minigpt.precision import SpeedPlan, peak_flops, plan_training, precision_of, set_tf32_matmul
+from minigpt.ranks import main_first
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
     OutputDirLock,
@@ -68,204 +71,12 @@ from minigpt.run_folder import (
     staging_dir,
     swap_in,
 )
+from minigpt.scoring import blocks_bits_per_byte
+from minigpt.teaching import default_sampling
 from minigpt.tokenizer_training import train_tokenizer
 from modeling_minigpt import MiniGPTForCausalLM
 
 logger = logging.getLogger("minigpt")
-
-
-@dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Continue from a saved MiniGPT directory, or continue pre-training GPT-2 weights (a local "
-                          "GPT-2 directory or a Hub name such as 'gpt2' or 'pierreguillou/gpt2-small-portuguese'). "
-                          "Leave empty to train from scratch."},
-    )
-    preset: str = field(
-        default="small", metadata={"help": "Model size when training from scratch.", "choices": list(PRESETS)}
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "Override config fields, e.g. 'n_layer=6,hidden_dropout_prob=0.1' (book and GPT-2 names "
-                          "work too)."},
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Reuse a saved tokenizer (a directory) instead of training one."}
-    )
-    tokenizer_type: str = field(
-        default="bpe",
-        metadata={"help": "Tokenizer to train: byte-level BPE, or character level as in the book.",
-                  "choices": ["bpe", "char"]},
-    )
-    vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size (char: the text decides)."})
-    attn_implementation: str | None = field(
-        default=None, metadata={"help": "Attention kernel: sdpa (default), eager, flash_attention_2, ..."}
-    )
-
-
-@dataclass
-class DataArguments:
-    builtin_corpus: str | None = field(
-        default=None,
-        metadata={"help": "A corpus shipped with MiniGPT, used when no --train_file or --dataset_name is given: "
-                          "machado (Portuguese novels, the default) or python-reference (English).",
-                  "choices": list(BUILTIN_CORPORA)},
-    )
-    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hugging Face Hub."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
-    train_file: str | None = field(default=None, metadata={"help": "A .txt, .jsonl/.json, .csv or .parquet file."})
-    validation_file: str | None = field(default=None, metadata={"help": "Same formats; else split off train."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the text (jsonl/csv/parquet/Hub)."})
-    validation_split_percentage: float = field(
-        default=10,
-        metadata={"help": "Percent held out for validation when there is no validation file: the end of a text "
-                          "(a .txt file, the novels), or whole rows chosen by --seed (tables, Hub datasets)."},
-    )
-    block_size: int | None = field(
-        default=None, metadata={"help": "Tokens per training sequence (the context). Default: the preset's."}
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many train documents."})
-    max_eval_samples: int | None = field(
-        default=256,
-        metadata={"help": "Evaluate on at most this many validation blocks, the first ones in reading order (as in "
-                          "run_clm): 256 blocks keep an evaluation to seconds on a CPU however big the corpus is."},
-    )
-    tokenizer_sample_mb: float = field(
-        default=100,
-        metadata={"help": "Train the tokenizer on the first this many MB of the training text (all of it when "
-                          "smaller): its memory and time stay bounded on a big corpus. With --streaming, the stream's "
-                          "first this many MB also give the validation split (--validation_split_percentage of them)."},
-    )
-    streaming: bool = field(
-        default=False,
-        metadata={"help": "Read --dataset_name (or --train_file) as a stream while training, for data that does not "
-                          "fit on disk; needs --max_steps. Nothing is cached."},
-    )
-    max_dataset_mb: float | None = field(
-        default=None, metadata={"help": "Refuse a Hub dataset whose files add up to more MB, before downloading it."}
-    )
-    preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenizing (datasets.map's num_proc). Default: one, whose "
-                                         "tokenizer runs on every CPU core; each extra process adds its memory."}
-    )
-    overwrite_cache: bool = field(
-        default=False, metadata={"help": "Tokenize again and overwrite the cached tokenized data."}
-    )
-    sample_prompts: str | None = field(
-        default=None, metadata={"help": "Prompts continued at every evaluation, separated by '|'."}
-    )
-
-
-@dataclass
-class MiniGPTTrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments (every flag works) with defaults that train a small GPT well."""
-
-    output_dir: str | None = field(default="runs/minigpt", metadata={"help": "Where checkpoints and the model go."})
-    do_train: bool = field(default=True, metadata={"help": "Train (--do_train false: evaluate only)."})
-    do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split."})
-    max_steps: int = field(default=300, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
-    per_device_train_batch_size: int = field(default_factory=lambda: 32 if torch.cuda.is_available() else 16)
-    per_device_eval_batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0  # with warmup-stable-decay, 0.1 did worse (README "Benchmarks")
-    adam_beta2: float = 0.99
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction < 1 of all steps."})
-    lr_scheduler_type: str = "warmup_stable_decay"
-    decay_fraction: float = field(
-        default=0.3,
-        metadata={"help": "With --lr_scheduler_type warmup_stable_decay: the last fraction of the steps, over which "
-                          "the learning rate decays to 0 (unless --lr_scheduler_kwargs sets num_decay_steps)."},
-    )
-    eval_strategy: str = "steps"
-    eval_steps: float | None = 100
-    eval_on_start: bool = field(default=True, metadata={"help": "Evaluate before training: the 'before'."})
-    logging_steps: float = 20
-    save_steps: float = 100
-    save_total_limit: int | None = 2
-    precision: str = field(default="auto", metadata={"help": "auto: what measured fastest for the model's size on "
-                                                     "this device (minigpt/precision.py).", "choices": PRECISIONS})
-    compile: str = field(default="auto", metadata={"help": "torch.compile: auto, true, false.",
-                                                   "choices": COMPILE_CHOICES})
-    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)  # pinning only helps a GPU
-    ddp_find_unused_parameters: bool | None = False  # every weight takes part in every step: DDP need not search
-    early_stopping_patience: int | None = field(
-        default=None,
-        metadata={"help": "Stop after this many evaluations without a better validation loss; keep the best model."},
-    )
-    optim: str = field(
-        default="adamw_torch_fused",
-        metadata={"help": "'muon': torch.optim.Muon for the hidden weight matrices, AdamW for the rest "
-                          "(minigpt/optimizers.py); or any transformers optimizer name."},
-    )
-    muon_learning_rate: float | None = field(
-        default=None, metadata={"help": "Muon's learning rate with --optim muon (default: --learning_rate)."}
-    )
-    push_as_gpt2: bool = field(
-        default=False,
-        metadata={"help": "With --push_to_hub: push the finished model's GPT-2 form (a plain GPT2LMHeadModel that "
-                          "loads without trust_remote_code, as python -m minigpt.export_gpt2 writes it) instead of "
-                          "the MiniGPT folder."},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Start fresh in an output_dir that holds another run (its checkpoints are deleted; its "
-                          "finished model is replaced at the end). Without it, only the same run is resumed."},
-    )
-
-    def __post_init__(self):
-        muon = self.optim == "muon"
-        if muon:
-            self.optim = "adamw_torch"  # transformers checks the name against its own list, which has no Muon
-        if self.early_stopping_patience is not None:
-            self.load_best_model_at_end = True
-            self.metric_for_best_model = "eval_loss"
-            self.greater_is_better = False
-            self.save_steps = self.eval_steps
-        force_flags(self)
-        choose_backend(self)
-        if self.bf16 and not torch.cuda.is_available():
-            self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
-        super().__post_init__()
-        if muon:
-            self.optim = "muon"  # build_trainer hands the Trainer minigpt.optimizers' factory
-        check_training_values(self)
-
-
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-# flag -> (is the value acceptable, what it must be): what the Trainer, the optimizer or the data loader would
-# otherwise reject with a traceback after the corpus and tokenizer work (or, for max_steps 0, silently change)
-_TRAINING_VALUE_CHECKS = {
-    "learning_rate": (_positive, "a positive number"),
-    "per_device_train_batch_size": (lambda v: v >= 1, "at least 1"),
-    "per_device_eval_batch_size": (lambda v: v >= 1, "at least 1"),
-    "gradient_accumulation_steps": (lambda v: v >= 1, "at least 1"),
-    "max_steps": (lambda v: v >= 1 or v == -1, "at least 1 (or -1: train for --num_train_epochs)"),
-    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
-    "decay_fraction": (lambda v: math.isfinite(v) and 0 < v <= 1, "in (0, 1]"),
-    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "adam_epsilon": (lambda v: math.isfinite(v) and v >= 0, "0 or more"),
-    "max_grad_norm": (lambda v: v is None or (math.isfinite(v) and v >= 0), "0 or more (0: no clipping)"),
-    "dataloader_num_workers": (lambda v: v >= 0, "0 or more"),
-    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-}
-
-
-def check_training_values(args: TrainingArguments) -> None:
-    """Raise a one-line ValueError for a value the Trainer would reject later (HfArgumentParser and the app turn it
-    into an error message before any work)."""
-    for name, (ok, expected) in _TRAINING_VALUE_CHECKS.items():
-        value = getattr(args, name)
-        if not ok(value):
-            raise ValueError(f"--{name} must be {expected}, got {value}")
-    if args.max_steps == -1 and not _positive(args.num_train_epochs):
-        raise ValueError(f"--num_train_epochs must be a positive number, got {args.num_train_epochs}")
-    if args.save_strategy == "steps" and not _positive(args.save_steps):
-        raise ValueError(f"--save_steps must be a positive number, got {args.save_steps}")
 
 
 @dataclass
@@ -281,47 +92,19 @@ class RunResult:
 # Model and tokenizer
 
 
-def parse_config_overrides(overrides: str | None) -> dict:
-    """'n_layer=6,hidden_dropout_prob=0.1' -> {'n_layer': 6, 'hidden_dropout_prob': 0.1}."""
-    result = {}
-    for item in filter(None, (overrides or "").split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SetupError(f"--config_overrides: {item!r} is not key=value; write e.g. 'n_layer=6,n_head=6'")
-        try:
-            result[key.strip()] = json.loads(value.strip())
-        except json.JSONDecodeError:
-            result[key.strip()] = value.strip()
-    known = {*inspect.signature(MiniGPTConfig).parameters, *MiniGPTConfig.attribute_map} - {"kwargs"}
-    unknown = [k for k in result if k not in known]
-    if unknown:
-        raise SetupError(f"--config_overrides: unknown field(s) {', '.join(unknown)}; see configuration_minigpt.py")
-    return result
-
-
 def build_model(model_args: ModelArguments, tokenizer, block_size: int) -> MiniGPTForCausalLM:
     """A fresh MiniGPT sized by the preset, the overrides, the tokenizer's vocabulary and the block size."""
-    settings = {
-        **PRESETS[model_args.preset],
-        "max_position_embeddings": block_size,
-        **parse_config_overrides(model_args.config_overrides),
-        "vocab_size": len(tokenizer),
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    try:
-        config = MiniGPTConfig(**settings)
-    except (TypeError, ValueError) as error:
-        raise SetupError(str(error).splitlines()[0]) from None
+    config = model_config(model_args, block_size, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     return MiniGPTForCausalLM._from_config(config, **kwargs)
 
 
 def sampling_generation_config(model, tokenizer) -> GenerationConfig:
-    """What generate() does by default with a saved model: sampling that reads well for a small GPT."""
+    """What generate() does by default with a saved model: sampling that reads well for a small GPT, with the
+    defaults of minigpt.teaching.DecodingSettings (minigpt.teaching.default_sampling)."""
     return GenerationConfig(
-        do_sample=True, temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
+        **default_sampling(),
         max_new_tokens=min(200, model.config.max_position_embeddings // 2),  # room for a prompt of half the context
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
@@ -340,78 +123,6 @@ def default_prompts(data_args: DataArguments, raw: datasets.DatasetDict) -> list
 # The run
 
 EVAL_ONLY_FILE = "eval_only_results.json"
-
-# What decides the model a training run makes (not how it logs or how fast it runs): saved with every checkpoint
-# and the finished model, and only a command with the same settings resumes them. Every field of ModelArguments and
-# DataArguments counts, except these; of TrainingArguments, only those listed.
-_NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts",
-                 "max_dataset_mb"}
-_COMPARED_TRAINING = (
-    "seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
-    "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "early_stopping_patience",
-)
-_PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file"}
-
-
-def run_settings(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> dict:
-    """The settings, and what the corpus files hold: "corpus_files" maps each file to its size and content hash,
-    so that a file changed in place is another run (refused, never "already finished" or resumed)."""
-    settings = {f.name: getattr(group, f.name) for group in (model_args, data_args) for f in fields(group)
-                if f.name not in _NOT_COMPARED}
-    settings.update({name: getattr(args, name) for name in _COMPARED_TRAINING})
-    for name in _PATHS & settings.keys():  # the same file, however the command spells it
-        if settings[name] and os.path.exists(settings[name]):
-            settings[name] = os.path.realpath(settings[name])
-    settings["corpus_files"] = corpus_fingerprints(data_args)
-    return json.loads(json.dumps(settings, default=lambda v: v.value if isinstance(v, Enum) else str(v)))
-
-
-def corpus_fingerprints(data_args: DataArguments) -> dict:
-    """{real path: {"bytes", "blake2b"}} of --train_file and --validation_file (those that exist: a missing one is
-    reported by the corpus loader)."""
-    paths = (data_args.train_file, data_args.validation_file)
-    return {os.path.realpath(path): file_fingerprint(path) for path in paths if path and os.path.isfile(path)}
-
-
-def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> None:
-    if not (args.do_train or args.do_eval):
-        raise SetupError("nothing to do: pass --do_train and/or --do_eval")
-    if not args.do_train and not model_args.model_name_or_path:
-        raise SetupError("evaluation only (--do_train false) needs --model_name_or_path of a saved model")
-    if model_args.preset not in PRESETS:
-        raise SetupError(f"--preset {model_args.preset!r} is unknown; choose one of: {', '.join(PRESETS)}")
-    if data_args.block_size is not None and data_args.block_size < 2:
-        raise SetupError(f"--block_size must be at least 2, got {data_args.block_size}")
-    if args.push_as_gpt2:
-        check_gpt2_shape(model_args, args)
-    if data_args.max_eval_samples is not None and data_args.max_eval_samples < 1:
-        raise SetupError(f"--max_eval_samples must be at least 1, got {data_args.max_eval_samples}")
-    if not (math.isfinite(data_args.tokenizer_sample_mb) and data_args.tokenizer_sample_mb > 0):
-        raise SetupError(f"--tokenizer_sample_mb must be a positive number, got {data_args.tokenizer_sample_mb}")
-    if data_args.streaming and args.do_train and args.max_steps < 1:
-        raise SetupError("--streaming needs --max_steps: a stream has no length to count epochs in")
-    if args.push_to_hub:
-        from minigpt.hub import check_hub_access
-
-        check_hub_access(args.hub_model_id or Path(args.output_dir).name, args.hub_token)
-
-
-def check_gpt2_shape(model_args: ModelArguments, args: MiniGPTTrainingArguments) -> None:
-    """--push_as_gpt2 needs --push_to_hub and a model with a GPT-2 form: refused now, not after training. (A model
-    continued from --model_name_or_path is checked when it is exported.)"""
-    if not args.push_to_hub:
-        raise SetupError("--push_as_gpt2 chooses what --push_to_hub pushes: pass --push_to_hub too")
-    if model_args.model_name_or_path:
-        return
-    try:
-        config = MiniGPTConfig(**{**PRESETS[model_args.preset], **parse_config_overrides(model_args.config_overrides)})
-    except (TypeError, ValueError):
-        return  # a config that cannot be built at all: build_model says why
-    try:
-        config.to_gpt2_config()
-    except ValueError as error:
-        raise SetupError(f"--push_as_gpt2: {error}") from None
 
 
 def run_training(
@@ -564,10 +275,8 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
     if stop_event is not None:
         callbacks.append(StopOnEventCallback(stop_event))
 
-    trainer_args = copy.copy(args)
-    trainer_args.push_to_hub = False  # the Trainer would push every checkpoint (and a pickle); we push once, below
-    trainer = build_trainer(model, tokenizer, trainer_args, chunks["train"] if args.do_train else None,
-                            chunks["validation"], block_size, callbacks)
+    trainer = build_trainer(model, tokenizer, args, chunks["train"] if args.do_train else None, chunks["validation"],
+                            block_size, callbacks)
 
     metrics = {}
     if args.do_train:
@@ -578,7 +287,9 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
         eval_metrics = final_evaluation(trainer)
         eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
         metrics.update(eval_metrics)
-        metrics["eval_bits_per_byte"] = bits_per_byte(eval_metrics["eval_loss"], chunks["validation"], tokenizer)
+        metrics["eval_bits_per_byte"] = blocks_bits_per_byte(
+            trainer.accelerator.unwrap_model(trainer.model), chunks["validation"], tokenizer, block_size,
+            args.per_device_eval_batch_size)
 
     if trainer.is_world_process_zero():
         source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
@@ -588,9 +299,10 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
             return RunResult(args.output_dir, metrics, samples.samples, None)
         repo_id = args.hub_model_id or Path(args.output_dir).name
-        # the card shows the Trainer's copy of the arguments: what it used (e.g. the decay steps it filled in)
-        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "args": trainer.args,
-                "model_args": model_args, "data_args": data_args, "source": source, "block_size": block_size,
+        # the card shows the run's settings as recorded, and what the Trainer made of them
+        used = {"block_size": block_size, "precision": precision_of(trainer.args),
+                "lr_scheduler_kwargs": trainer.scheduler_kwargs}
+        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
                 "tokenizer": tokenizer, "prompt": prompts[0]}
         save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
         if args.push_to_hub:
@@ -644,15 +356,21 @@ class FullBlockCollator(DataCollatorForLanguageModeling):
         return batch
 
 
-def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_size: int, callbacks=()):
+def build_trainer(model, tokenizer, args: MiniGPTTrainingArguments, train_dataset, eval_dataset, block_size: int,
+                  callbacks=()) -> MiniGPTTrainer:
     """The Trainer every MiniGPT run uses (also for GPT-2 in the benchmarks): labels = input_ids, shifted inside
-    the model's loss; MFU measured against this device's matmul peak."""
+    the model's loss; MFU measured against this device's matmul peak. It gets its own copy of `args`, made with the
+    speed plan for this model and without pushing (the Trainer would push every checkpoint, and a pickle:
+    run_training pushes the finished folder once)."""
     plan = plan_training(args, model.config, block_size)
+    trainer_args = trainer_arguments(args, plan)
+    if trainer_args.device.type == "cuda":
+        set_tf32_matmul(plan.precision == "tf32")
     # measured (about a second of matmuls) only by the processes whose log is shown: MFU is per device
-    peak = peak_flops(args.device.type, plan.precision) if args.should_log else None
+    peak = peak_flops(trainer_args.device.type, plan.precision) if args.should_log else None
     return MiniGPTTrainer(
         model=model,
-        args=args,
+        args=trainer_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
@@ -660,30 +378,14 @@ def build_trainer(model, tokenizer, args, train_dataset, eval_dataset, block_siz
         callbacks=list(callbacks),
         block_size=block_size,
         peak_flops=peak,
-        optimizer_cls_and_kwargs=muon_optimizer_cls_and_kwargs(args) if args.optim == "muon" else None,
+        optimizer_cls_and_kwargs=muon_optimizer_cls_and_kwargs(args) if args.muon else None,
     )
 
 
-def bits_per_byte(loss: float, validation: datasets.Dataset, tokenizer) -> float:
-    """nats/token -> bits/byte over the exact bytes of the validation text, so that tokenizers of different
-    granularity compare fairly. `loss` is the mean over the predicted tokens: every token of a block but its
-    first; their bytes are the validation blocks' text (decoded as one stream, the text exactly) less the
-    bytes of each block's first token. eos tokens are predicted too and hold no bytes."""
-    rows = validation["input_ids"]
-    ids = [i for row in rows for i in row]
-    n_bytes = len(tokenizer.decode(ids, skip_special_tokens=True).encode("utf-8"))
-    n_bytes -= sum(_token_bytes(tokenizer, row[0]) for row in rows)
-    n_predicted = sum(len(row) - 1 for row in rows)
-    return loss * n_predicted / n_bytes / math.log(2)
-
-
-def _token_bytes(tokenizer, token_id: int) -> int:
-    if token_id in tokenizer.all_special_ids:
-        return 0
-    token = tokenizer.convert_ids_to_tokens(token_id)
-    if isinstance(tokenizer.backend_tokenizer.decoder, decoders.ByteLevel):
-        return len(token)  # byte-level BPE spells every byte as one character
-    return len(tokenizer.convert_tokens_to_string([token]).encode("utf-8"))
+def trainer_arguments(args: MiniGPTTrainingArguments, plan: SpeedPlan) -> MiniGPTTrainingArguments:
+    """The Trainer's copy of `args`: the speed plan's precision and compilation, and no pushing."""
+    return args.replaced(precision=plan.precision, compile="true" if plan.torch_compile else "false",
+                         push_to_hub=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -695,7 +397,9 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def write_results(metrics: dict, folder: Path) -> None:
-    """train_results.json, eval_results.json and both in all_results.json, as Trainer.save_metrics names them."""
+    """train_results.json, eval_results.json and both in all_results.json, as Trainer.save_metrics names and writes
+    them. (Not save_metrics itself: it writes into args.output_dir and merges with the all_results.json it finds
+    there, where the finished folder is built beside it and must hold this run's results only.)"""
     for split in ("train", "eval"):
         split_metrics = {k: v for k, v in metrics.items() if k.startswith("eval_") == (split == "eval")}
         if split_metrics:
@@ -727,7 +431,7 @@ def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict,
             write_samples(logged_samples(log_history), staging)
         write_results(metrics, staging)
         (staging / RUN_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
-        write_model_card(staging, model=model, metrics=metrics, log_history=log_history, **card)
+        write_model_card(staging, model=model, settings=settings, metrics=metrics, log_history=log_history, **card)
         make_readable(staging)
         swap_in(staging, output_dir)
     except BaseException:
@@ -737,4 +441,5 @@ def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict,
         raise
 
 
-__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "RunResult"]
+__all__ = ["ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "run_training", "RunResult", "build_model",
+           "build_trainer"]

@@ -14,7 +14,8 @@ It is meant to be a little high, never low: the app refuses a run whose estimate
 import os
 from dataclasses import dataclass
 
-from configuration_minigpt import PRESETS
+from minigpt.arguments import ModelArguments, model_config
+from minigpt.loading import count_parameters
 
 GB = 1024**3
 FLOAT = 4  # bytes; the app trains in float32 on the CPU
@@ -46,18 +47,17 @@ class MemoryEstimate:
 
 def estimate_training_memory(preset: str, vocab_size: int, block_size: int, batch_size: int,
                              eval_batch_size: int | None = None) -> MemoryEstimate:
-    """Peak memory of a training run with these settings, computed from the shapes alone (nothing allocated)."""
-    shape = PRESETS[preset]
-    width, layers, heads = shape["hidden_size"], shape["num_hidden_layers"], shape["num_attention_heads"]
-    inner = 4 * width
-    context = max(block_size, shape["max_position_embeddings"])
-    per_layer = 4 * width * width + 2 * width * inner + 9 * width + inner  # attention, MLP, norms and biases
-    parameters = vocab_size * width + context * width + layers * per_layer + 2 * width  # lm_head tied
+    """Peak memory of a training run with these settings, computed from the shapes alone (nothing allocated): the
+    model is the one the pipeline would build (minigpt.arguments.model_config), its weights counted by
+    minigpt.loading.count_parameters."""
+    config = model_config(ModelArguments(preset=preset, vocab_size=vocab_size), block_size, vocab_size=vocab_size)
+    width, layers, heads = config.hidden_size, config.num_hidden_layers, config.num_attention_heads
+    parameters = count_parameters(config)
     tokens = batch_size * block_size
     eval_tokens = (eval_batch_size or batch_size) * block_size
     parts = {
         "parameters": parameters * 4 * FLOAT,
-        "activations": tokens * layers * (16 * width + 2 * inner) * FLOAT,
+        "activations": tokens * layers * (16 * width + 2 * config.intermediate_size) * FLOAT,
         "attention": batch_size * heads * block_size * block_size * layers * FLOAT,
         "logits": 3 * tokens * vocab_size * FLOAT,
         "evaluation": 2 * eval_tokens * vocab_size * FLOAT,

@@ -14,7 +14,7 @@ from space.budget import Limits
 from space.fair_share import FairShare
 from space.lifeline import alive, training_context
 from space.registry import ModelError, ModelRegistry
-from space.run_files import remove_unfinished_runs, run_job
+from space.run_files import remove_unfinished_runs, train_and_keep
 from space.texts import PRETRAINED_SUGGESTED, app_error
 from space.training_line import TrainingLine
 from space.uploads import UploadJanitor, zips_folder
@@ -69,7 +69,7 @@ class AppContext:
                 logger.warning("not offered: %s", error)
                 self.model_dir_errors.append(str(error))
         self.training_context = training_context()  # the fork server starts now, from this thread
-        self.line = TrainingLine(lambda job: run_job(self, job), self.limits.max_waiting,
+        self.line = TrainingLine(lambda job: train_and_keep(self, job), self.limits.max_waiting,
                                  self.limits.max_minutes * 60, self.limits.max_waiting_per_client)
         self.generations = FairShare(GENERATIONS_PER_VISITOR, GENERATIONS_PER_CLIENT)
         self.janitor = UploadJanitor()

@@ -2,12 +2,10 @@
 and the prompt (messages in the reader's language), and each visitor's share of the generation slots."""
 
 import contextlib
-import queue
 import threading
 
 import torch
-from transformers import StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
+from transformers import StoppingCriteriaList, TextIteratorStreamer
 
 from minigpt.teaching import DecodingSettings, StopOnEvent, TeachingError, encode_prompt
 from space.fair_share import OverShare
@@ -30,28 +28,12 @@ def generation_slot(ctx, lang: str, request, profile, browser_id: str | None):
         ctx.generations.give_back(visitor, client)
 
 
-class TokenStreamer(BaseStreamer):
-    """generate() -> a queue of new token ids, one put() per step (the first put is the prompt)."""
-
-    def __init__(self):
-        self.queue: queue.Queue = queue.Queue()
-        self._prompt_seen = False
-
-    def put(self, value):
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        self.queue.put(value.reshape(-1).tolist())
-
-    def end(self):
-        self.queue.put(None)
-
-
 def stream_generate(model, tokenizer, ids: torch.LongTensor, settings: DecodingSettings,
                     cancel: threading.Event | None = None):
-    """Yield the continuation decoded so far, one token at a time: generate() runs in a thread with a streamer;
-    beam search (no streamer in transformers) yields once. Setting `cancel` or closing this generator (a
-    cancelled request) stops generate() at its next token."""
+    """Yield the continuation decoded so far as it grows: generate() runs in a thread with transformers'
+    TextIteratorStreamer (letters and spaces at once, token by token; other characters, and half of a multi-byte
+    one, once the next space comes); beam search (no streamer in transformers) yields once. Setting `cancel` or
+    closing this generator (a cancelled request) stops generate() at its next token."""
     closed = threading.Event()
     kwargs = settings.generate_kwargs(tokenizer)
     kwargs.update(attention_mask=torch.ones_like(ids),
@@ -61,7 +43,7 @@ def stream_generate(model, tokenizer, ids: torch.LongTensor, settings: DecodingS
             out = model.generate(ids, **kwargs)
         yield tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         return
-    streamer = TokenStreamer()
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, timeout=300, skip_special_tokens=True)
     failure = []
 
     def run():
@@ -74,27 +56,17 @@ def stream_generate(model, tokenizer, ids: torch.LongTensor, settings: DecodingS
 
     worker = threading.Thread(target=run, name="minigpt-generate", daemon=True)
     worker.start()
-    new_ids: list[int] = []
     text = ""
     try:
-        while True:
-            item = streamer.queue.get(timeout=300)
-            if item is None:
-                break
-            new_ids.extend(item)
-            decoded = tokenizer.decode(new_ids, skip_special_tokens=True)
-            if decoded.endswith("\ufffd"):  # half a multi-byte character: wait for the rest
-                continue
-            text = decoded
-            yield text
+        for piece in streamer:
+            if piece:
+                text += piece
+                yield text
     finally:
         closed.set()
         worker.join(timeout=30)
     if failure:
         raise failure[0]
-    final = tokenizer.decode(new_ids, skip_special_tokens=True)
-    if final != text:
-        yield final
 
 
 def checked_settings(lang, strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed,

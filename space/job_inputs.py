@@ -1,20 +1,29 @@
-"""The checks that turn a visitor's Train form into a job, before anything runs: every setting in range, the
-memory the run would need within the Space's budget, uploads checked and copied into the app's own folder (and
-Gradio's cached copies deleted)."""
+"""The checks that turn a visitor's Train form into a job, before anything runs: every setting within the bounds
+that the library declares (minigpt.arguments) and within the Space's own stricter limits, the memory the run would
+need within the Space's budget, uploads checked and copied into the app's own folder (and Gradio's cached copies
+deleted). The job carries one settings object, minigpt.arguments.RunArguments, the same dataclasses as train.py's."""
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gradio.utils import get_upload_folder
 
+from minigpt.arguments import (
+    Bound,
+    DataArguments,
+    MiniGPTTrainingArguments,
+    ModelArguments,
+    OneOf,
+    RunArguments,
+    bound_of,
+)
 from minigpt.corpus import BUILTIN_CORPORA
-from minigpt.training import DataArguments, ModelArguments
 from space.budget import estimate_training_memory, eval_batch_size, which_setting_to_lower
 from space.jobs import TrainingJob
 from space.run_files import new_run_name
-from space.texts import WHAT, app_error, fmt_int, msg
+from space.texts import WHAT, app_error, fmt_int, msg, rule_text
 
-APP_PRESETS = ("tiny", "small", "base")  # gpt2-sized training is not for a CPU Space
 UPLOAD_NAME = "upload.txt"  # an uploaded corpus's name on disk and in its model card: it names no content
 NEUTRAL_PROMPTS = {"en": "The", "pt": "O"}  # an uploaded corpus's sample prompts: never its own first words
 
@@ -29,21 +38,76 @@ SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
+@dataclass
+class TrainForm:
+    """The Train tab's form: one field per input, named as /train's parameters, with the form's defaults."""
+
+    corpus_source: str = "machado"  # a built-in corpus, "upload" or "hub"
+    files: list = field(default_factory=list)
+    hub_dataset: str = ""
+    preset: str = "tiny"
+    tokenizer_type: str = "bpe"
+    vocab_size: int = 2048
+    length_unit: str = "steps"  # or "epochs"
+    max_steps: int = 400
+    epochs: float = 1.0
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    block_size: int = 128
+    seed: int = 42
+
+
+# Each number of the form is a setting of the run: (the dataclass that declares its bound, its field, its type)
+FORM_SETTINGS = {
+    "vocab_size": (ModelArguments, "vocab_size", int),
+    "max_steps": (MiniGPTTrainingArguments, "max_steps", int),
+    "epochs": (MiniGPTTrainingArguments, "num_train_epochs", float),
+    "batch_size": (MiniGPTTrainingArguments, "per_device_train_batch_size", int),
+    "learning_rate": (MiniGPTTrainingArguments, "learning_rate", float),
+    "block_size": (DataArguments, "block_size", int),
+    "seed": (MiniGPTTrainingArguments, "seed", int),
+}
+
+# The Space's own limits (a shared CPU Space, many visitors): they only narrow the library's bounds.
+APP_PRESETS = ("tiny", "small", "base")  # gpt2-sized training is not for a CPU Space
+SPACE_LIMITS = {
+    "vocab_size": Bound(300, 32768),
+    "max_steps": Bound(1, 100_000),
+    "num_train_epochs": Bound(0.01, 100),
+    "per_device_train_batch_size": Bound(1, 512),
+    "learning_rate": Bound(0, 1, above=True),
+    "block_size": Bound(8, 1024),
+}
+FORM_CHOICES = {
+    "corpus_source": OneOf((*BUILTIN_CORPORA, "upload", "hub")),
+    "preset": OneOf(APP_PRESETS),
+    "tokenizer_type": bound_of(ModelArguments, "tokenizer_type"),
+    "length_unit": OneOf(("steps", "epochs")),
+}
+
+
+def form_bound(name: str) -> Bound:
+    """The bound the app checks a number of the form against: the library's, narrowed by the Space's limits."""
+    cls, setting, _ = FORM_SETTINGS[name]
+    return (bound_of(cls, setting) or Bound()) & SPACE_LIMITS.get(setting, Bound())
+
+
 def sanitize_filename(name: str) -> str:
     """A bare, safe file name: no folders, no leading dots, only letters, digits, '.', '_' and '-'."""
     stem = SAFE_NAME.sub("_", Path(str(name)).name).lstrip("._") or "file"
     return stem[:80]
 
 
-def _check_number(lang, name, value, rule, ok, cast=float):
+def _checked_number(lang: str, name: str, value):
+    """A number of the form as its setting's type, within form_bound(name); else a visible error."""
+    bound, cast = form_bound(name), FORM_SETTINGS[name][2]
+    refusal = app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=rule_text(bound, lang), value=value))
     try:
         number = cast(value)
-    except (TypeError, ValueError):
-        raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=rule, value=value)) from None
-    if cast is int and float(value) != number:
-        raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=rule, value=value))
-    if not ok(number):
-        raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=rule, value=value))
+    except (TypeError, ValueError, OverflowError):
+        raise refusal from None
+    if (cast is int and float(value) != number) or not bound.allows(number):
+        raise refusal
     return number
 
 
@@ -108,63 +172,56 @@ def collect_uploads(ctx, files, lang: str, job_dir: Path, tokenizer_type: str) -
     return target, sanitize_filename(paths[0].name) if len(paths) == 1 else f"{len(paths)} files"
 
 
-def check_memory(ctx, lang: str, preset: str, vocab_size: int, block_size: int, batch_size: int) -> dict:
-    """Refuse settings whose computed peak memory is over the Space's budget (nothing is allocated here)."""
+def check_memory(ctx, lang: str, preset: str, vocab_size: int, block_size: int, batch_size: int) -> float:
+    """Refuse settings whose computed peak memory is over the Space's budget (nothing is allocated here). Returns
+    the run's cost (the line's unit for estimating waits): parameters x tokens per step."""
     estimate = estimate_training_memory(preset, vocab_size, block_size, batch_size,
                                         eval_batch_size(batch_size, block_size, vocab_size))
     if estimate.gigabytes > ctx.limits.max_memory_gb:
         setting = which_setting_to_lower(estimate)
         raise app_error(lang, msg(lang, "over_memory", need=estimate.gigabytes, limit=ctx.limits.max_memory_gb,
                                   what=WHAT[lang][setting]))
-    return {"memory_gb": round(estimate.gigabytes, 2), "cost": float(estimate.parameters * batch_size * block_size)}
+    return float(estimate.parameters * batch_size * block_size)
 
 
-def _check_choices(lang, corpus_source, preset, tokenizer_type, length_unit) -> None:
-    for name, value, allowed in (("corpus_source", corpus_source, (*BUILTIN_CORPORA, "upload", "hub")),
-                                 ("preset", preset, APP_PRESETS), ("tokenizer_type", tokenizer_type, ("bpe", "char")),
-                                 ("length_unit", length_unit, ("steps", "epochs"))):
-        if value not in allowed:
-            raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=" | ".join(allowed), value=value))
+def _check_choices(lang: str, form: TrainForm) -> None:
+    for name, choices in FORM_CHOICES.items():
+        value = getattr(form, name)
+        if not choices.allows(value):
+            raise app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=" | ".join(choices.choices),
+                                      value=value))
 
 
-def _check_numbers(lang, vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed):
-    def between(low, high) -> str:
-        return msg(lang, "between", low=low, high=high)
-
-    vocab_size = _check_number(lang, "vocab_size", vocab_size, between(300, 32768), lambda v: 300 <= v <= 32768, int)
-    if length_unit == "steps":
-        steps = _check_number(lang, "max_steps", max_steps, between(1, 100000), lambda v: 1 <= v <= 100_000, int)
-        epochs = 1.0
-    else:
-        steps = -1
-        epochs = _check_number(lang, "epochs", epochs, between(0.01, 100), lambda v: 0.01 <= v <= 100)
-    batch_size = _check_number(lang, "batch_size", batch_size, between(1, 512), lambda v: 1 <= v <= 512, int)
-    learning_rate = _check_number(lang, "learning_rate", learning_rate, "> 0, <= 1", lambda v: 0 < v <= 1)
-    block_size = _check_number(lang, "block_size", block_size, between(8, 1024), lambda v: 8 <= v <= 1024, int)
-    seed = _check_number(lang, "seed", seed, ">= 0", lambda v: 0 <= v < 2**32, int)
-    return vocab_size, steps, epochs, batch_size, learning_rate, block_size, seed
+def checked_numbers(lang: str, form: TrainForm) -> dict:
+    """The form's numbers as the settings they are ({setting: value}); the length in the unit chosen (steps, or
+    epochs with max_steps -1)."""
+    names = ["vocab_size", "max_steps" if form.length_unit == "steps" else "epochs", "batch_size", "learning_rate",
+             "block_size", "seed"]
+    numbers = {FORM_SETTINGS[name][1]: _checked_number(lang, name, getattr(form, name)) for name in names}
+    if form.length_unit == "epochs":
+        numbers["max_steps"] = -1
+    return numbers
 
 
-def prepare_job(ctx, lang: str, owner: str, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size,
-                length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed,
-                client: str = "local") -> TrainingJob:
+def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "local") -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
-    _check_choices(lang, corpus_source, preset, tokenizer_type, length_unit)
-    vocab_size, steps, epochs, batch_size, learning_rate, block_size, seed = _check_numbers(
-        lang, vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed)
-    budget = check_memory(ctx, lang, preset, vocab_size, block_size, batch_size)
+    _check_choices(lang, form)
+    numbers = checked_numbers(lang, form)
+    batch_size, block_size, vocab_size = (numbers["per_device_train_batch_size"], numbers["block_size"],
+                                          numbers["vocab_size"])
+    cost = check_memory(ctx, lang, form.preset, vocab_size, block_size, batch_size)
 
-    run_name = new_run_name(ctx, preset, tokenizer_type)
+    run_name = new_run_name(ctx, form.preset, form.tokenizer_type)
     job_dir = ctx.tmp_dir / "uploads" / run_name
-    data = {"block_size": block_size, "preprocessing_num_workers": None}
-    corpus = f"{corpus_source} (built-in)"
-    if corpus_source in BUILTIN_CORPORA:
-        data["builtin_corpus"] = corpus_source
-    elif corpus_source == "upload":
-        train_file, corpus = collect_uploads(ctx, files, lang, job_dir, tokenizer_type)
+    data = {"block_size": block_size}
+    corpus = f"{form.corpus_source} (built-in)"
+    if form.corpus_source in BUILTIN_CORPORA:
+        data["builtin_corpus"] = form.corpus_source
+    elif form.corpus_source == "upload":
+        train_file, corpus = collect_uploads(ctx, form.files, lang, job_dir, form.tokenizer_type)
         data.update(train_file=str(train_file), sample_prompts=NEUTRAL_PROMPTS[lang])
-    elif corpus_source == "hub":
-        name = (hub_dataset or "").strip()
+    elif form.corpus_source == "hub":
+        name = (form.hub_dataset or "").strip()
         if not name:
             raise app_error(lang, msg(lang, "need_hub"))
         # A Hub name only: never a path (load_dataset would read a local folder or file).
@@ -172,20 +229,17 @@ def prepare_job(ctx, lang: str, owner: str, corpus_source, files, hub_dataset, p
             raise app_error(lang, msg(lang, "bad_hub", name=name[:200]))
         data.update(dataset_name=name, max_dataset_mb=ctx.limits.max_hub_mb)  # refused before any download
         corpus = name
-    output_dir = ctx.runs_dir / run_name
-    # TrainingArguments are built in the training process: creating them touches accelerate's process state.
-    training_kwargs = dict(
-        output_dir=str(output_dir), max_steps=steps, num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size, per_device_eval_batch_size=eval_batch_size(batch_size, block_size, vocab_size),
-        learning_rate=learning_rate, seed=seed,
+    training = dict(
+        output_dir=str(ctx.runs_dir / run_name), max_steps=numbers["max_steps"],
+        num_train_epochs=numbers.get("num_train_epochs", 1.0), per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size(batch_size, block_size, vocab_size),
+        learning_rate=numbers["learning_rate"], seed=numbers["seed"],
         eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points
         save_strategy="no",  # the app keeps the final model only (Stop saves it too)
         report_to="none", dataloader_num_workers=0,
     )
-    settings = {"corpus": corpus, "preset": preset, "tokenizer": tokenizer_type, "vocab_size": vocab_size,
-                "max_steps": steps, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "block_size": block_size, "seed": seed, **budget}
-    return TrainingJob(run_name, output_dir, owner, settings,
-                       ModelArguments(preset=preset, tokenizer_type=tokenizer_type, vocab_size=vocab_size),
-                       DataArguments(**data), training_kwargs, cleanup=job_dir,
-                       private_corpus=corpus_source == "upload", client=client)
+    arguments = RunArguments(
+        ModelArguments(preset=form.preset, tokenizer_type=form.tokenizer_type, vocab_size=vocab_size),
+        DataArguments(**data), training)
+    return TrainingJob(run_name, owner, arguments, corpus, cost=cost, cleanup=job_dir,
+                       private_corpus=form.corpus_source == "upload", client=client)

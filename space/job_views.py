@@ -4,11 +4,12 @@ plot frames and the sample texts of each evaluation."""
 import math
 import re
 import time
+from html import escape
 
 import pandas as pd
 
 from space.jobs import JobSnapshot
-from space.texts import MESSAGES, fmt_int, fmt_num, format_duration
+from space.texts import DATA_STAGES, MESSAGES, fmt_int, fmt_num, format_duration, sampling_text
 
 
 def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -54,7 +55,8 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
     fraction = 1.0 if snap.state in ("finished", "stopped") else (snap.step / total if total else 0.0)
     elapsed = (snap.ended or time.time()) - snap.started
     state_text = {
-        "starting": m["starting"], "running": m["running"], "stopping": m["stopping"],
+        "starting": data_progress_text(snap.data_progress, lang) or m["starting"], "running": m["running"],
+        "stopping": m["stopping"],
         "finished": m["finished"].format(run=snap.run_name),
         "stopped": m["stopped"].format(run=snap.run_name, step=snap.step),
         "failed": m["left_line"] if snap.error == "left" else m["failed"].format(error=error_text(snap.error, lang)),
@@ -88,19 +90,30 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
     if bits:
         parts.append(f"<p>{' · '.join(bits)}</p>")
     s = snap.settings
-    parts.append(f'<p class="mg-settings">{_esc(s["corpus"])} · {s["preset"]} · {s["tokenizer"]} · '
-                 f'batch {s["batch_size"]} · lr {s["learning_rate"]:g} · block {s["block_size"]} · '
-                 f'seed {s["seed"]}</p></div>')
+    parts.append(f'<p class="mg-settings">{escape(s["corpus"], quote=False)} · {s["preset"]} · '
+                 f'{s["tokenizer_type"]} · batch {s["per_device_train_batch_size"]} · lr {s["learning_rate"]:g} · '
+                 f'block {s["block_size"]} · seed {s["seed"]}</p></div>')
     return "".join(parts)
 
 
-def _esc(text: str) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def data_progress_text(progress: dict | None, lang: str) -> str | None:
+    """The data work under way, in words: "Preparing the corpus: training the tokenizer, 3.1 of 8.0 MB, 1.2 MB/s"."""
+    if not progress:
+        return None
+    m = MESSAGES[lang]
+
+    def mb(value: float) -> str:
+        return fmt_num(value, lang, 2 if value < 10 else 1)
+
+    stage = DATA_STAGES[lang].get(progress["stage"], progress["stage"])
+    total = f" {m['of']} {mb(progress['total_mb'])}" if progress.get("total_mb") else ""
+    return m["preparing_data"].format(stage=stage, done=mb(progress["done_mb"]), total=total,
+                                      rate=mb(progress["mb_per_s"]))
 
 
 def md_inline(text: str) -> str:
     """**bold** -> <b>, the rest escaped (status lines are HTML)."""
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _esc(text))
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text, quote=False))
 
 
 def samples_html(snap: JobSnapshot | None, lang: str) -> str:
@@ -111,15 +124,16 @@ def samples_html(snap: JobSnapshot | None, lang: str) -> str:
 
     def shown(prompt: str, text: str) -> str:
         text = re.sub(r"\n\s*\n+", "\n", text).replace("\n", "⏎\n")
-        return f"<b>{_esc(prompt)}</b>{_esc(text)}"
+        return f"<b>{escape(prompt, quote=False)}</b>{escape(text, quote=False)}"
 
     out = ['<div class="mg-samples">']
     for s in reversed(snap.samples[-16:]):
         out.append(f'<div class="mg-sample"><div class="mg-sample-head">{m["step"]} {fmt_int(s["step"], lang)} · '
                    f'{fmt_int(s["tokens_seen"], lang)} {m["tokens_seen"]} · {m["prompt"]} '
-                   f'<code>{_esc(s["prompt"])}</code></div>'
+                   f'<code>{escape(s["prompt"], quote=False)}</code></div>'
                    f'<div class="mg-sample-kind">{m["greedy"]}</div><pre>{shown(s["prompt"], s["greedy"])}</pre>'
-                   f'<div class="mg-sample-kind">{m["sampled"]}</div><pre>{shown(s["prompt"], s["sampled"])}</pre>'
+                   f'<div class="mg-sample-kind">{sampling_text(lang)}</div>'
+                   f'<pre>{shown(s["prompt"], s["sampled"])}</pre>'
                    "</div>")
     out.append("</div>")
     return "".join(out)

@@ -1,10 +1,10 @@
 """A visitor's training: the job (its settings, owner and progress, watched by any number of viewers) and the
 thread that runs it in its own process (space/training_process.py) and turns the child's messages into progress.
+A job's settings are one minigpt.arguments.RunArguments; what its panel shows of them is derived from it.
 """
 
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import psutil
 
+from minigpt.arguments import RunArguments
 from minigpt.monitoring import perplexity
+from minigpt.run_folder import remove_run_folder
 from space.training_process import train_in_child
 
 logger = logging.getLogger("minigpt.app")
@@ -23,6 +25,10 @@ MARK_SUFFIX = ".app-training"  # `.<run>.app-training` beside a run folder while
 
 def running_mark(output_dir: Path) -> Path:
     return output_dir.parent / f".{output_dir.name}{MARK_SUFFIX}"
+
+
+
+
 STOP_GRACE_SECONDS = 120  # a child that has not ended this long after Stop is ended by force
 
 
@@ -33,7 +39,7 @@ class JobSnapshot:
     state: str  # queued | starting | running | stopping | finished | stopped | failed
     run_name: str
     owner: str
-    settings: dict
+    settings: dict  # what the visitor chose (shown_settings)
     started: float
     ended: float | None
     step: int
@@ -50,6 +56,7 @@ class JobSnapshot:
     wait_seconds: float | None = None  # estimated wait before it starts, while queued
     peak_rss: int = 0  # bytes, the training process's largest resident set seen
     note: str | None = None  # e.g. "time_budget": the run was stopped at the wall-time budget
+    data_progress: dict | None = None  # the data work's last report: minigpt.data_progress.DataProgress's fields
 
     @property
     def done(self) -> bool:
@@ -63,26 +70,36 @@ class JobSnapshot:
 
     def public(self) -> "JobSnapshot":
         """What every other visitor sees: that it runs, its progress and end; not its corpus, samples or run."""
-        settings = {k: v for k, v in self.settings.items() if k in ("preset", "tokenizer", "batch_size",
-                                                                     "learning_rate", "block_size", "seed")}
-        return replace(self, run_name="", owner="", settings={**settings, "corpus": "…"}, samples=[], error=None,
+        return replace(self, run_name="", owner="", settings={**self.settings, "corpus": "…"}, samples=[], error=None,
                        entry_key=None)
+
+
+def shown_settings(arguments: RunArguments, corpus: str) -> dict:
+    """What a visitor chose, by the settings' own names: the training panel's line and /training_status show it
+    (nothing of the corpus but `corpus`, the name shown for it)."""
+    training = arguments.training
+    return {"corpus": corpus, "preset": arguments.model.preset, "tokenizer_type": arguments.model.tokenizer_type,
+            "vocab_size": arguments.model.vocab_size, "block_size": arguments.data.block_size,
+            **{name: training[name] for name in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
+                                                 "learning_rate", "seed")}}
 
 
 class TrainingJob:
     """One training run. The runner thread writes its progress here under a lock; any number of viewers (every
     visitor's timer, /training_status) read snapshots of it."""
 
-    def __init__(self, run_name: str, output_dir: Path, owner: str, settings: dict, model_args, data_args,
-                 training_kwargs, cleanup: Path | None = None, private_corpus: bool = False, client: str = "local"):
+    def __init__(self, run_name: str, owner: str, arguments: RunArguments, corpus: str, cost: float = 1.0,
+                 cleanup: Path | None = None, private_corpus: bool = False, client: str = "local"):
         self.id = uuid.uuid4().hex[:12]
         self.run_name = run_name
-        self.output_dir = output_dir
+        self.arguments = arguments
+        self.output_dir = Path(arguments.training["output_dir"])
         self.owner = owner
         self.client = client  # the network address it came from (space/visitors.py)
         self.last_seen = time.monotonic()  # when its visitor last looked at it (their page's timer, a status call)
-        self.settings = settings
-        self.model_args, self.data_args, self.training_kwargs = model_args, data_args, training_kwargs
+        self.corpus = corpus  # the name its owner sees for the corpus (an upload's own file name)
+        self.settings = shown_settings(arguments, corpus)
+        self.cost = cost  # parameters x tokens per step: the line's unit for estimating waits
         self.cleanup = cleanup
         self.private_corpus = private_corpus
         self.stop_event = threading.Event()
@@ -90,7 +107,7 @@ class TrainingJob:
         self._fields = dict(version=0, state="queued", started=time.time(), ended=None, step=0, max_steps=None,
                             epoch=0.0, tokens_seen=0, tokens_per_second=None, points=[], samples=[], error=None,
                             entry_key=None, stop_requested_at=None, position=None, wait_seconds=None, peak_rss=0,
-                            note=None)
+                            note=None, data_progress=None)
 
     def _update(self, **changes) -> None:
         with self._cond:
@@ -151,6 +168,10 @@ class TrainingJob:
             f["version"] += 1
             self._cond.notify_all()
 
+    def on_data_progress(self, progress: dict) -> None:
+        """The data work's progress (a DataProgress as a dict); the panel shows it while the job is starting."""
+        self._update(data_progress=dict(progress))
+
     def on_sample(self, sample: dict) -> None:
         with self._cond:
             self._fields["samples"].append(dict(sample))
@@ -182,8 +203,7 @@ def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool
     job.output_dir.parent.mkdir(parents=True, exist_ok=True)
     running_mark(job.output_dir).touch()
     child = context.Process(target=train_in_child, name=f"minigpt-train-{job.id}", daemon=True,
-                            args=(job.model_args, job.data_args, job.training_kwargs, events, stop, private_cache,
-                                  on_space, os.getpid()))
+                            args=(job.arguments, events, stop, private_cache, on_space, os.getpid()))
     child.start()
     watched = psutil.Process(child.pid)
     last_word, stop_sent_at, training = None, None, False
@@ -198,6 +218,8 @@ def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool
                 job.on_progress(**payload[0])
             elif kind == "sample":
                 job.on_sample(payload[0])
+            elif kind == "data":
+                job.on_data_progress(payload[0])
             elif kind == "done":
                 last_word = {"done": payload[0]}
                 job.note_rss(payload[0].get("peak_rss", 0))  # the kernel's count; the polling below may miss it
@@ -234,10 +256,7 @@ def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool
 
 
 def discard(output_dir: Path) -> None:
-    """A run that failed or is pruned: its folder, what the pipeline keeps beside it while it saves (a staging
-    folder, a lock file) and the app's mark go."""
-    shutil.rmtree(output_dir, ignore_errors=True)
-    for kind in ("saving", "saving.old"):
-        shutil.rmtree(output_dir.parent / f".{output_dir.name}.{kind}", ignore_errors=True)
-    (output_dir.parent / f".{output_dir.name}.lock").unlink(missing_ok=True)
+    """A run that failed or is pruned: its folder, what the pipeline keeps beside it (minigpt.run_folder) and the
+    app's mark go."""
+    remove_run_folder(output_dir)
     running_mark(output_dir).unlink(missing_ok=True)

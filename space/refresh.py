@@ -10,16 +10,20 @@ from space.texts import request_lang
 from space.visitors import BROWSER_ID, new_browser_id, visitor_id
 
 
-def model_updates(ctx: AppContext, lang: str, viewer: str | None, select_run: str | None = None):
-    """New choices for every model dropdown, in the order app.py lists them (generate, compare a and b,
-    probabilities, the runs list): the models this viewer may use; values kept, except that `select_run` (the
-    visitor's newly finished run) is selected."""
+# The model dropdowns every page refreshes, by name: app.py lists them in this order as the handlers' outputs
+MODEL_DROPDOWNS = ("generate", "compare_a", "compare_b", "probabilities", "runs")
+
+
+def model_updates(ctx: AppContext, lang: str, viewer: str | None, select_run: str | None = None) -> list:
+    """New choices for every model dropdown, in MODEL_DROPDOWNS' order: the models this viewer may use; values
+    kept, except that `select_run` (the visitor's newly finished run) is selected."""
     plain = ctx.registry.choices(lang, viewer=viewer)
     with_latest = ctx.registry.choices(lang, with_latest=True, viewer=viewer)
     pick = {"value": select_run} if select_run else {}
-    return (gr.Dropdown(choices=plain, **pick), gr.Dropdown(choices=with_latest),
-            gr.Dropdown(choices=with_latest), gr.Dropdown(choices=plain, **pick),
-            gr.Dropdown(choices=run_choices(ctx, lang, viewer), **pick))
+    updates = {"generate": gr.Dropdown(choices=plain, **pick), "compare_a": gr.Dropdown(choices=with_latest),
+               "compare_b": gr.Dropdown(choices=with_latest), "probabilities": gr.Dropdown(choices=plain, **pick),
+               "runs": gr.Dropdown(choices=run_choices(ctx, lang, viewer), **pick)}
+    return [updates[name] for name in MODEL_DROPDOWNS]
 
 
 def poll(ctx: AppContext, seen_job, seen_models, browser_id, request: gr.Request,
@@ -36,10 +40,10 @@ def poll(ctx: AppContext, seen_job, seen_models, browser_id, request: gr.Request
     if shown != seen_job:
         panel, seen_job = list(job_view(snap, lang, note)), shown
         finished_now = snap.entry_key if snap is not None and not note and snap.done else None
-    models = [gr.skip()] * 5
+    models = [gr.skip()] * len(MODEL_DROPDOWNS)
     if ctx.registry.version != seen_models or finished_now:
         viewer = ctx.viewer(request, profile, browser_id)
-        models, seen_models = list(model_updates(ctx, lang, viewer, finished_now)), ctx.registry.version
+        models, seen_models = model_updates(ctx, lang, viewer, finished_now), ctx.registry.version
     return (*panel, *models, seen_job, seen_models)
 
 

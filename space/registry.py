@@ -8,7 +8,8 @@
                  chosen: the chapter's foundation model beside the visitor's tiny one (needs the network for a Hub name)
 
 A run is a folder of the runs folder with the app's record of it (app_run.json, written when its training ended):
-a folder without one (a run cut off by a killed app, another program's) is never listed. A run belongs to the
+a folder without one (a run cut off by a killed app, another program's) is never listed. Its settings are the
+pipeline's own record, run_settings.json. A run belongs to the
 visitor who started it (`owner` in its record, a hash of their browser's id or Hugging Face user): the list,
 `latest` and every lookup take the viewer's hash and show them only their own runs and the models nobody owns
 (launch-time folders). `viewer=None` sees everything (the app's own bookkeeping, or a classroom launched with
@@ -29,14 +30,17 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from configuration_minigpt import PRESETS
-from minigpt.loading import SetupError, build_untrained, load_pretrained
+from minigpt.errors import SetupError
+from minigpt.loading import count_parameters, load_pretrained, untrained_model
+from minigpt.run_folder import RUN_SETTINGS_FILE
+from minigpt.tokenizer_training import builtin_tokenizer
 from space.texts import PRETRAINED_PARAMETERS, fmt, format_parameters, msg
 
 logger = logging.getLogger("minigpt.app")
 
 UNTRAINED = "untrained"
 LATEST = "latest"
-APP_RUN_FILE = "app_run.json"  # what the app knows about a run it trained (settings, corpus, stopped early)
+APP_RUN_FILE = "app_run.json"  # what the app knows about a run it trained (owner, steps, stopped, corpus)
 
 
 class ModelError(ValueError):
@@ -70,14 +74,12 @@ class ModelEntry:
 
 def is_finished_model_dir(path: Path) -> bool:
     """A saved model folder: weights, config and tokenizer. The pipeline builds a finished folder beside its
-    target (`.<name>.saving`) and swaps it in whole, so a folder under its own name is complete; the earlier
-    pipeline saved in place and left a `.saving` marker inside until done, so such a folder is not."""
+    target and swaps it in whole (minigpt.run_folder), so a folder under its own name is complete."""
     return (
         path.is_dir()
         and any(path.glob("*.safetensors"))
         and (path / "config.json").is_file()
         and ((path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file())
-        and not (path / ".saving").exists()
     )
 
 
@@ -89,16 +91,13 @@ def _size_of(config: dict) -> str:
     return f"{layers}x{width}" if layers and width else ""
 
 
-def count_parameters(config: dict) -> int | None:
-    """About how many weights a GPT-2-shaped model of this config has (MiniGPT or GPT-2 names), tied embeddings."""
-    width = config.get("hidden_size") or config.get("n_embd")
-    layers = config.get("num_hidden_layers") or config.get("n_layer")
-    vocab, context = config.get("vocab_size"), config.get("max_position_embeddings") or config.get("n_positions")
-    if not (width and layers and vocab and context):
+def parameters_of(config: dict) -> int | None:
+    """How many weights a model of this config.json has (minigpt.loading.count_parameters); None for a config
+    that names no model transformers knows."""
+    try:
+        return count_parameters(config)
+    except (KeyError, TypeError, ValueError):
         return None
-    inner = config.get("intermediate_size") or config.get("n_inner") or 4 * width
-    block = 4 * width * width + 4 * width + 2 * width * inner + inner + width + 4 * width  # attention, MLP, norms
-    return vocab * width + context * width + layers * block + 2 * width
 
 
 def _read_json(path: Path) -> dict:
@@ -111,9 +110,11 @@ def _read_json(path: Path) -> dict:
 def summarize_model_dir(path: Path) -> dict:
     config = _read_json(path / "config.json")
     results = _read_json(path / "all_results.json")
+    settings = _read_json(path / RUN_SETTINGS_FILE)
     app_run = _read_json(path / APP_RUN_FILE)
+    preset = settings.get("preset") if settings and not settings.get("model_name_or_path") else None
     return {
-        "size": app_run.get("preset") or _size_of(config),
+        "size": preset or _size_of(config),
         "context": config.get("max_position_embeddings") or config.get("n_positions"),
         "vocab_size": config.get("vocab_size"),
         "eval_loss": results.get("eval_loss"),
@@ -121,7 +122,7 @@ def summarize_model_dir(path: Path) -> dict:
         "steps": app_run.get("steps"),
         "stopped": app_run.get("stopped", False),
         "corpus": app_run.get("corpus"),
-        "parameters": count_parameters(config),
+        "parameters": parameters_of(config),
         "train_tokens": results.get("train_tokens"),
         "owner": app_run.get("owner"),
     }
@@ -174,11 +175,12 @@ class ModelRegistry:
         self.version = 0  # grows whenever the list of models changes: the app refreshes its dropdowns then
 
         start = time.perf_counter()
-        model, tokenizer = build_untrained(untrained_preset, untrained_vocab_size)
+        tokenizer = builtin_tokenizer(untrained_vocab_size)
+        model = untrained_model(untrained_preset, tokenizer)
         self._untrained = (model, tokenizer)
         self._add(ModelEntry(UNTRAINED, "untrained", UNTRAINED, None, 0.0,
                              {"size": untrained_preset, "context": model.config.max_position_embeddings,
-                              "vocab_size": model.config.vocab_size}))
+                              "vocab_size": model.config.vocab_size, "parameters": model.num_parameters()}))
         logger.info("untrained %s model ready in %.1fs", untrained_preset, time.perf_counter() - start)
         for folder in model_dirs:
             self.add_dir(folder)
@@ -216,7 +218,7 @@ class ModelRegistry:
         if path.is_dir():
             if not is_finished_model_dir(path):
                 raise ModelError(f"{name}: not a saved model folder (needs *.safetensors, config.json and a tokenizer)")
-            name, parameters = path.name, count_parameters(_read_json(path / "config.json"))
+            name, parameters = path.name, parameters_of(_read_json(path / "config.json"))
         else:
             parameters = PRETRAINED_PARAMETERS.get(name)
         return self._add(ModelEntry(f"pretrained/{name}", "pretrained", name, str(path) if path.is_dir() else name,

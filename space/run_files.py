@@ -1,9 +1,10 @@
-"""The runs folder on disk, kept bounded and truthful: a finished job becomes a run folder (with app_run.json
-naming its owner) and joins the model lists; a visitor keeps their newest MINIGPT_APP_MAX_RUNS_PER_VISITOR runs
-(their new run replaces their own oldest), and the app at most MINIGPT_APP_MAX_RUNS, making room with other
-visitors' runs older than an hour or the visitor's own, never another visitor's fresh run (a new run is refused
-instead); a folder the app named but did not record (a training cut off by a killed server) is removed at
-start; zips are made on demand and do not pile up."""
+"""The runs folder on disk, kept bounded and truthful: a finished job becomes a run folder (beside the pipeline's
+own records, run_settings.json among them, the app's record app_run.json: its owner, how many steps it ran,
+whether it was stopped, its corpus as the app names it) and joins the model lists; a visitor keeps their newest
+MINIGPT_APP_MAX_RUNS_PER_VISITOR runs (their new run replaces their own oldest), and the app at most
+MINIGPT_APP_MAX_RUNS, making room with other visitors' runs older than an hour or the visitor's own, never another
+visitor's fresh run (a new run is refused instead); a folder the app named but did not record (a training cut off
+by a killed server) is removed at start; zips are made on demand and do not pile up."""
 
 import json
 import logging
@@ -14,6 +15,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from minigpt.hub import shared_files
 from space.jobs import MARK_SUFFIX, TrainingJob, discard, run_in_process, running_mark
 from space.registry import APP_RUN_FILE, ModelError
 from space.texts import friendly
@@ -37,8 +39,9 @@ def new_run_name(ctx, preset: str, tokenizer_type: str) -> str:
     return name
 
 
-def run_job(ctx, job: TrainingJob) -> None:
-    """The training line's runner: train in a child process, then register, prune and clean up."""
+def train_and_keep(ctx, job: TrainingJob) -> None:
+    """The training line's runner: train `job` in a child process, then keep its run (recorded, registered, older
+    runs pruned) or discard what it left; its uploads go either way."""
     try:
         last_word = run_in_process(job, ctx.training_context, ctx.limits.max_minutes * 60, on_space=ctx.on_space)
         if "error" in last_word:
@@ -48,12 +51,9 @@ def run_job(ctx, job: TrainingJob) -> None:
             job.fail(codes.get(kind) or friendly(Exception(text)))
             discard(job.output_dir)
             return
-        snap = job.snapshot()
-        corpus = "uploaded text" if job.private_corpus else job.settings["corpus"]
-        info = {**job.settings, "corpus": corpus, "owner": owner_hash(job.owner), "steps": snap.step,
-                "stopped": job.stop_event.is_set(), "eval_loss": last_word["done"].get("eval_loss"),
-                "finished_at": time.time()}
-        (job.output_dir / APP_RUN_FILE).write_text(json.dumps(info, indent=2))
+        record = {"owner": owner_hash(job.owner), "steps": job.snapshot().step, "stopped": job.stop_event.is_set(),
+                  "corpus": "uploaded text" if job.private_corpus else job.corpus, "finished_at": time.time()}
+        (job.output_dir / APP_RUN_FILE).write_text(json.dumps(record, indent=2))
         running_mark(job.output_dir).unlink(missing_ok=True)
         try:
             entry = ctx.registry.add_run(job.output_dir)
@@ -127,7 +127,7 @@ def remove_unfinished_runs(runs_dir: Path) -> list[str]:
 
 
 def make_zip(folder: Path) -> Path:
-    """The finished model as a zip (checkpoints and temporary files left out), in Gradio's file folder so that it
+    """The finished model as a zip (no checkpoints, pickles or temporary files), in Gradio's file folder so that it
     is served without a copy; one per run (a finished run does not change), removed by the upload janitor a few
     minutes after its last download (space/uploads.py)."""
     for made in zips_folder().glob(f"*/{folder.name}.zip"):
@@ -137,11 +137,7 @@ def make_zip(folder: Path) -> Path:
     target.parent.mkdir(parents=True)
     partial = target.with_suffix(".part")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if (path.is_dir() or path.is_symlink() or relative.parts[0].startswith(("checkpoint-", ".saving"))
-                    or ".tmp" in path.name):
-                continue
-            archive.write(path, Path(folder.name) / relative)
+        for path in shared_files(folder):  # what a push to the Hub would take
+            archive.write(path, Path(folder.name) / path.relative_to(folder))
     partial.replace(target)
     return target

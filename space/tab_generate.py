@@ -6,6 +6,7 @@ it). Handlers are module-level functions of the app's context, bound with space.
 
 import queue
 import threading
+from dataclasses import asdict, replace
 
 import gradio as gr
 
@@ -29,9 +30,7 @@ from space.texts import (
 
 DEFAULT_PROMPT = VISITOR_PROMPT["pt"]  # Portuguese first; prompt_for_visitor switches on page load
 GENERATE_CONCURRENCY = 8  # generations (and probability views) running at once, training or not
-GEN_DEFAULTS = dict(strategy="top_p", temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
-                    max_new_tokens=60, seed=0, num_beams=4)
-D = GEN_DEFAULTS
+D = asdict(DecodingSettings())  # the decoding controls' defaults
 
 
 def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], temperature=D["temperature"],
@@ -75,7 +74,7 @@ def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy
                 texts[index] = msg(lang, "no_trained")
                 continue
             _, lm, tokenizer = get_model(ctx, entry.key, lang, viewer)
-            settings = DecodingSettings(**{k: getattr(base, k) for k in base.__dataclass_fields__})
+            settings = replace(base)  # each side its own copy: prepare_prompt may clip its max_new_tokens
             ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
             sides.append((index, lm, tokenizer, ids, settings))
             texts[index] = prompt
@@ -89,13 +88,18 @@ def prompts_for_visitor(request: gr.Request = None) -> tuple[str, str]:
     return prompt, prompt
 
 
-def model_facts(ctx: AppContext, *keys, request: gr.Request = None) -> str:
-    """Size and training data of each chosen model: the visitor's tiny model beside a pre-trained GPT-2."""
+def model_facts(ctx: AppContext, *keys_then_visitor, request: gr.Request = None,
+                profile: gr.OAuthProfile | None = None) -> str:
+    """Size and training data of each chosen model (the model keys, then the page's visitor id): the visitor's
+    tiny model beside a pre-trained GPT-2. Only the models this viewer may use: another visitor's run says
+    nothing, whatever its key."""
+    *keys, browser_id = keys_then_visitor
     lang = request_lang(request)
+    viewer = ctx.viewer(request, profile, browser_id)
     lines = []
     for key in keys:
         try:
-            entry = ctx.registry.resolve(key)
+            entry = ctx.registry.resolve(key, viewer)
         except ModelError:
             continue
         if entry is None:
@@ -174,7 +178,7 @@ def build_generate_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Dropdown,
     model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
                         allow_custom_value=True, elem_id="gen-model")
     facts = gr.Markdown(elem_id="gen-facts")
-    model.change(bind(model_facts, ctx), model, facts, api_visibility="private", queue=False)
+    model.change(bind(model_facts, ctx), [model, visitor], facts, api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
     controls = decoding_controls("gen")
     button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
@@ -196,7 +200,7 @@ def build_compare_tab(ctx: AppContext, visitor: gr.State) -> tuple[list[gr.Dropd
         model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
         model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)
     facts = gr.Markdown(elem_id="cmp-facts")
-    gr.on([model_a.change, model_b.change], bind(model_facts, ctx), [model_a, model_b], facts,
+    gr.on([model_a.change, model_b.change], bind(model_facts, ctx), [model_a, model_b, visitor], facts,
           api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="cmp-prompt")
     controls = decoding_controls("cmp")

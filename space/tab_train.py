@@ -6,6 +6,7 @@ tests can call them without a server.
 
 import shutil
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ from minigpt.export_gpt2 import ExportError, export_gpt2
 from space.binding import bind
 from space.context import AppContext
 from space.hub_push import push_run
-from space.job_inputs import APP_PRESETS, forget_uploads, prepare_job
+from space.job_inputs import APP_PRESETS, TrainForm, forget_uploads, prepare_job
 from space.job_views import error_text, md_inline, plot_frames, samples_html, status_html
 from space.jobs import JobSnapshot
 from space.registry import LATEST, ModelError
@@ -23,11 +24,6 @@ from space.run_files import RunsFull, check_room, make_zip
 from space.texts import MESSAGES, UI_EN, VISITOR_CORPUS, T, app_error, msg, request_lang
 from space.training_line import AlreadyInLine, ClientBusy, LineFull
 from space.visitors import visitor_id
-
-TRAIN_DEFAULTS = dict(corpus_source="machado", preset="tiny", tokenizer_type="bpe", vocab_size=2048,
-                      length_unit="steps", max_steps=400, epochs=1.0, batch_size=16, learning_rate=3e-3,
-                      block_size=128, seed=42)
-
 
 def seen(snap: JobSnapshot | None, shared: bool = False) -> str:
     """What a page has drawn: its timer skips a job version that it already showed. `shared`: another visitor's
@@ -95,13 +91,15 @@ def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_
     /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line)."""
     lang = request_lang(request)
     visitor = visitor_id(request, profile, browser_id)
+    form = TrainForm(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
+                     tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit,
+                     max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                     block_size=block_size, seed=seed)  # Gradio passes the form's inputs in order: named here, once
     try:
         mine = ctx.line.job_of(visitor)
         if mine is not None and mine.active:
             raise refusal(ctx, lang, AlreadyInLine())
-        job = prepare_job(ctx, lang, visitor, corpus_source, files, hub_dataset, preset, tokenizer_type,
-                          vocab_size, length_unit, max_steps, epochs, batch_size, learning_rate, block_size, seed,
-                          client=ctx.client(request))
+        job = prepare_job(ctx, lang, visitor, form, client=ctx.client(request))
     finally:
         forget_uploads(files)
     try:
@@ -131,8 +129,9 @@ def stop(ctx: AppContext, browser_id: str | None = None, request: gr.Request = N
 
 def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfile | None = None) -> dict:
     """Your training (queued, running or the last one): state, position in line, step, losses, samples, the
-    finished model's key; and `line`: whether any training runs, its progress and the number waiting. A script
-    keeps its place in line by asking at least every few minutes."""
+    finished model's key, the data work's last report (stage, MB done of MB, MB/s); and `line`: whether any
+    training runs, its progress and the number waiting. A script keeps its place in line by asking at least every
+    few minutes."""
     ctx.line.tick()
     job = ctx.line.job_of(visitor_id(request, profile))
     current = ctx.line.current
@@ -151,7 +150,7 @@ def training_status(ctx: AppContext, request: gr.Request, profile: gr.OAuthProfi
             "eval_loss": last.get("validation", {}).get("loss"), "samples": s.samples[-4:], "model": s.entry_key,
             "error": error_text(s.error, request_lang(request)) or None, "settings": s.settings,
             "stop_requested_at": s.stop_requested_at, "peak_rss_mb": round(s.peak_rss / 2**20),
-            "line": line}
+            "data_progress": s.data_progress, "line": line}
 
 
 def finished_run(ctx: AppContext, run: str | None, lang: str, viewer: str | None):
@@ -194,37 +193,38 @@ def push(ctx: AppContext, run: str | None = None, repo_id: str = "", overwrite: 
 
 # -- layout -----------------------------------------------------------------------------------------------------
 
-def _settings_column():
-    """The corpus and hyperparameter inputs, in the order train() takes them."""
-    d = TRAIN_DEFAULTS
+def _settings_column() -> dict:
+    """The corpus and hyperparameter inputs, by TrainForm's names, in its order (train() takes them so)."""
+    d = TrainForm()
     corpus_source = gr.Radio([(T("src_machado"), "machado"), (T("src_python"), "python-reference"),
                               (T("src_upload"), "upload"), (T("src_hub"), "hub")],
-                             value=d["corpus_source"], label=T("corpus_source"), elem_id="corpus-source")
+                             value=d.corpus_source, label=T("corpus_source"), elem_id="corpus-source")
     files = gr.File([], file_count="multiple", file_types=[".txt"], label=T("files"), visible=False)
-    hub_dataset = gr.Textbox("", label=T("hub_dataset"), info=T("hub_dataset_info"), visible=False)
+    hub_dataset = gr.Textbox(d.hub_dataset, label=T("hub_dataset"), info=T("hub_dataset_info"), visible=False)
     with gr.Row():
-        preset = gr.Radio(list(APP_PRESETS), value=d["preset"], label=T("preset"))
-        tokenizer_type = gr.Radio([(T("tok_bpe"), "bpe"), (T("tok_char"), "char")], value=d["tokenizer_type"],
+        preset = gr.Radio(list(APP_PRESETS), value=d.preset, label=T("preset"))
+        tokenizer_type = gr.Radio([(T("tok_bpe"), "bpe"), (T("tok_char"), "char")], value=d.tokenizer_type,
                                   label=T("tokenizer_type"))
     with gr.Accordion(T("hyper"), open=True):
-        length_unit = gr.Radio([(T("unit_steps"), "steps"), (T("unit_epochs"), "epochs")], value=d["length_unit"],
+        length_unit = gr.Radio([(T("unit_steps"), "steps"), (T("unit_epochs"), "epochs")], value=d.length_unit,
                                label=T("length_unit"))
         with gr.Row():
-            max_steps = gr.Number(d["max_steps"], precision=0, label=T("max_steps"))
-            epochs = gr.Number(d["epochs"], label=T("epochs"), visible=False)
-            batch_size = gr.Number(d["batch_size"], precision=0, label=T("batch_size"))
+            max_steps = gr.Number(d.max_steps, precision=0, label=T("max_steps"))
+            epochs = gr.Number(d.epochs, label=T("epochs"), visible=False)
+            batch_size = gr.Number(d.batch_size, precision=0, label=T("batch_size"))
         with gr.Row():
-            learning_rate = gr.Number(d["learning_rate"], label=T("learning_rate"), step=0.0001)
-            block_size = gr.Number(d["block_size"], precision=0, label=T("block_size"))
+            learning_rate = gr.Number(d.learning_rate, label=T("learning_rate"), step=0.0001)
+            block_size = gr.Number(d.block_size, precision=0, label=T("block_size"))
         with gr.Row():
-            vocab_size = gr.Number(d["vocab_size"], precision=0, label=T("vocab_size"))
-            seed = gr.Number(d["seed"], precision=0, label=T("seed"))
+            vocab_size = gr.Number(d.vocab_size, precision=0, label=T("vocab_size"))
+            seed = gr.Number(d.seed, precision=0, label=T("seed"))
     corpus_source.change(lambda s: (gr.File(visible=s == "upload"), gr.Textbox(visible=s == "hub")),
                          corpus_source, [files, hub_dataset], api_visibility="private", queue=False)
     length_unit.change(lambda u: (gr.Number(visible=u == "steps"), gr.Number(visible=u == "epochs")),
                        length_unit, [max_steps, epochs], api_visibility="private", queue=False)
-    return [corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit, max_steps, epochs,
-            batch_size, learning_rate, block_size, seed]
+    return dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
+                tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit, max_steps=max_steps,
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, block_size=block_size, seed=seed)
 
 
 def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> SimpleNamespace:
@@ -234,7 +234,7 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
     gr.Markdown(T("train_help"))
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            inputs = _settings_column()
+            form = _settings_column()
             with gr.Row():
                 start_btn = gr.Button(T("start"), variant="primary", elem_id="start-training")
                 stop_btn = gr.Button(T("stop"), variant="stop", elem_id="stop-training")
@@ -263,6 +263,7 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
                 push_note = gr.Markdown()
 
     job_outputs = [status, loss_plot, ppl_plot, samples]
+    inputs = [form[f.name] for f in fields(TrainForm)]  # in train()'s order of parameters
     start_btn.click(bind(train, ctx), [*inputs, visitor], [*job_outputs, seen_job], api_name="train",
                     concurrency_id="train", concurrency_limit=2, show_progress="minimal", show_progress_on=[status])
     stop_btn.click(bind(stop, ctx), visitor, stop_note, api_name="stop", concurrency_id="status",
@@ -272,4 +273,4 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
     push_btn.click(bind(push, ctx), [run_select, repo_id, overwrite, as_gpt2, visitor], push_note, api_name="push_to_hub",
                    concurrency_id="push", concurrency_limit=1)
     gr.api(bind(training_status, ctx), api_name="training_status", concurrency_id="status", concurrency_limit=None)
-    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, corpus_source=inputs[0])
+    return SimpleNamespace(job_outputs=job_outputs, run_select=run_select, corpus_source=form["corpus_source"])

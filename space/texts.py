@@ -6,6 +6,8 @@ import re
 
 import gradio as gr
 
+from minigpt.teaching import default_sampling
+
 
 def _ui_texts() -> tuple[dict, dict]:
     """Static UI texts (gr.I18n): English and Portuguese (Brazil)."""
@@ -266,12 +268,12 @@ MESSAGES = {
         "no_job": "No training yet. Press **Start training**.",
         "step": "step", "of": "of", "epoch": "epoch", "tokens_seen": "tokens seen", "tokens_s": "tokens/s",
         "train": "train", "validation": "validation", "loss": "loss", "perplexity": "perplexity",
-        "elapsed": "elapsed", "remaining": "left", "greedy": "greedy", "sampled": "sampled (temperature 0.8, top-k 50)",
+        "elapsed": "elapsed", "remaining": "left", "greedy": "greedy",
         "nothing_to_stop": "No training is running.",
         "stop_requested": "Stop requested: training ends after the current step and saves the model.",
         "stop_preparing": "Stopped while preparing the data: no model is saved.",
         "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
-        "between": "between {low} and {high}",
+        "preparing_data": "Preparing the corpus: {stage}, {done}{total} MB, {rate} MB/s",
         "label_untrained": "untrained: random weights ({size})", "label_val_loss": "val loss {loss}",
         "label_pretrained": "pre-trained GPT-2: {name} ({size} parameters)",
         "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all.",
@@ -363,7 +365,6 @@ MESSAGES = {
         "step": "passo", "of": "de", "epoch": "época", "tokens_seen": "tokens vistos", "tokens_s": "tokens/s",
         "train": "treino", "validation": "validação", "loss": "perda", "perplexity": "perplexidade",
         "elapsed": "decorrido", "remaining": "faltam", "greedy": "greedy",
-        "sampled": "amostrado (temperatura 0,8, top-k 50)",
         "nothing_to_stop": "Nenhum treino está rodando.",
         "stop_requested": "Parada pedida: o treino termina depois do passo atual e salva o modelo.",
         "stop_preparing": "Parado durante a preparação dos dados: nenhum modelo é salvo.",
@@ -392,7 +393,7 @@ MESSAGES = {
                             "{ppl0} tokens igualmente prováveis; um chute uniforme entre {vocab} tokens dá "
                             "{ubits} bits). {n} tokens.",
         "truncated": " Só os primeiros {n} tokens cabem no contexto.",
-        "between": "entre {low} e {high}",
+        "preparing_data": "Preparando o corpus: {stage}, {done}{total} MB, {rate} MB/s",
         "label_untrained": "não treinado: pesos aleatórios ({size})", "label_val_loss": "perda val. {loss}",
         "label_pretrained": "GPT-2 pré-treinado: {name} ({size} parâmetros)",
         "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum.",
@@ -419,6 +420,22 @@ TEACHING_PT = {  # teaching.TeachingError keys in Portuguese (English: the error
     "num_beams": "O beam search precisa de 2 a 16 feixes; veio {value}.",
     "max_new_tokens": "O máximo de tokens novos deve ficar entre 1 e 4096; veio {value}.",
     "empty_text": "O texto está vazio: cole uma frase para medir.",
+}
+
+# A setting's bound (minigpt.arguments.Bound.words) in words; a choice's (OneOf) as "a | b".
+RULES = {
+    "en": {"between": "between {low} and {high}", "positive": "a positive number", "at_least": "at least {low}",
+           "above": "above {low}", "in": "in {interval}"},
+    "pt": {"between": "entre {low} e {high}", "positive": "um número positivo", "at_least": "pelo menos {low}",
+           "above": "maior que {low}", "in": "em {interval}"},
+}
+
+# The stages of minigpt.data_progress's reports (the tokenizer's training, the tokenizing of each split).
+DATA_STAGES = {
+    "en": {"training the tokenizer": "training the tokenizer", "tokenizing train": "tokenizing the training text",
+           "tokenizing validation": "tokenizing the validation text"},
+    "pt": {"training the tokenizer": "treinando o tokenizador", "tokenizing train": "tokenizando o texto de treino",
+           "tokenizing validation": "tokenizando o texto de validação"},
 }
 
 WHAT = {  # parameter names in messages
@@ -485,6 +502,24 @@ def request_lang(request: gr.Request | None) -> str:
 
 def msg(lang: str, key: str, **values) -> str:
     return MESSAGES[lang][key].format(**values)
+
+
+def rule_text(bound, lang: str) -> str:
+    """What a setting's bound allows, in the reader's language (numbers written their way)."""
+    kind, values = bound.words()
+    if lang == "pt":
+        values = {k: v.replace(".", ",") if k != "interval" else v.replace(", ", "; ").replace(".", ",")
+                  for k, v in values.items()}
+    return RULES[lang][kind].format(**values)
+
+
+def sampling_text(lang: str) -> str:
+    """How the samples shown while training are drawn (minigpt.teaching.default_sampling), in the reader's words."""
+    s = default_sampling()
+    words = {"en": ("sampled", "temperature", "repetition penalty"),
+             "pt": ("amostrado", "temperatura", "penalidade de repetição")}[lang]
+    return (f"{words[0]} ({words[1]} {fmt(s['temperature'], lang, 'g')}, top-k {s['top_k']}, "
+            f"top-p {fmt(s['top_p'], lang, 'g')}, {words[2]} {fmt(s['repetition_penalty'], lang, 'g')})")
 
 
 def app_error(lang: str, text: str) -> gr.Error:

@@ -102,10 +102,10 @@ class TrainingLine:
 
     def _estimate(self, job: TrainingJob) -> float:
         """Seconds `job` will take: its steps at the last run's pace, never over the wall-time budget."""
-        steps = job.training_kwargs.get("max_steps") or -1
+        steps = job.arguments.training["max_steps"]
         if self._seconds_per_step is None or steps <= 0:
             return self.max_seconds
-        return min(self.max_seconds, steps * self._seconds_per_step * job.settings.get("cost", 1.0))
+        return min(self.max_seconds, steps * self._seconds_per_step * job.cost)
 
     def _place_everyone(self) -> None:
         with self._lock:
@@ -146,8 +146,7 @@ class TrainingLine:
                 job.fail(f"{type(error).__name__}: {error}")
         snap = job.snapshot()
         if snap.step > 0 and snap.ended and snap.state in ("finished", "stopped"):
-            cost = job.settings.get("cost", 1.0)
-            self._seconds_per_step = (snap.ended - snap.started) / snap.step / cost
+            self._seconds_per_step = (snap.ended - snap.started) / snap.step / job.cost
         self._advance()
 
     def tick(self) -> None:

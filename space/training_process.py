@@ -3,6 +3,7 @@
 kill or a crash in a library ends that run only and the web server stays up. The process dies with the app.
 
 Parent and child speak over one multiprocessing queue (child -> parent) and one event (parent -> child: stop):
+    ("data", {stage, done_mb, total_mb, ...})      while preparing the data: a minigpt.data_progress.DataProgress
     ("progress", {step, max_steps, epoch, logs})   every step and every log of the Trainer
     ("sample", {...})                              each evaluation's sample text
     ("done", {eval_loss, peak_rss})                the model is saved in output_dir; the child's peak RSS
@@ -16,6 +17,7 @@ import logging
 import os
 import resource
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -57,9 +59,9 @@ def hide_owner_token() -> None:
     huggingface_hub.constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # read at import, in the fork server
 
 
-def train_in_child(model_args, data_args, training_kwargs: dict, events, stop, private_cache: str | None,
-                   on_space: bool, app_pid: int) -> None:
-    """The child's whole life: build TrainingArguments, run the pipeline, report. Never raises."""
+def train_in_child(arguments, events, stop, private_cache: str | None, on_space: bool, app_pid: int) -> None:
+    """The child's whole life: make the run's TrainingArguments (minigpt.arguments.RunArguments), run the
+    pipeline, report. Never raises."""
     die_with_parent()
     exit_when_gone(app_pid)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
@@ -68,19 +70,20 @@ def train_in_child(model_args, data_args, training_kwargs: dict, events, stop, p
     import datasets
 
     from minigpt.corpus import CorpusError
+    from minigpt.errors import SetupError
     from minigpt.hub import HubError
-    from minigpt.loading import SetupError
-    from minigpt.training import MiniGPTTrainingArguments, run_training
+    from minigpt.training import run_training
 
     if private_cache:  # an uploaded text: its Arrow and token caches live (and die) with the run's upload folder
         datasets.config.HF_DATASETS_CACHE = Path(private_cache)
     try:
         try:
-            training_args = MiniGPTTrainingArguments(**training_kwargs)
+            training_args = arguments.training_arguments()
         except ValueError as error:  # TrainingArguments' own checks
             raise SetupError(str(error).splitlines()[0]) from None
-        result = run_training(model_args, data_args, training_args, callbacks=[QueueProgressCallback(events)],
-                              stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))))
+        result = run_training(arguments.model, arguments.data, training_args, callbacks=[QueueProgressCallback(events)],
+                              stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))),
+                              on_data_progress=lambda progress: events.put(("data", asdict(progress))))
         events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),
                              "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
     except (SetupError, CorpusError, HubError) as error:

@@ -4,10 +4,12 @@ followed through /training_status, a stop, two clients at once, and the bad inpu
 import json
 import math
 import os
+import re
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from dataclasses import replace
 from types import SimpleNamespace
 
 import httpx
@@ -20,12 +22,15 @@ from conftest import make_tiny_gpt2_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from space.job_views import status_html  # noqa: E402
 from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E402
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
 TINY = dict(corpus_source="python-reference", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
             length_unit="steps", max_steps=40, epochs=1, batch_size=8, learning_rate=3e-3, block_size=32, seed=1)
 PROMPT = "The value of"
+WHAT_EN = {"learning_rate": "Learning rate", "batch_size": "Batch size", "block_size": "Block size", "seed": "Seed",
+           "max_steps": "Steps", "epochs": "Epochs"}
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +254,16 @@ def test_uploads_are_checked_copied_inside_the_app_and_trained_on(served, api, t
     assert not any((served.ctx.tmp_dir / "uploads").rglob("*.TXT"))  # the copy is gone after the run
     assert str(served.ctx.runs_dir) not in json.dumps(status)
 
+    # the data work, reported by the training process (a new text: the tokenizer is trained, the text tokenized)
+    progress = status["data_progress"]
+    assert progress["stage"] == "tokenizing validation" and progress["finished"] and 0 < progress["done_mb"] < 0.05
+    starting = replace(served.ctx.line.job_of(f"session:{api.session_hash}").snapshot(), state="starting")
+    shown = {lang: status_html(starting, lang) for lang in ("en", "pt")}
+    assert re.search(r"Preparing the corpus: tokenizing the validation text, 0\.0\d of 0\.0\d MB, [\d,.]+ MB/s<",
+                     shown["en"]), shown
+    assert re.search(r"Preparando o corpus: tokenizando o texto de validação, 0,0\d de 0,0\d MB, [\d.,]+ MB/s<",
+                     shown["pt"]), shown
+
 
 def test_hub_dataset_offline_and_names_that_are_paths(api, monkeypatch):
     import datasets
@@ -279,6 +294,48 @@ def test_bad_training_settings_give_a_message(api, overrides, message):
         api.predict(**{**TINY, **overrides}, api_name="/train")
 
 
+SAME_BOUND = [("learning_rate", 0), ("batch_size", 0), ("block_size", 1), ("seed", -1), ("max_steps", 0),
+              ("epochs", -1)]
+
+
+@pytest.mark.parametrize("name, value", SAME_BOUND, ids=[f"{n}={v}" for n, v in SAME_BOUND])
+def test_the_app_and_the_command_line_refuse_a_value_by_the_same_bound(served, tmp_path, capsys, name, value):
+    """A number of the form is a setting of the run: refused by the library's bound (minigpt.arguments), said in
+    the app's words; the Space's own limits only narrow that bound."""
+    import gradio as gr
+
+    import train
+    from minigpt.arguments import bound_of
+    from space.job_inputs import FORM_SETTINGS, TrainForm, form_bound, prepare_job
+    from space.texts import rule_text
+
+    cls, setting, _ = FORM_SETTINGS[name]
+    library, app_bound = bound_of(cls, setting), form_bound(name)
+    assert not library.allows(value)
+    form = TrainForm(**{**TINY, name: value, "length_unit": "epochs" if name == "epochs" else "steps"})
+    with pytest.raises(gr.Error) as refused:
+        prepare_job(served.ctx, "en", "someone", form)
+    assert refused.value.message == f"{WHAT_EN[name]} must be {rule_text(app_bound, 'en')}; got {value}."
+    extra = ["--max_steps", "-1"] if setting == "num_train_epochs" else []
+    assert train.main([f"--{setting}", str(value), *extra, "--output_dir", str(tmp_path / "out")]) == 2
+    assert f"error: --{setting} must be {library}, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    probes = [-1e9, -1, -0.5, 0, 0.005, 0.5, 1, 2, 7, 8, 300, 1024, 1025, 32768, 100_000, 2**32, 1e12]
+    assert all(library.allows(v) for v in probes if app_bound.allows(v))
+
+
+def test_the_train_endpoint_takes_the_forms_fields_in_order():
+    """Gradio passes the form's inputs to /train by position: train()'s parameters are TrainForm's fields."""
+    import inspect
+    from dataclasses import fields
+
+    from space.job_inputs import TrainForm
+    from space.tab_train import train
+
+    names = [f.name for f in fields(TrainForm)]
+    assert list(inspect.signature(train).parameters)[1:1 + len(names)] == names == list(TINY)
+
+
 def test_push_needs_a_token(api):
     with pytest.raises(AppError, match="needs a Hugging Face token"):
         api.predict(None, "me/minigpt", api_name="/push_to_hub")
@@ -304,7 +361,7 @@ def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
     import torch
     from transformers import GPT2LMHeadModel
 
-    from space.registry import count_parameters
+    from minigpt.loading import count_parameters
     from space.tab_generate import model_facts
 
     registry = served.ctx.registry
@@ -317,7 +374,7 @@ def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, gpt2(ids).logits, atol=1e-5)
     assert entry.summary["parameters"] == count_parameters(gpt2.config.to_dict()) == gpt2.num_parameters()
-    facts = model_facts(served.ctx, "untrained", "pretrained/tiny-gpt2")
+    facts = model_facts(served.ctx, "untrained", "pretrained/tiny-gpt2", None)
     assert "random weights: trained on no text at all" in facts and "**tiny-gpt2**" in facts
     text = api.predict("Era uma vez", model="pretrained/tiny-gpt2", strategy="greedy", max_new_tokens=5,
                        api_name="/generate")
@@ -340,25 +397,25 @@ def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_p
 
 def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
     from space.context import AppContext
-    from space.job_inputs import prepare_job
+    from space.job_inputs import TrainForm, prepare_job
     from space.tab_train import corpus_for_visitor
 
     ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
-    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
     for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
         assert corpus_for_visitor(SimpleNamespace(headers={"accept-language": lang})) == corpus
-        job = prepare_job(ctx, lang, "visitor", corpus, [], "", **settings)
-        assert job.data_args.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
-    job = prepare_job(ctx, "pt", "visitor", "python-reference", [], "", **settings)  # the visitor can switch
-    assert job.data_args.builtin_corpus == "python-reference"
+        job = prepare_job(ctx, lang, "visitor", TrainForm(**{**TINY, "corpus_source": corpus}))
+        assert job.arguments.data.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
+    job = prepare_job(ctx, "pt", "visitor", TrainForm(**TINY))  # the visitor can switch
+    assert job.arguments.data.builtin_corpus == "python-reference"
 
 
 def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):
     from space.context import AppContext
-    from space.job_inputs import prepare_job
+    from space.job_inputs import TrainForm, prepare_job
 
     monkeypatch.setenv("MINIGPT_APP_MAX_HUB_MB", "12")
     ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
-    settings = {k: v for k, v in TINY.items() if k not in ("corpus_source", "files", "hub_dataset")}
-    job = prepare_job(ctx, "en", "visitor", "hub", [], "someone/some-text", **settings)
-    assert (job.data_args.dataset_name, job.data_args.max_dataset_mb) == ("someone/some-text", 12.0)
+    job = prepare_job(ctx, "en", "visitor", TrainForm(**{**TINY, "corpus_source": "hub",
+                                                          "hub_dataset": "someone/some-text"}))
+    data = job.arguments.data
+    assert (data.dataset_name, data.max_dataset_mb) == ("someone/some-text", 12.0)

@@ -1,4 +1,5 @@
-"""The benchmark's quality measurement: nanoGPT's byte split, and bits over exactly the validation bytes."""
+"""The benchmark's quality measurement: nanoGPT's byte split, and bits over exactly the validation bytes
+(minigpt.scoring, the same definition as a finished run's eval_bits_per_byte)."""
 
 import json
 import math
@@ -9,6 +10,7 @@ import torch
 
 from bench import benchmark
 from configuration_minigpt import MiniGPTConfig
+from minigpt.scoring import blocks_bits_per_byte, text_bits_per_byte
 from minigpt.tokenizer_training import train_tokenizer
 from modeling_minigpt import MiniGPTForCausalLM
 
@@ -44,7 +46,24 @@ def test_stream_bits_per_byte_scores_every_validation_token_once():
         nats = sum(torch.nn.functional.cross_entropy(model(w[None, :-1]).logits[0], w[1:], reduction="sum").item()
                    for w in windows)
     expected = nats / math.log(2) / len(text.encode())
-    assert benchmark.stream_bits_per_byte(model, tokenizer, text, batch_size=3) == pytest.approx(expected, rel=1e-5)
+    assert text_bits_per_byte(model, tokenizer, text, batch_size=3) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_runs_bits_per_byte_scores_its_validation_blocks_as_the_benchmark_scores_their_text():
+    """eval_bits_per_byte (the validation blocks a run evaluates) and the benchmark's score (a text) are one
+    definition: on blocks that hold exactly a text, the same number, over its bytes (é: two)."""
+    import datasets
+
+    text = "o gato é pardo; a gata é branca. " * 8  # 264 characters, 280 bytes
+    tokenizer = train_tokenizer(datasets.Dataset.from_dict({"text": [text]}), "char")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) % 8 == 0
+    blocks = datasets.Dataset.from_dict({"input_ids": [ids[i: i + 8] for i in range(0, len(ids), 8)]})
+    model = tiny_model_for(tokenizer, context=8)
+    by_blocks = blocks_bits_per_byte(model, blocks, tokenizer, block_size=8, batch_size=5)
+    assert by_blocks == pytest.approx(text_bits_per_byte(model, tokenizer, text), rel=1e-6)
+    uniform = math.log2(len(tokenizer)) * len(ids) / len(text.encode())  # a model that knows nothing, roughly
+    assert 0.5 * uniform < by_blocks < 2 * uniform
 
 
 def test_stream_bits_per_byte_refuses_a_tokenizer_that_loses_text():
@@ -53,7 +72,7 @@ def test_stream_bits_per_byte_refuses_a_tokenizer_that_loses_text():
     tokenizer = train_tokenizer(datasets.Dataset.from_dict({"text": ["abc abc"]}), "char")
     model = tiny_model_for(tokenizer)
     with pytest.raises(ValueError, match="round-trip"):
-        benchmark.stream_bits_per_byte(model, tokenizer, "abc xyz")  # x, y, z are unknown: <|unk|>
+        text_bits_per_byte(model, tokenizer, "abc xyz")  # x, y, z are unknown: <|unk|>
 
 
 def test_step_clock_measures_the_steady_speed_without_the_first_steps():

@@ -1,9 +1,8 @@
-"""The built-in Portuguese corpus through the whole pipeline, byte-exact text and bits per byte, and continued
-pre-training of GPT-2 weights: real tokenizers, real (tiny) Trainer runs, offline."""
+"""The built-in Portuguese corpus through the whole pipeline, byte-exact text, and continued pre-training of GPT-2
+weights: real tokenizers, real (tiny) Trainer runs, offline."""
 
 import json
 import logging
-import math
 
 import datasets
 import pytest
@@ -13,9 +12,7 @@ from conftest import make_tiny_gpt2_folder
 from transformers import AutoTokenizer, GPT2LMHeadModel
 
 import train
-from minigpt.tokenizer_training import train_tokenizer
 from minigpt.loading import load_pretrained
-from minigpt.training import bits_per_byte
 
 TINY = ["--preset", "tiny", "--config_overrides", "n_embd=64,n_layer=2,n_head=2", "--block_size", "32",
         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--logging_steps", "5",
@@ -64,21 +61,6 @@ def test_a_model_trained_on_paragraphs_writes_paragraph_breaks(tmp_path):
     prompt = tokenizer("o gato dorme.", return_tensors="pt")
     generated = model.generate(**prompt, do_sample=False, max_new_tokens=16)
     assert "\n\n" in tokenizer.decode(generated[0, prompt.input_ids.shape[1]:])
-
-
-def test_bits_per_byte_counts_the_exact_bytes_of_the_predicted_tokens():
-    char = train_tokenizer(datasets.Dataset.from_dict({"text": ["ab\n\ncdé"]}), kind="char")
-    rows = [char("ab\n\n")["input_ids"], char("cdé")["input_ids"] + [char.eos_token_id]]
-    # predicted: b \n \n | d é eos -> 6 tokens over the bytes "b\n\n" + "dé" = 3 + 3
-    assert bits_per_byte(1.0, datasets.Dataset.from_dict({"input_ids": rows}), char) == pytest.approx(
-        6 / 6 / math.log(2))
-    bpe = train_tokenizer(datasets.Dataset.from_dict({"text": ["é é é ação ação"] * 20}), kind="bpe", vocab_size=270)
-    ids = bpe("é ação é ação")["input_ids"]  # 'Ã©', 'ĠaÃ§Ã£o', 'ĠÃ©', 'ĠaÃ§Ã£o': 2, 7, 3, 7 bytes
-    rows = [ids[:2], ids[2:4]]
-    predicted_bytes = len(bpe.decode(ids[1:2]).encode()) + len(bpe.decode(ids[3:4]).encode())
-    assert predicted_bytes == 14
-    assert bits_per_byte(2.0, datasets.Dataset.from_dict({"input_ids": rows}), bpe) == pytest.approx(
-        2.0 * 2 / 14 / math.log(2))
 
 
 def test_continued_pretraining_of_a_local_gpt2_folder_on_machado(tmp_path):

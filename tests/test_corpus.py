@@ -13,7 +13,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from minigpt import blocks, corpus
+from minigpt.arguments import DataArguments
 from minigpt.corpus import CorpusError
+from minigpt.errors import SettingError
 from minigpt.tokenizer_training import train_tokenizer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -150,10 +152,16 @@ def test_describe_source():
 # --- loading errors -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("percentage", [0, 100, -5, 150])
-def test_bad_split_percentage(percentage):
-    with pytest.raises(CorpusError, match="--validation_split_percentage must be between 0 and 100"):
-        corpus.load_text_datasets(validation_split_percentage=percentage)
+BAD_DATA_SETTINGS = [("validation_split_percentage", value, r"in \(0, 100\)") for value in (0, 100, -5, 150)] + [
+    ("block_size", 1, "at least 2"), ("max_dataset_mb", 0, "a positive number"),
+    ("max_dataset_mb", -5, "a positive number"), ("tokenizer_sample_mb", 0, "a positive number"),
+    ("max_train_samples", 0, "at least 1")]
+
+
+@pytest.mark.parametrize("setting, value, rule", BAD_DATA_SETTINGS)
+def test_bad_data_settings_are_refused_when_the_arguments_are_made(setting, value, rule):
+    with pytest.raises(SettingError, match=f"^--{setting} must be {rule}, got {value}$"):
+        DataArguments(**{setting: value})
 
 
 def test_missing_file(tmp_path):
@@ -395,11 +403,6 @@ def test_validation_without_a_full_block(tmp_path):
     assert list(tmp_path.iterdir()) == []  # a refused corpus is not cached
 
 
-def test_block_size_must_be_positive(builtin, bpe):
-    with pytest.raises(CorpusError, match="--block_size must be at least 1"):
-        blocks.tokenize_and_group(builtin, bpe, block_size=0)
-
-
 # --- the built-in Portuguese corpus and byte-exact text -----------------------
 
 MACHADO_DIR = PROJECT_ROOT / "minigpt" / "data" / "machado"
@@ -523,12 +526,6 @@ def test_a_hub_dataset_over_the_size_limit_is_refused_before_downloading(hub_siz
     assert hub_sizes == []
     raw = corpus.load_text_datasets(dataset_name="someone/big", max_dataset_mb=31)
     assert hub_sizes == ["someone/big"] and len(raw["train"]) + len(raw["validation"]) == 20
-
-
-@pytest.mark.parametrize("limit", [0, -5])
-def test_max_dataset_mb_must_be_positive(limit):
-    with pytest.raises(CorpusError, match="--max_dataset_mb must be positive"):
-        corpus.load_text_datasets(dataset_name="someone/big", max_dataset_mb=limit)
 
 
 # --- big corpora: texts in pieces, bounded work, caches --------------------------------

@@ -74,7 +74,8 @@ FORKED_RANKS = textwrap.dedent("""
         if "kill_at" in case:
             when(case["lock"], ranks[0])
             codes["busy"] = [wait(start("busy", 0, argvs[0]))]  # a second, unrelated train.py on the folder
-            when(case["kill_at"], ranks[0])
+            for path in case["kill_at"]:
+                when(path, ranks[0])
             os.kill(ranks[1], signal.SIGKILL)
             codes["killed-1"] = wait(ranks[1])
             os.kill(ranks[0], signal.SIGTERM)  # what torchrun does once a rank has died
@@ -126,7 +127,9 @@ def runs(tmp_path_factory):
     killed, missing = root / "killed", root / "only-on-the-first-machine.txt"
     forked_cases = [
         {"name": "killed", "port": free_port(), "argvs": [training(corpus, killed, 8)] * 2,
-         "lock": str(root / ".killed.lock"), "kill_at": str(killed / "checkpoint-10" / "trainer_state.json")},
+         # killed once checkpoint-10 is whole: both ranks' random state and the main process's state file
+         "lock": str(root / ".killed.lock"),
+         "kill_at": [str(killed / "checkpoint-10" / name) for name in ("rng_state_1.pth", "trainer_state.json")]},
         {"name": "resumed", "port": free_port(), "argvs": [training(corpus, killed, 8)] * 2},
         {"name": "again", "port": free_port(), "argvs": [training(corpus, killed, 8)] * 2},
         {"name": "refused", "port": free_port(), "argvs": [training(corpus, root / "held", 8)] * 2},

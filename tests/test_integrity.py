@@ -22,7 +22,7 @@ from transformers import GenerationConfig
 from test_training import TINY, corpus_file, read_json, run_cli
 
 import minigpt.training
-from minigpt.hub import PUSH_IGNORE, push_gpt2
+from minigpt.hub import NOT_SHARED, push_gpt2
 from minigpt.loading import load_pretrained
 from minigpt.run_folder import OutputDirLock, staging_dir
 from minigpt.training import sampling_generation_config
@@ -186,7 +186,7 @@ def test_push_to_hub_pushes_the_finished_folder_once_without_pickles(finished, t
     expected = [name for name in snapshot(out) if not name.startswith("checkpoint-")]
     assert files == sorted(expected) and "model.safetensors" in files and "README.md" in files
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))] and not list(out.glob("*.bin"))
-    assert list(filter_repo_objects(["training_args.bin"], ignore_patterns=PUSH_IGNORE)) == []
+    assert list(filter_repo_objects(["training_args.bin"], ignore_patterns=NOT_SHARED)) == []
 
     # The card of a continued run: no from-scratch tag, no local path, the usage example names the Hub repo
     card = ModelCard.load(out / "README.md")

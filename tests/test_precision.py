@@ -10,7 +10,7 @@ import train
 from configuration_minigpt import MiniGPTConfig
 from minigpt.precision import COMPILE_FROM_SECONDS, MIXED_PRECISION_FROM_SECONDS, DeviceInfo, choose_plan, plan_training
 from minigpt.throughput import training_flops_per_token
-from minigpt.training import MiniGPTTrainingArguments
+from minigpt.training import MiniGPTTrainingArguments, trainer_arguments
 
 H100 = DeviceInfo("cuda", "NVIDIA H100", (9, 0), fp32_flops=50e12)
 T4 = DeviceInfo("cuda", "Tesla T4", (7, 5), fp32_flops=8e12)
@@ -67,18 +67,22 @@ def test_forced_compile_is_kept():
     assert choose_plan(H100, step_flops("tiny"), compile="true").torch_compile is True
 
 
-def test_unknown_choice_is_a_clear_error():
-    with pytest.raises(ValueError, match="choose one of"):
-        choose_plan(H100, 1.0, precision="fp8")
+@pytest.mark.parametrize("choice", [{"precision": "fp8"}, {"compile": "maybe"}])
+def test_unknown_choice_is_a_clear_error(tmp_path, choice):
+    with pytest.raises(ValueError, match=f"--{next(iter(choice))} must be one of: auto, "):
+        MiniGPTTrainingArguments(output_dir=str(tmp_path), **choice)
 
 
-def test_plan_is_applied_to_training_arguments(tmp_path):
-    args = MiniGPTTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=32)
+def test_the_plan_makes_the_trainers_own_validated_copy_of_the_arguments(tmp_path):
+    args = MiniGPTTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=32, push_to_hub=True,
+                                    hub_token="unused")
     config = MiniGPTConfig.from_preset("gpt2", vocab_size=8192)
     plan = plan_training(args, config, 1024, device=H100)
     assert plan.precision == "bf16"
-    assert (args.bf16, args.mixed_precision, args.torch_compile, args.torch_compile_backend) == (
-        True, "bf16", True, "inductor")
+    copy = trainer_arguments(args, plan)
+    assert (copy.bf16, copy.mixed_precision, copy.torch_compile, copy.torch_compile_backend, copy.push_to_hub) == (
+        True, "bf16", True, "inductor", False)
+    assert (args.bf16, args.mixed_precision, args.torch_compile, args.push_to_hub) == (False, "no", False, True)
 
 
 @pytest.mark.parametrize("cpu_half", [(), ("bf16",)])

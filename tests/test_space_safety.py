@@ -26,6 +26,7 @@ import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio.http_server  # noqa: E402
 import huggingface_hub  # noqa: E402
 from app_server import SPACE_ENV, follow, launched_app, signed_in_cookie  # noqa: E402
 from app_server import wait_for as wait_up_to  # noqa: E402
@@ -34,7 +35,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from minigpt.hub import HubError, push_folder  # noqa: E402
-from minigpt.loading import build_untrained  # noqa: E402
+from minigpt.loading import untrained_model  # noqa: E402
+from minigpt.tokenizer_training import builtin_tokenizer  # noqa: E402
 from space.registry import APP_RUN_FILE  # noqa: E402
 from space.training_process import hide_owner_token  # noqa: E402
 from space.uploads import uploads_on_disk  # noqa: E402
@@ -219,6 +221,14 @@ def test_a_visitors_runs_are_evicted_only_by_that_visitor(served, corpus):
     assert app_runs(served) == sorted([others[1], second, third])
     assert [r.name for r in served.ctx.registry.runs(owner_hash(f"session:{d.session_hash}"))] == [second]
 
+    # what the Generate tab says of a run (its size, its corpus) is for its owner too, whatever key is tried
+    from space.tab_generate import model_facts
+
+    as_d, as_e = (SimpleNamespace(session_hash=c.session_hash, headers={}) for c in (d, e))
+    assert f"**{second}**" in model_facts(served.ctx, f"run/{second}", None, request=as_d)
+    assert model_facts(served.ctx, f"run/{second}", "untrained", None, request=as_e).startswith("**untrained**")
+    assert second not in model_facts(served.ctx, f"run/{second}", second, None, request=as_e)
+
 
 @pytest.fixture
 def room(served, monkeypatch):
@@ -345,7 +355,8 @@ class HubRecorder:
 
 def test_pushes_use_the_visitors_own_login_never_the_owners_token(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    model, tokenizer = build_untrained("tiny", 300)
+    tokenizer = builtin_tokenizer(300)
+    model = untrained_model("tiny", tokenizer)
     for name, owner in (("alice-run", "hf:alice"), ("bob-run", "hf:bob")):
         model.save_pretrained(runs / name)
         tokenizer.save_pretrained(runs / name)
@@ -413,7 +424,8 @@ def test_a_run_cut_off_by_a_killed_server_is_removed_at_start(tmp_path):
     (runs / ".20260101-000000-tiny-bpe.app-training").touch()
     (runs / ".20260101-000000-tiny-bpe.saving").mkdir()
     # a complete model that a training cut off by a kill wrote after the app was gone: no record of the app's
-    model, tokenizer = build_untrained("tiny", 300)
+    tokenizer = builtin_tokenizer(300)
+    model = untrained_model("tiny", tokenizer)
     for name in ("20260101-000001-tiny-char", "kept-by-train-py"):
         model.save_pretrained(runs / name)
         tokenizer.save_pretrained(runs / name)
@@ -437,10 +449,10 @@ def test_killing_the_app_leaves_no_process_and_no_model(tmp_path, corpus, monkey
     env.update(TMPDIR=str(temp), MINIGPT_APP_RUNS=str(tmp_path / "runs"), MINIGPT_APP_PRETRAINED="",
                MINIGPT_APP_MODELS="", GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(REPO))
     port = free_port()
+    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))  # Gradio's own address settings
     url = f"http://127.0.0.1:{port}/"
     with (tmp_path / "app.log").open("w") as log:
-        app = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)], cwd=REPO,
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+        app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_up_to(lambda: answering(app, url), timeout=240, every=0.5)
         client = Client(url, verbose=False, analytics_enabled=False)
@@ -482,6 +494,7 @@ def test_sigterm_is_a_clean_shutdown_that_leaves_no_temp_folder(tmp_path, corpus
     monkeypatch.setenv("MINIGPT_APP_PRETRAINED", "")
     monkeypatch.setenv("MINIGPT_APP_MODELS", "")
     url = f"http://127.0.0.1:{(port := free_port())}/"
+    monkeypatch.setattr(gradio.http_server, "INITIAL_PORT_VALUE", port)  # GRADIO_SERVER_PORT, read when imported
     uploads = []
 
     def visit_then_terminate():
@@ -495,7 +508,7 @@ def test_sigterm_is_a_clean_shutdown_that_leaves_no_temp_folder(tmp_path, corpus
     visitor_thread = threading.Thread(target=visit_then_terminate)
     visitor_thread.start()
     try:
-        app.main(["--runs-dir", str(tmp_path / "runs"), "--host", "127.0.0.1", "--port", str(port)])
+        app.main(["--runs-dir", str(tmp_path / "runs")])
     finally:
         signal.signal(signal.SIGTERM, handler)
         visitor_thread.join()

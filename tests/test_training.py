@@ -215,6 +215,21 @@ def test_half_written_checkpoint_is_never_picked(tmp_path):
     assert not torn.exists()
 
 
+def test_a_checkpoint_of_two_processes_needs_both_random_states(tmp_path):
+    """Each process writes its own random state into a checkpoint; the main process its state file, maybe before
+    the other process is done: the checkpoint is whole only with every process's file."""
+    checkpoint = tmp_path / "checkpoint-10"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"x")
+    settings = {"settings": {"world_size": 2}}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(
+        {"global_step": 10, "stateful_callbacks": {"RunSettingsCallback": {"args": settings, "attributes": {}}}}))
+    (checkpoint / "rng_state_0.pth").write_bytes(b"x")
+    assert not checkpoint_is_complete(checkpoint)
+    (checkpoint / "rng_state_1.pth").write_bytes(b"x")
+    assert checkpoint_is_complete(checkpoint)
+
+
 def test_early_stopping_keeps_the_best_model(tmp_path):
     # Random letters: the model can only learn their frequencies, then memorises the training text, so
     # validation loss bottoms out early and rises again: overfitting in a few seconds.

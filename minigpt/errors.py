@@ -1,0 +1,15 @@
+"""The errors a run reports as one line that says what to change (train.py prints them and exits 2; the app shows
+them). Bad data is a minigpt.corpus.CorpusError, a Hub that cannot be used a minigpt.hub.HubError."""
+
+
+class SetupError(ValueError):
+    """A bad argument combination, or an output folder that cannot take the run."""
+
+
+class SettingError(SetupError):
+    """One setting out of its bounds (minigpt.arguments): `name` is the field, `bound` what it must be (a UI says
+    it in its own words), `value` what was given."""
+
+    def __init__(self, name: str, bound, value):
+        super().__init__(f"--{name} must be {bound}, got {value}")
+        self.name, self.bound, self.value = name, bound, value
