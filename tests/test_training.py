@@ -16,7 +16,6 @@ from conftest import run_without_project
 import train
 from minigpt.monitoring import OverfittingCallback
 from minigpt.run_folder import checkpoint_is_complete, find_resumable_checkpoint
-from minigpt.training import MiniGPTTrainingArguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT / "minigpt" / "data" / "tinyshakespeare.txt"
@@ -45,9 +44,11 @@ def read_json(path: Path) -> dict:
 
 
 def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tmp_path):
+    """No optimisation flag: the defaults (learning rate, warmup-stable-decay, clipping, an evaluation before
+    training) take the loss well down."""
     out = tmp_path / "run"
     assert run_cli("--train_file", corpus_file(tmp_path), "--output_dir", out, "--max_steps", 40,
-                   "--eval_steps", 20, "--save_steps", 20, "--vocab_size", 300, "--learning_rate", 3e-3, *TINY) == 0
+                   "--eval_steps", 20, "--save_steps", 20, "--vocab_size", 300, *TINY) == 0
     for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
                  "configuration_minigpt.py", "modeling_minigpt.py", "loss_history.csv", "loss_plot.png",
                  "all_results.json", "eval_results.json", "train_results.json", "README.md", "samples.md"):
@@ -57,7 +58,7 @@ def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tm
     history = (out / "loss_history.csv").read_text().splitlines()
     assert history[0] == "step,tokens_seen,train_loss,eval_loss,eval_perplexity"
     evals = [float(line.split(",")[3]) for line in history[1:] if line.split(",")[3]]
-    assert len(evals) >= 3 and evals[-1] < evals[0] - 1.0, evals  # step 0 (before) vs after
+    assert len(evals) >= 3 and evals[-1] < evals[0] - 2.0, evals  # step 0 (before) vs after
 
     results = read_json(out / "all_results.json")
     assert results["eval_perplexity"] == pytest.approx(2.718281828 ** results["eval_loss"], rel=1e-6)
@@ -67,7 +68,7 @@ def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tm
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "library_name: transformers" in card and "pipeline_tag: text-generation" in card
     assert "license:" in card and "tags:" in card and "loss_plot.png" in card
-    assert "trust_remote_code=True" in card and "| learning_rate | 0.003 |" in card
+    assert "trust_remote_code=True" in card and "| learning_rate | 0.001 |" in card
     assert "before training (step 0)" in card
 
     stdout = run_without_project(textwrap.dedent(f"""
@@ -271,13 +272,6 @@ def test_overfitting_is_reported_when_validation_rises_and_training_falls(caplog
         history += [{"step": step, "loss": 6 - step}, {"step": step, "eval_loss": val}]
         healthy.on_evaluate(None, _State(history), None)
     assert healthy.warned_at is None
-
-
-def test_defaults_train_well_without_any_flag():
-    args = MiniGPTTrainingArguments()
-    assert args.lr_scheduler_type == "warmup_stable_decay" and 0 < args.warmup_steps < 1 and args.decay_fraction > 0
-    assert args.max_grad_norm > 0
-    assert args.eval_strategy == "steps" and args.do_train and args.do_eval
 
 
 def test_a_pickle_only_model_folder_is_refused(tmp_path, capsys):
