@@ -1,12 +1,12 @@
 """The pre-training pipeline end to end: real corpora, real tokenizers, real (tiny) Trainer runs."""
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -175,25 +175,31 @@ def _train_command(corpus, out, max_steps=30):
             "--vocab_size", "300", "--eval_on_start", "false", *TINY]
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, caplog):
+    """One cold process, killed -9 after its checkpoint at step 15; the uninterrupted reference trains here
+    meanwhile, and the same command run here resumes the killed one."""
     corpus = corpus_file(tmp_path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    reference = tmp_path / "reference"
-    subprocess.run(_train_command(corpus, reference), check=True, env=env, capture_output=True, timeout=600)
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+    process = subprocess.Popen(_train_command(corpus, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    killed = tmp_path / "killed"
-    process = subprocess.Popen(_train_command(corpus, killed), env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (killed / "checkpoint-15" / "trainer_state.json").exists():
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 15
-    process.wait()
+    def kill_after_step_15():
+        deadline = time.time() + 300
+        while time.time() < deadline and not (killed / "checkpoint-15" / "trainer_state.json").exists():
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 15
+
+    killer = threading.Thread(target=kill_after_step_15)
+    killer.start()
+    try:
+        assert run_cli(*_train_command(corpus, reference)[2:]) == 0
+    finally:
+        killer.join()
+        process.wait()
     assert not (killed / "model.safetensors").exists(), "the run was meant to die before the end"
 
-    resumed = subprocess.run(_train_command(corpus, killed), env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "Resuming from" in resumed.stderr + resumed.stdout
+    caplog.set_level("INFO", logger="minigpt")
+    assert run_cli(*_train_command(corpus, killed)[2:]) == 0
+    assert "Resuming from" in caplog.text
     final, expected = read_json(killed / "all_results.json"), read_json(reference / "all_results.json")
     assert final["eval_loss"] == pytest.approx(expected["eval_loss"], abs=2e-3)
     state = read_json(sorted(killed.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
