@@ -24,7 +24,7 @@ from test_training import TINY, corpus_file, read_json, run_cli
 import minigpt.training
 from minigpt.hub import NOT_SHARED, push_gpt2
 from minigpt.loading import load_pretrained
-from minigpt.run_folder import OutputDirLock, staging_dir
+from minigpt.run_folder import OutputDirLock, staging_dir, swap_in
 from minigpt.training import sampling_generation_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,23 +209,40 @@ def test_push_as_gpt2_pushes_the_export_and_leaves_no_copy(finished, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the export beside it is gone
 
 
+def forked(work) -> int:
+    """Run work() in a child forked from this process (no cold start; it must touch no torch, only files);
+    returns the child's PID."""
+    child = os.fork()
+    if child == 0:
+        try:
+            work()
+        finally:
+            os._exit(0)
+    return child
+
+
 def test_a_second_run_on_the_same_folder_exits_2_and_a_dead_runs_lock_is_taken_over(tmp_path, capsys):
+    """The lock as a run holds it while it trains (tests/test_distributed.py refuses a second train.py beside a
+    real one); killed -9, its lock file is left behind and taken over."""
     corpus = corpus_file(tmp_path)
     out = tmp_path / "busy"
-    first = subprocess.Popen([sys.executable, str(ROOT / "train.py"),
-                              *map(str, command(corpus, out, max_steps=2000))],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def hold_the_folder():
+        with OutputDirLock(out):
+            time.sleep(300)
+
+    first = forked(hold_the_folder)
     lock = tmp_path / ".busy.lock"
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (lock.exists() and lock.read_text().strip()):
-            time.sleep(0.05)
+            time.sleep(0.01)
         assert run_cli(*command(corpus, out, max_steps=4)) == 2
-        assert f"in use by PID {first.pid}" in one_error_line(capsys.readouterr().err)
+        assert f"in use by PID {first}" in one_error_line(capsys.readouterr().err)
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    assert lock.read_text().strip() == str(first.pid)  # left behind by the killed run
+        os.kill(first, signal.SIGKILL)
+        os.waitpid(first, 0)
+    assert lock.read_text().strip() == str(first)  # left behind by the killed run
     with OutputDirLock(out):
         assert lock.read_text().strip() == str(os.getpid())
     assert not lock.exists()
@@ -243,13 +260,13 @@ def _consistent(out: Path) -> int:
     return settings["max_steps"]
 
 
-def test_kill_9_during_the_final_save_leaves_the_old_or_the_new_folder(finished, tmp_path):
+def test_kill_9_during_the_final_save_leaves_the_old_or_the_new_folder(finished, tmp_path, capsys):
     corpus, source = finished
     out = copy_of(source, tmp_path)
-    args = [sys.executable, str(ROOT / "train.py"), *map(str, command(corpus, out, "--overwrite_output_dir",
-                                                                        max_steps=6))]
+    args = command(corpus, out, "--overwrite_output_dir", max_steps=6)
     staging = tmp_path / ".run.saving"
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not staging.exists() and process.poll() is None:
         time.sleep(0.002)
@@ -258,23 +275,8 @@ def test_kill_9_during_the_final_save_leaves_the_old_or_the_new_folder(finished,
     process.wait()
     assert _consistent(out) in (10, 6)
 
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600, check=False)  # the same command finishes
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert run_cli(*args) == 0, capsys.readouterr().err[-2000:]  # the same command finishes
     assert _consistent(out) == 6 and not staging.exists()
-
-
-SWAP_SCRIPT = """
-import sys
-from pathlib import Path
-from conftest import make_tiny_model
-from minigpt.run_folder import staging_dir, swap_in
-out, seed = Path(sys.argv[1]), int(sys.argv[2])
-staging = staging_dir(out)
-make_tiny_model(seed=seed).save_pretrained(staging)
-for i in range(300):  # a big folder: the kill lands while it is built, swapped in, or its checkpoints move
-    (staging / f"record-{i}.txt").write_text(str(seed))
-swap_in(staging, out)
-"""
 
 
 def test_kill_9_anywhere_in_the_swap_leaves_a_whole_loadable_folder(tmp_path):
@@ -284,17 +286,27 @@ def test_kill_9_anywhere_in_the_swap_leaves_a_whole_loadable_folder(tmp_path):
         (out / f"record-{i}.txt").write_text("1")
     for step in (5, 10):
         (out / f"checkpoint-{step}").mkdir()
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
-    for attempt, delay in enumerate([0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.25, 0.4, 0.7, 1.2]):
-        seed = 2 + attempt
-        process = subprocess.Popen([sys.executable, "-c", SWAP_SCRIPT, str(out), str(seed)], env=env)
-        while not (tmp_path / ".model.saving").exists() and process.poll() is None:
-            time.sleep(0.001)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    saves = {seed: tmp_path / f"saved-{seed}" for seed in range(2, 14)}
+    for seed, saved in saves.items():  # the model's own files, written here: the child only copies files
+        make_tiny_model(seed=seed).save_pretrained(saved)
+
+    def save(seed):
+        staging = staging_dir(out)
+        shutil.copytree(saves[seed], staging, dirs_exist_ok=True)
+        for i in range(300):  # a big folder: the kill lands while it is built, swapped in, or its checkpoints move
+            (staging / f"record-{i}.txt").write_text(str(seed))
+        swap_in(staging, out)
+
+    start = time.time()
+    os.waitpid(forked(lambda: save(2)), 0)
+    whole = time.time() - start  # a save not killed; then kills from its start to its end, most near the swap
+    for seed, fraction in zip(range(3, 14), [0, 0.3, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.1]):
+        child = forked(lambda seed=seed: save(seed))
+        time.sleep(whole * fraction)
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
         records = {(out / f"record-{i}.txt").read_text() for i in range(300)}
-        assert len(records) == 1, f"a mixed folder after a kill at {delay}s"  # all old or all new
+        assert len(records) == 1, f"a mixed folder after a kill at {fraction:.0%} of a save"  # all old or all new
         model = load_pretrained(str(out))
         expected = make_tiny_model(seed=int(records.pop()))
         assert torch.equal(model.lm_head.weight, expected.lm_head.weight)  # weights from the same save
