@@ -410,16 +410,3 @@ def test_the_saved_generation_config_fits_a_prompt_of_half_the_context(tiny_mode
     prompt = torch.randint(2, 60, (1, tiny_model.config.max_position_embeddings // 2))
     out = tiny_model.generate(prompt, attention_mask=torch.ones_like(prompt))  # the saved defaults, as is
     assert out.shape[1] <= tiny_model.config.max_position_embeddings
-
-
-def test_log_level_sets_transformers_verbosity(tmp_path, monkeypatch):
-    import transformers
-
-    monkeypatch.setattr(minigpt.training, "load_text_datasets", lambda **kwargs: pytest.fail("corpus read"))
-    before = transformers.logging.get_verbosity()
-    try:
-        (tmp_path / "a_file").write_text("stops the run right after the arguments")
-        assert run_cli(*command(corpus_file(tmp_path), tmp_path / "a_file" / "out"), "--log_level", "error") == 2
-        assert transformers.logging.get_verbosity() == transformers.logging.ERROR
-    finally:
-        transformers.logging.set_verbosity(before)
