@@ -22,7 +22,7 @@ from test_training import TINY, corpus_file, read_json, run_cli
 from minigpt.run_folder import OutputDirLock
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 40
+STEPS = 20  # checkpoints at 10 (where a rank is killed) and 20
 RUN = ["--max_steps", STEPS, "--eval_steps", 20, "--save_steps", 10, "--vocab_size", 300, "--disable_tqdm", "true"]
 TIMEOUT = 240
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
