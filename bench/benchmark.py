@@ -235,7 +235,7 @@ MINIGPT_RECIPE = {"tokenizer_type": "bpe", "vocab_size": 1024, "block": 128, "ba
                   "lr_scheduler_type": "cosine", "weight_decay": 0.1}
 WSD = {"lr_scheduler_type": "warmup_stable_decay", "decay_fraction": 0.3}
 BEST = {**WSD, "weight_decay": 0.0, "block": 64, "batch": 32, "learning_rate": 3e-3}  # the best found
-LEVERS = {  # the other levers tried, and the command for each, are in the README ("Benchmarks")
+LEVERS = {  # the other levers tried, and the command for each, are in bench/README.md
     "MiniGPT recipe (BPE 1024, block 128, batch 16, lr 2e-3, AdamW, weight decay 0.1, cosine)": {},
     "+ warmup-stable-decay schedule (last 30 % decays)": WSD,
     "+ warmup-stable-decay, no weight decay": {**WSD, "weight_decay": 0.0},

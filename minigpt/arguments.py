@@ -241,7 +241,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = field(default_factory=lambda: 32 if torch.cuda.is_available() else 16)
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3
-    weight_decay: float = 0.0  # with warmup-stable-decay, 0.1 did worse (README "Benchmarks")
+    weight_decay: float = 0.0  # with warmup-stable-decay, 0.1 did worse (bench/README.md)
     adam_beta2: float = 0.99
     warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction < 1 of all steps."})
     lr_scheduler_type: str = "warmup_stable_decay"

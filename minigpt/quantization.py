@@ -3,7 +3,7 @@
 Generating one token reads every weight once, so on a CPU the time per token is mostly memory traffic: 55 MB of
 fp32 weights at 6 x 6 x 384. Dynamic quantization (PyTorch's) stores each nn.Linear weight in int8 (4x fewer
 bytes) and quantizes activations on the fly; generate() is unchanged. On the default model the validation loss
-moves by about 0.1% and greedy text stays the same (see README "Benchmarks"). Inference only: the result cannot be
+moves by about 0.1% and greedy text stays the same (see bench/README.md). Inference only: the result cannot be
 trained or saved with save_pretrained. transformers' GPT-2 keeps its weights in Conv1D layers, which this does
 not reach; MiniGPT's are plain nn.Linear.
 """
