@@ -103,7 +103,7 @@ def test_builtin_corpus_offline_with_no_corpus_flag(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     out = tmp_path / "builtin"
     assert run_cli("--builtin_corpus", "python-reference", "--output_dir", out, "--max_steps", 10,
-                   "--eval_steps", 10, "--save_steps", 10, "--vocab_size", 512, *TINY) == 0
+                   "--eval_steps", 10, "--save_steps", 10, "--vocab_size", 512, "--max_train_samples", 60, *TINY) == 0
     assert "python-reference (built-in)" in (out / "README.md").read_text()
     assert "The" in (out / "samples.md").read_text()
 
