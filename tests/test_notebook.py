@@ -41,14 +41,15 @@ def executed(tmp_path_factory):
     started = {}
     for path in NOTEBOOKS:
         folder = tmp_path_factory.mktemp(path.stem)
-        started[path.name] = folder, subprocess.Popen(
-            [sys.executable, "-c", RUNNER, str(path), str(folder)], stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, env={**env, "HF_DATASETS_CACHE": str(folder / "datasets_cache")})
+        with (folder / "run.log").open("w") as log:
+            started[path.name] = folder, subprocess.Popen(
+                [sys.executable, "-c", RUNNER, str(path), str(folder)], stdout=log, stderr=subprocess.STDOUT,
+                env={**env, "HF_DATASETS_CACHE": str(folder / "datasets_cache")})
     results = {}
     try:
         for name, (folder, process) in started.items():
-            output, _ = process.communicate(timeout=900)
-            results[name] = folder, process.returncode, output
+            code = process.wait(timeout=900)
+            results[name] = folder, code, (folder / "run.log").read_text()
     finally:
         for _, process in started.values():
             if process.poll() is None:
