@@ -27,6 +27,7 @@ from minigpt.errors import SettingError, SetupError
 from minigpt.fingerprints import file_fingerprint
 from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags
 from minigpt.ranks import choose_backend
+from minigpt.schedules import check_schedule, check_scheduler_kwargs
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ class ModelArguments:
         default=None, metadata={"help": "Attention kernel: sdpa (default), eager, flash_attention_2, ..."}
     )
 
-    BOUNDS: ClassVar[dict] = {}
+    # byte-level BPE starts from the 256 bytes and adds two special tokens (a char tokenizer does not use it)
+    BOUNDS: ClassVar[dict] = {"vocab_size": Bound(258, note="256 bytes and 2 special tokens")}
 
     def __post_init__(self):
         _check_own_settings(self)
@@ -306,6 +308,13 @@ class MiniGPTTrainingArguments(TrainingArguments):
         "max_grad_norm": Bound(0, note="0: no clipping"),
         "dataloader_num_workers": Bound(0),
         "seed": Bound(0, 2**32 - 1),
+        "data_seed": Bound(0, 2**32 - 1),
+        "warmup_steps": Bound(0, note="steps, or a fraction < 1 of them"),
+        "eval_steps": POSITIVE,
+        "logging_steps": POSITIVE,
+        "label_smoothing_factor": FRACTION,
+        "muon_learning_rate": POSITIVE,
+        "early_stopping_patience": AT_LEAST_1,
     }
 
     def __post_init__(self):
@@ -324,6 +333,9 @@ class MiniGPTTrainingArguments(TrainingArguments):
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
+        check_scheduler_kwargs(self)  # a JSON string until TrainingArguments parsed it
+        if self.max_steps > 0:  # else the data decides the steps: checked when the scheduler is made
+            check_schedule(self, self.max_steps)
 
     @property
     def optimizer_name(self) -> str:
@@ -385,11 +397,13 @@ def parse_config_overrides(model_args: ModelArguments) -> dict:
 def model_config(model_args: ModelArguments, block_size: int, **given) -> MiniGPTConfig:
     """The config of a fresh model: the preset, a context of `block_size`, the overrides, then `given` (the
     tokenizer's vocabulary size and special tokens)."""
+    overrides = parse_config_overrides(model_args)
     try:
-        return MiniGPTConfig(**{**PRESETS[model_args.preset], "max_position_embeddings": block_size,
-                                **parse_config_overrides(model_args), **given})
+        return MiniGPTConfig(**{**PRESETS[model_args.preset], "max_position_embeddings": block_size, **overrides,
+                                **given})
     except (TypeError, ValueError) as error:
-        raise SetupError(str(error).splitlines()[0]) from None
+        flag = "--config_overrides" if overrides else "--preset"
+        raise SetupError(f"{flag}: {str(error).splitlines()[0]}") from None
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> None:
@@ -398,6 +412,12 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         raise SetupError("nothing to do: pass --do_train and/or --do_eval")
     if not args.do_train and not model_args.model_name_or_path:
         raise SetupError("evaluation only (--do_train false) needs --model_name_or_path of a saved model")
+    for name in ("train_file", "validation_file"):
+        path = getattr(data_args, name)
+        if path and os.path.isdir(path):
+            raise SetupError(f"--{name} {path} is a folder; pass a file (.txt, .jsonl/.json, .csv or .parquet)")
+    if not model_args.model_name_or_path:  # a config no model can take, now rather than after the data work
+        model_config(model_args, data_args.block_size or PRESETS[model_args.preset]["max_position_embeddings"])
     if args.push_as_gpt2:
         check_gpt2_shape(model_args, args)
     if data_args.streaming and args.do_train and args.max_steps < 1:

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import SchedulerType, Trainer, TrainerCallback, get_scheduler
+from transformers import Trainer, TrainerCallback, get_scheduler
 
+from minigpt.errors import Diverged
+from minigpt.schedules import check_schedule, scheduler_kwargs
 from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
 
@@ -52,6 +54,15 @@ class MiniGPTTrainer(Trainer):
         args = self.args
         return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * self.block_size
 
+    def training_step(self, *args, **kwargs):
+        """The Trainer's step, stopped at a loss that is not finite: the weights it would update are lost (see
+        DivergenceCallback). The check reads the loss on the host, as the Trainer's own logging_nan_inf_filter
+        does at every step."""
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss).all():
+            raise Diverged(self.state.global_step + 1, loss.float().mean().item())
+        return loss
+
     def evaluate(self, *args, **kwargs):
         start = time.perf_counter()
         try:
@@ -80,20 +91,13 @@ class MiniGPTTrainer(Trainer):
         lr_scheduler_kwargs gives num_decay_steps. Computed here, where the number of steps is known, and kept in
         `scheduler_kwargs` (the arguments stay as they were given)."""
         if self.lr_scheduler is None:
+            check_schedule(self.args, num_training_steps)  # again: with --num_train_epochs, steps are known now
             self.scheduler_kwargs = scheduler_kwargs(self.args, num_training_steps)
             self.lr_scheduler = get_scheduler(
                 self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
                 num_warmup_steps=self.args.get_warmup_steps(num_training_steps), num_training_steps=num_training_steps,
                 scheduler_specific_kwargs=self.scheduler_kwargs)
         return self.lr_scheduler
-
-
-def scheduler_kwargs(args, num_training_steps: int) -> dict | None:
-    """args.lr_scheduler_kwargs, with warmup_stable_decay's num_decay_steps filled in from args.decay_fraction."""
-    kwargs = args.lr_scheduler_kwargs or {}
-    if args.lr_scheduler_type == SchedulerType.WARMUP_STABLE_DECAY and "num_decay_steps" not in kwargs:
-        return {**kwargs, "num_decay_steps": max(1, round(args.decay_fraction * num_training_steps))}
-    return args.lr_scheduler_kwargs
 
 
 class TrainingClock(TrainerCallback):
@@ -204,8 +208,13 @@ class SampleTextCallback(TrainerCallback):
             return  # not the main process, or this step was sampled already (the final evaluation)
         tokens_seen = next((e["tokens_seen"] for e in reversed(state.log_history) if "tokens_seen" in e), 0)
         for prompt in self.prompts:
-            greedy = self.complete(model, prompt, do_sample=False)
-            sampled = self.complete(model, prompt, **default_sampling())
+            try:
+                greedy = self.complete(model, prompt, do_sample=False)
+                sampled = self.complete(model, prompt, **default_sampling())
+            except Exception as error:  # a sample is for watching: one that fails is said, the run goes on
+                logger.warning("sample @ step %d failed (%s: %s); training goes on", state.global_step,
+                               type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+                continue
             sample = {"step": state.global_step, "tokens_seen": tokens_seen, "prompt": prompt,
                       "greedy": greedy, "sampled": sampled}
             self.samples.append(sample)
@@ -226,11 +235,14 @@ class SampleTextCallback(TrainerCallback):
         context = model.config.max_position_embeddings
         ids = ids[:, -(context // 2):]  # a prompt longer than half the context keeps its end
         limit = context - ids.shape[1]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=min(self.max_new_tokens, limit),
-                                 pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
-        model.train(was_training)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(self.seed)
+                out = model.generate(ids, attention_mask=torch.ones_like(ids),
+                                     max_new_tokens=min(self.max_new_tokens, limit),
+                                     pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
+        finally:
+            model.train(was_training)
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
@@ -256,6 +268,17 @@ class OverfittingCallback(TrainerCallback):
                 "overfitting: validation loss rose for %d evaluations (%.3f -> %.3f) while training loss fell "
                 "(%.3f -> %.3f). Use --early_stopping_patience N to stop and keep the best model, more data, "
                 "dropout, or a smaller model.", self.patience, recent[0][1], recent[-1][1], train[0], train[-1])
+
+
+class DivergenceCallback(TrainerCallback):
+    """Stop at an evaluation whose loss is not finite: the Trainer evaluates before it saves, so the weights that
+    gave it never become a checkpoint (a checkpoint saved between evaluations is checked when the run stops: see
+    minigpt.run_folder.drop_diverged_checkpoints). Listed before the callbacks that use the evaluated model."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is not None and not math.isfinite(loss):
+            raise Diverged(state.global_step, loss, evaluation=True)
 
 
 class StopOnEventCallback(TrainerCallback):

@@ -19,6 +19,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors.torch
+import torch
 from filelock import FileLock, Timeout
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -217,6 +219,18 @@ def plan_run(output_dir, settings: dict, *, overwrite: bool, resume_from_checkpo
     if target.is_dir() and any(target.iterdir()):
         raise SetupError(f"{target} already exists and holds something other than this run; {_HOW}")
     return RunPlan()
+
+
+def drop_diverged_checkpoints(output_dir) -> str | None:
+    """After a diverged run: remove the newest checkpoints whose weights are not all finite (saved between the
+    step that broke them and the evaluation or step that noticed). Returns the newest checkpoint left."""
+    while (last := find_resumable_checkpoint(output_dir)) is not None:
+        weights = safetensors.torch.load_file(Path(last) / "model.safetensors")
+        if all(torch.isfinite(tensor).all() for tensor in weights.values()):
+            return last
+        logger.warning("removing %s: its weights are not finite", last)
+        shutil.rmtree(last)
+    return None
 
 
 def remove_checkpoints(output_dir) -> None:

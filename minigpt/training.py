@@ -39,13 +39,14 @@ from minigpt.arguments import (
     model_config,
     run_settings,
 )
-from minigpt.blocks import stream_blocks, tokenize_and_group
+from minigpt.blocks import check_batch_fits, check_text_fits, stream_blocks, tokenize_and_group
 from minigpt.corpus import builtin_corpus, describe_source, load_text_datasets
 from minigpt.data_progress import ProgressHook, datasets_progress_bars_off, text_bytes
-from minigpt.errors import SetupError
+from minigpt.errors import Diverged, SetupError
 from minigpt.loading import load_pretrained
 from minigpt.model_card import write_model_card
 from minigpt.monitoring import (
+    DivergenceCallback,
     MiniGPTTrainer,
     OverfittingCallback,
     SampleTextCallback,
@@ -65,6 +66,7 @@ from minigpt.run_folder import (
     RunPlan,
     RunSettingsCallback,
     disk_error_message,
+    drop_diverged_checkpoints,
     finish_interrupted_swap,
     plan_run,
     remove_checkpoints,
@@ -144,6 +146,7 @@ def run_training(
     on_data_progress: called with a minigpt.data_progress.DataProgress (MB done, MB/s) while the tokenizer is
     trained and the corpus tokenized."""
     settings = run_settings(model_args, data_args, args)
+    made_here = not os.path.exists(args.output_dir)
     with contextlib.ExitStack() as folder:  # the main process's lock on output_dir, held until the end
         plan, finished_metrics = main_first(
             args, lambda: decide(folder, model_args, data_args, args, settings), share=True)
@@ -157,6 +160,10 @@ def run_training(
             if message is None:
                 raise
             raise SetupError(message) from None
+        finally:
+            if made_here and args.process_index == 0:  # a failed run leaves no empty folder (the Trainer makes it)
+                with contextlib.suppress(OSError):
+                    os.rmdir(args.output_dir)  # only when empty
 
 
 def decide(folder: contextlib.ExitStack, model_args, data_args, args, settings: dict) -> tuple[RunPlan, dict | None]:
@@ -257,19 +264,25 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
         ))
         if corpus_fingerprints(data_args) != settings["corpus_files"]:
             raise SetupError("a corpus file changed while the run was starting; run the command again")
+        model_source = plan.resume_from or model_args.model_name_or_path
+        known_block = data_args.block_size or (None if model_source else
+                                               PRESETS[model_args.preset]["max_position_embeddings"])
+        if known_block:  # a loaded model's own context is known once it is loaded (fit_model checks it)
+            check_text_fits(raw, known_block, args.per_device_train_batch_size if args.do_train else 0)
         if plan.resume_from:
             logger.info("Resuming from %s", plan.resume_from)
         progress = {"show_progress": show, "on_progress": on_data_progress}
         model, tokenizer, block_size = load_model_and_tokenizer(
-            model_args, data_args, args, plan.resume_from or model_args.model_name_or_path, raw, cache_dir=cache_dir,
-            **progress)
+            model_args, data_args, args, model_source, raw, cache_dir=cache_dir, **progress)
         chunks = main_first(args, lambda: prepare_blocks(  # the others load what the main process cached
             raw, tokenizer, block_size, data_args, cache_dir=cache_dir, **progress))
+        if args.do_train and not data_args.streaming:
+            check_batch_fits(len(chunks["train"]), args.per_device_train_batch_size)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
     prompts = default_prompts(data_args, raw)
     samples = SampleTextCallback(tokenizer, prompts, seed=args.seed, on_sample=on_sample)
-    callbacks = [RunSettingsCallback(settings), samples, OverfittingCallback(), *callbacks]
+    callbacks = [RunSettingsCallback(settings), DivergenceCallback(), samples, OverfittingCallback(), *callbacks]
     if args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     if stop_event is not None:
@@ -330,7 +343,12 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
         if state.max_steps and state.global_step >= state.max_steps:
             trainer.state = state
             return {"train_tokens": state.global_step * trainer.tokens_per_step}
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except Diverged as error:
+        kept = drop_diverged_checkpoints(trainer.args.output_dir) if trainer.is_world_process_zero() else None
+        resume = f"; {Path(kept).name}, from before, is kept" if kept else ""
+        raise SetupError(f"{error}{resume}") from None
     return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
 
 
