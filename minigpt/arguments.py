@@ -328,6 +328,8 @@ class MiniGPTTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "eval_loss"
             self.greater_is_better = False
             self.save_steps = self.eval_steps
+        if self.disable_tqdm is None:  # TrainingArguments would read transformers' logger, not --log_level
+            self.disable_tqdm = self.log_level in ("error", "critical")
         force_flags(self)
         choose_backend(self)
         if self.bf16 and not torch.cuda.is_available():
@@ -454,9 +456,11 @@ def check_gpt2_shape(model_args: ModelArguments, args: MiniGPTTrainingArguments)
 _NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts",
                  "max_dataset_mb"}
 TRAINING_SETTINGS = (
-    "seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "seed", "data_seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
     "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
-    "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "early_stopping_patience",
+    "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "optim_args",
+    "muon_learning_rate", "early_stopping_patience", "label_smoothing_factor", "neftune_noise_alpha",
+    "precision",  # as asked: "auto" picks by model size and device, a forced one changes the numerics
 )
 _PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file"}
 
@@ -468,11 +472,23 @@ def run_settings(model_args: ModelArguments, data_args: DataArguments, args: Min
                 if f.name not in _NOT_COMPARED}
     settings.update({name: getattr(args, name) for name in TRAINING_SETTINGS})
     settings["optim"] = args.optimizer_name
+    settings["config_overrides"] = normalised_overrides(model_args)
     for name in _PATHS & settings.keys():  # the same file, however the command spells it
         if settings[name] and os.path.exists(settings[name]):
             settings[name] = os.path.realpath(settings[name])
     settings["corpus_files"] = corpus_fingerprints(data_args)
     return json.loads(json.dumps(settings, default=lambda v: v.value if isinstance(v, Enum) else str(v)))
+
+
+def normalised_overrides(model_args: ModelArguments) -> str | None:
+    """--config_overrides as what they change in the preset's config: the config's own names (not the book's or
+    GPT-2's aliases), typed values, sorted, without those equal to the preset's: 'n_head=2,n_embd=64' and
+    'hidden_size=64,num_attention_heads=2' are the same run."""
+    preset = MiniGPTConfig(**PRESETS[model_args.preset])
+    overrides = {MiniGPTConfig.attribute_map.get(key, key): value
+                 for key, value in parse_config_overrides(model_args).items()}
+    changed = [f"{key}={value}" for key, value in sorted(overrides.items()) if getattr(preset, key, None) != value]
+    return ",".join(changed) or None
 
 
 def corpus_fingerprints(data_args: DataArguments) -> dict:
@@ -483,4 +499,4 @@ def corpus_fingerprints(data_args: DataArguments) -> dict:
 
 
 __all__ = ["Bound", "OneOf", "ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "RunArguments",
-           "bound_of", "check_settings", "check_arguments", "model_config", "run_settings"]
+           "bound_of", "check_settings", "check_arguments", "model_config", "normalised_overrides", "run_settings"]

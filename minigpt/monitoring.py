@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, get_scheduler
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, get_scheduler
 
 from minigpt.errors import Diverged
+from minigpt.log_lines import LogLineCallback, TrainingBarCallback
 from minigpt.schedules import check_schedule, scheduler_kwargs
 from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
@@ -43,6 +44,11 @@ class MiniGPTTrainer(Trainer):
 
     def __init__(self, *args, block_size: int, peak_flops: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # the console: compact lines in place of the printed dicts, no nested evaluation bar (minigpt.log_lines)
+        if self.pop_callback(PrinterCallback):
+            self.add_callback(LogLineCallback())
+        elif self.pop_callback(ProgressCallback):  # (a notebook's progress callback is not one: it stays)
+            self.add_callback(TrainingBarCallback())
         self.block_size = block_size
         self.peak_flops = peak_flops
         self.clock = TrainingClock()

@@ -35,6 +35,11 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACC
 _MIN_FREE_BYTES = 16 * 2**20
 
 
+class UnwritableFolder(SetupError):
+    """The output folder cannot take a file (read-only, no permission, full): a run that is already finished
+    there is still "already finished"."""
+
+
 def disk_error_message(error: OSError, where) -> str | None:
     """One line for the OSErrors a user fixes on their side (disk full, read-only, no permission), else None."""
     if error.errno not in _DISK_ERRORS:
@@ -80,7 +85,7 @@ class OutputDirLock:
             message = disk_error_message(error, self.output_dir)
             if message is None:
                 raise
-            raise SetupError(message) from None
+            raise UnwritableFolder(message) from None
         except SetupError:
             self.__exit__()
             raise
@@ -107,8 +112,8 @@ def check_writable(output_dir: Path) -> None:
     probe.unlink()
     free = shutil.disk_usage(probe_dir).free
     if free < _MIN_FREE_BYTES:
-        raise SetupError(f"cannot write {output_dir}: only {free // 2**20} MiB free on its disk; free some space "
-                         "or pass another --output_dir")
+        raise UnwritableFolder(f"cannot write {output_dir}: only {free // 2**20} MiB free on its disk; free some "
+                               "space or pass another --output_dir")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -65,9 +65,11 @@ from minigpt.run_folder import (
     OutputDirLock,
     RunPlan,
     RunSettingsCallback,
+    UnwritableFolder,
     disk_error_message,
     drop_diverged_checkpoints,
     finish_interrupted_swap,
+    finished_settings,
     plan_run,
     remove_checkpoints,
     staging_dir,
@@ -170,11 +172,20 @@ def decide(folder: contextlib.ExitStack, model_args, data_args, args, settings: 
     """On the main process only (the other ranks receive its plan): check the arguments, lock output_dir (the lock
     joins `folder`) and decide what the run does with it. Returns the plan, and the finished run's metrics."""
     check_arguments(model_args, data_args, args)
-    folder.enter_context(OutputDirLock(args.output_dir))
-    if not args.do_train:
-        return RunPlan(), None
-    plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
-                    resume_from_checkpoint=args.resume_from_checkpoint)
+    same_finished_run = args.do_train and not args.overwrite_output_dir
+    try:
+        folder.enter_context(OutputDirLock(args.output_dir))
+    except UnwritableFolder:
+        # a run finished there needs nothing written: "already finished" (read without the lock: the final
+        # folder is swapped in by one rename, so this reads the old folder or the new one)
+        if not (same_finished_run and finished_settings(args.output_dir) == settings):
+            raise
+        plan = RunPlan(finished=True)
+    else:
+        if not args.do_train:
+            return RunPlan(), None
+        plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
+                        resume_from_checkpoint=args.resume_from_checkpoint)
     metrics = json.loads((Path(args.output_dir) / "all_results.json").read_text()) if plan.finished else None
     return plan, metrics
 
@@ -384,8 +395,12 @@ def build_trainer(model, tokenizer, args: MiniGPTTrainingArguments, train_datase
     trainer_args = trainer_arguments(args, plan)
     if trainer_args.device.type == "cuda":
         set_tf32_matmul(plan.precision == "tf32")
-    # measured (about a second of matmuls) only by the processes whose log is shown: MFU is per device
-    peak = peak_flops(trainer_args.device.type, plan.precision) if args.should_log else None
+    # MFU only on a GPU, measured (about a second of matmuls) only by the processes whose log is shown (MFU is
+    # per device): a GPU's matmul peak is a stable measurement, a CPU's is not. A CPU's cores are shared with
+    # whatever else runs, its peak depends on the threads and the load of the moment it was measured, and a peak
+    # measured on a busy machine made "mfu 0.94" at 675 tokens/s. The benchmarks measure CPU MFU under control.
+    on_gpu = trainer_args.device.type == "cuda"
+    peak = peak_flops(trainer_args.device.type, plan.precision) if args.should_log and on_gpu else None
     return MiniGPTTrainer(
         model=model,
         args=trainer_args,
