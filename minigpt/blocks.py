@@ -254,14 +254,15 @@ def check_batch_fits(train_blocks: int, batch_size: int) -> None:
 
 def _check_blocks(tokens: dict[str, int], block_size: int, at_most: bool = False) -> None:
     """Refuse splits without a single full block: training or evaluating on nothing is a silent failure."""
+    few = "at most" if at_most else "only"
     if tokens.get("train", block_size) < block_size:
         raise CorpusError(
-            f"the training text has {'at most' if at_most else 'only'} {tokens['train']} tokens, less than one block of {block_size}: "
+            f"the training text has {few} {tokens['train']} tokens, less than one block of {block_size}: "
             f"lower --block_size or add text"
         )
     if tokens.get("validation", block_size) < block_size:
         raise CorpusError(
-            f"the validation split has {'at most' if at_most else 'only'} {tokens['validation']} tokens, less than one block of {block_size}: "
+            f"the validation split has {few} {tokens['validation']} tokens, less than one block of {block_size}: "
             f"raise --validation_split_percentage (or give a longer --validation_file) or lower --block_size"
         )
 

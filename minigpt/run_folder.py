@@ -47,6 +47,35 @@ def disk_error_message(error: OSError, where) -> str | None:
     return f"cannot write {where}: {error.strerror}; pass another --output_dir or free some space"
 
 
+# What torch.save says when the disk fills under it (its C++ writer gives no errno)
+_TORCH_WRITE_FAILED = ("unexpected pos", "PytorchStreamWriter failed", "iostream error", "file write failed")
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in _TORCH_WRITE_FAILED)
+
+
+@contextlib.contextmanager
+def full_disk_is_one_line(output_dir, needed_bytes: int):
+    """A disk that fills while a checkpoint or the finished folder is written: the half-written checkpoint goes
+    (the earlier ones are whole: the Trainer deletes old checkpoints only after a new one is saved), and one line
+    says where, how much is needed and that the same command resumes."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if not _is_disk_full(error):
+            raise
+        with contextlib.suppress(OSError):
+            find_resumable_checkpoint(str(output_dir))  # removes the half-written one: it holds the space
+        folder = next(p for p in (Path(output_dir).absolute(), *Path(output_dir).absolute().parents) if p.exists())
+        free = shutil.disk_usage(folder).free
+        raise SetupError(f"the disk of {output_dir} is full ({free / 2**20:.0f} MiB free; a checkpoint of this "
+                         f"model needs about {needed_bytes / 2**20:.0f} MiB): free some space and run the same "
+                         "command again (it resumes from its last checkpoint), or pass another --output_dir") from None
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # One process per output folder
 

@@ -70,6 +70,7 @@ from minigpt.run_folder import (
     drop_diverged_checkpoints,
     finish_interrupted_swap,
     finished_settings,
+    full_disk_is_one_line,
     plan_run,
     remove_checkpoints,
     staging_dir,
@@ -302,38 +303,44 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
     trainer = build_trainer(model, tokenizer, args, chunks["train"] if args.do_train else None, chunks["validation"],
                             block_size, callbacks)
 
-    metrics = {}
-    if args.do_train:
-        if plan.fresh and trainer.is_world_process_zero():
-            remove_checkpoints(args.output_dir)
-        metrics.update(train(trainer, plan.resume_from))
-    if args.do_eval:
-        eval_metrics = final_evaluation(trainer)
-        eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
-        metrics.update(eval_metrics)
-        metrics["eval_bits_per_byte"] = blocks_bits_per_byte(
-            trainer.accelerator.unwrap_model(trainer.model), chunks["validation"], tokenizer, block_size,
-            args.per_device_eval_batch_size)
+    with full_disk_is_one_line(args.output_dir, checkpoint_bytes(model)):  # checkpoints and the final save
+        metrics = {}
+        if args.do_train:
+            if plan.fresh and trainer.is_world_process_zero():
+                remove_checkpoints(args.output_dir)
+            metrics.update(train(trainer, plan.resume_from))
+        if args.do_eval:
+            eval_metrics = final_evaluation(trainer)
+            eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
+            metrics.update(eval_metrics)
+            metrics["eval_bits_per_byte"] = blocks_bits_per_byte(
+                trainer.accelerator.unwrap_model(trainer.model), chunks["validation"], tokenizer, block_size,
+                args.per_device_eval_batch_size)
 
-    if trainer.is_world_process_zero():
-        source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
-                                 data_args.dataset_config_name, data_args.builtin_corpus, settings["corpus_files"])
-        source += _how_the_data_was_read(model_args, data_args, raw)
-        if not args.do_train:
-            write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
-            return RunResult(args.output_dir, metrics, samples.samples, None)
-        repo_id = args.hub_model_id or Path(args.output_dir).name
-        # the card shows the run's settings as recorded, and what the Trainer made of them
-        used = {"block_size": block_size, "precision": precision_of(trainer.args),
-                "lr_scheduler_kwargs": trainer.scheduler_kwargs}
-        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
-                "tokenizer": tokenizer, "prompt": prompts[0]}
-        save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
-        if args.push_to_hub:
-            from minigpt.hub import push_folder, push_gpt2
+        if trainer.is_world_process_zero():
+            source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
+                                     data_args.dataset_config_name, data_args.builtin_corpus, settings["corpus_files"])
+            source += _how_the_data_was_read(model_args, data_args, raw)
+            if not args.do_train:
+                write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
+                return RunResult(args.output_dir, metrics, samples.samples, None)
+            repo_id = args.hub_model_id or Path(args.output_dir).name
+            # the card shows the run's settings as recorded, and what the Trainer made of them
+            used = {"block_size": block_size, "precision": precision_of(trainer.args),
+                    "lr_scheduler_kwargs": trainer.scheduler_kwargs}
+            card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
+                    "tokenizer": tokenizer, "prompt": prompts[0]}
+            save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
+            if args.push_to_hub:
+                from minigpt.hub import push_folder, push_gpt2
 
-            (push_gpt2 if args.push_as_gpt2 else push_folder)(args.output_dir, repo_id, args.hub_token)
-    return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
+                (push_gpt2 if args.push_as_gpt2 else push_folder)(args.output_dir, repo_id, args.hub_token)
+        return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
+
+
+def checkpoint_bytes(model) -> int:
+    """About what one checkpoint takes on disk: the weights, and AdamW's two moments as large as them."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def _how_the_data_was_read(model_args: ModelArguments, data_args: DataArguments, raw) -> str:
