@@ -102,3 +102,11 @@ class TrainingBarCallback(ProgressCallback):
             self.training_bar.write(line)
         else:
             logger.info(line)
+
+
+def close_training_bar(trainer) -> None:
+    """End the training bar of a run that stopped with an error (the Trainer closes it only at the end)."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+            callback.training_bar.close()
+            callback.training_bar = None

@@ -278,8 +278,8 @@ class OverfittingCallback(TrainerCallback):
 
 class DivergenceCallback(TrainerCallback):
     """Stop at an evaluation whose loss is not finite: the Trainer evaluates before it saves, so the weights that
-    gave it never become a checkpoint (a checkpoint saved between evaluations is checked when the run stops: see
-    minigpt.run_folder.drop_diverged_checkpoints). Listed before the callbacks that use the evaluated model."""
+    gave it never become a checkpoint (checkpoints saved since the weights broke go when the run stops: see
+    minigpt.run_folder.drop_checkpoints_from). Listed before the callbacks that use the evaluated model."""
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         loss = (metrics or {}).get("eval_loss")

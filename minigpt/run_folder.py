@@ -19,8 +19,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import safetensors.torch
-import torch
 from filelock import FileLock, Timeout
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -255,16 +253,14 @@ def plan_run(output_dir, settings: dict, *, overwrite: bool, resume_from_checkpo
     return RunPlan()
 
 
-def drop_diverged_checkpoints(output_dir) -> str | None:
-    """After a diverged run: remove the newest checkpoints whose weights are not all finite (saved between the
-    step that broke them and the evaluation or step that noticed). Returns the newest checkpoint left."""
-    while (last := find_resumable_checkpoint(output_dir)) is not None:
-        weights = safetensors.torch.load_file(Path(last) / "model.safetensors")
-        if all(torch.isfinite(tensor).all() for tensor in weights.values()):
-            return last
-        logger.warning("removing %s: its weights are not finite", last)
-        shutil.rmtree(last)
-    return None
+def drop_checkpoints_from(output_dir, step: int) -> str | None:
+    """After a diverged run: remove the checkpoints of `step` and later (their weights gave a loss that is not
+    finite). Returns the newest checkpoint left."""
+    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if path.name.split("-")[-1].isdigit() and int(path.name.split("-")[-1]) >= step:
+            logger.warning("removing %s: its weights gave a loss that is not finite", path.name)
+            shutil.rmtree(path)
+    return find_resumable_checkpoint(str(output_dir))
 
 
 def remove_checkpoints(output_dir) -> None:

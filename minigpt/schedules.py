@@ -41,8 +41,10 @@ def check_scheduler_kwargs(args) -> None:
         if name not in takes:
             raise SetupError(f"--lr_scheduler_kwargs: {kind.value} takes no {name!r}; it takes "
                              f"{', '.join(takes) or 'nothing'}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value)
-                                                                                     and value >= 0):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if name.endswith("_steps") and not (number and value == int(value) and value >= 0):
+            raise SetupError(f"--lr_scheduler_kwargs: {name} must be a whole number of steps >= 0, got {value!r}")
+        if number and not (math.isfinite(value) and value >= 0):
             raise SetupError(f"--lr_scheduler_kwargs: {name} must be a finite number >= 0, got {value}")
 
 
@@ -53,8 +55,8 @@ def check_schedule(args, num_training_steps: int) -> None:
         raise SetupError(f"--warmup_steps {args.warmup_steps:g} is longer than the run ({num_training_steps} steps): "
                          f"lower --warmup_steps (a fraction < 1 is a share of the steps)")
     given = args.lr_scheduler_kwargs or {}
-    if args.lr_scheduler_type != SchedulerType.WARMUP_STABLE_DECAY or not {"num_decay_steps", "num_stable_steps"} & {
-            *given}:
+    if args.lr_scheduler_type != SchedulerType.WARMUP_STABLE_DECAY or not given.keys() & {"num_decay_steps",
+                                                                                           "num_stable_steps"}:
         return  # the decay --decay_fraction makes fits any run (a very short one overlaps its warmup)
     kwargs = scheduler_kwargs(args, num_training_steps)
     decay, stable = kwargs["num_decay_steps"], kwargs.get("num_stable_steps") or 0

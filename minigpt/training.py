@@ -44,6 +44,7 @@ from minigpt.corpus import builtin_corpus, describe_source, load_text_datasets
 from minigpt.data_progress import ProgressHook, datasets_progress_bars_off, text_bytes
 from minigpt.errors import Diverged, SetupError
 from minigpt.loading import load_pretrained
+from minigpt.log_lines import close_training_bar
 from minigpt.model_card import write_model_card
 from minigpt.monitoring import (
     DivergenceCallback,
@@ -67,7 +68,7 @@ from minigpt.run_folder import (
     RunSettingsCallback,
     UnwritableFolder,
     disk_error_message,
-    drop_diverged_checkpoints,
+    drop_checkpoints_from,
     finish_interrupted_swap,
     finished_settings,
     full_disk_is_one_line,
@@ -363,8 +364,12 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
             return {"train_tokens": state.global_step * trainer.tokens_per_step}
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
-    except Diverged as error:
-        kept = drop_diverged_checkpoints(trainer.args.output_dir) if trainer.is_world_process_zero() else None
+    except BaseException as error:
+        close_training_bar(trainer)  # the error line starts a line of its own
+        if not isinstance(error, Diverged):
+            raise
+        kept = drop_checkpoints_from(trainer.args.output_dir, error.weights_step) \
+            if trainer.is_world_process_zero() else None
         resume = f"; {Path(kept).name}, from before, is kept" if kept else ""
         raise SetupError(f"{error}{resume}") from None
     return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
