@@ -258,6 +258,9 @@ class MiniGPTTrainingArguments(TrainingArguments):
     logging_steps: float = 20
     save_steps: float = 100
     save_total_limit: int | None = 2
+    include_num_input_tokens_seen: str | bool = field(
+        default=True, metadata={"help": "Count the tokens of every batch: the logs' tokens_seen."}
+    )
     precision: str = field(default="auto", metadata={"help": "auto: what measured fastest for the model's size on "
                                                      "this device (minigpt/precision.py).", "choices": PRECISIONS})
     compile: str = field(default="auto", metadata={"help": "torch.compile: auto, true, false.",

@@ -77,13 +77,14 @@ class MiniGPTTrainer(Trainer):
             self.clock.eval_seconds += time.perf_counter() - start
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
-        step = self.state.global_step
-        logs["tokens_seen"] = step * self.tokens_per_step
+        # the tokens the batches held (the Trainer counts them, include_num_input_tokens_seen): a short last batch
+        # of an epoch counts what it holds
+        logs["tokens_seen"] = self.state.num_input_tokens_seen
         if "loss" in logs:
             logs["perplexity"] = round(perplexity(logs["loss"]), 3)
-            seconds, steps = self.clock.lap(step)
-            if steps > 0:
-                logs["tokens_per_second"] = round(steps * self.tokens_per_step / seconds, 1)
+            seconds, tokens = self.clock.lap(self.state.num_input_tokens_seen)
+            if tokens > 0 and seconds > 0:
+                logs["tokens_per_second"] = round(tokens / seconds, 1)
                 if self.peak_flops:
                     model = self.accelerator.unwrap_model(self.model)
                     logs["mfu"] = round(mfu(logs["tokens_per_second"] / self.args.world_size, model.config,
@@ -111,21 +112,21 @@ class TrainingClock(TrainerCallback):
     on a resume), so that loading a checkpoint or preparing the data is not counted."""
 
     def __init__(self):
-        self.start: tuple[float, int] | None = None  # (time, step) of the previous lap
+        self.start: tuple[float, int] | None = None  # (time, tokens seen) of the previous lap
         self.eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.eval_seconds = (time.perf_counter(), state.global_step), 0.0
+        self.start, self.eval_seconds = (time.perf_counter(), state.num_input_tokens_seen), 0.0
 
-    def lap(self, step: int) -> tuple[float, int]:
-        """(seconds, steps) since the previous lap, evaluation excluded; starts the next lap."""
+    def lap(self, tokens_seen: int) -> tuple[float, int]:
+        """(seconds, tokens) since the previous lap, evaluation excluded; starts the next lap."""
         now = time.perf_counter()
         if self.start is None:
-            self.start = (now, step)
+            self.start = (now, tokens_seen)
             return 0.0, 0
-        seconds, steps = now - self.start[0] - self.eval_seconds, step - self.start[1]
-        self.start, self.eval_seconds = (now, step), 0.0
-        return seconds, steps
+        seconds, tokens = now - self.start[0] - self.eval_seconds, tokens_seen - self.start[1]
+        self.start, self.eval_seconds = (now, tokens_seen), 0.0
+        return seconds, tokens
 
 
 def history_rows(log_history: list[dict]) -> list[dict]:

@@ -361,7 +361,7 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
         state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
         if state.max_steps and state.global_step >= state.max_steps:
             trainer.state = state
-            return {"train_tokens": state.global_step * trainer.tokens_per_step}
+            return {"train_tokens": state.num_input_tokens_seen}
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
     except BaseException as error:
@@ -372,7 +372,7 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
             if trainer.is_world_process_zero() else None
         resume = f"; {Path(kept).name}, from before, is kept" if kept else ""
         raise SetupError(f"{error}{resume}") from None
-    return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
+    return {**result.metrics, "train_tokens": trainer.state.num_input_tokens_seen}
 
 
 def final_evaluation(trainer: MiniGPTTrainer) -> dict:
