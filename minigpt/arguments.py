@@ -226,6 +226,7 @@ class DataArguments:
         "max_eval_samples": AT_LEAST_1,
         "tokenizer_sample_mb": POSITIVE,
         "max_dataset_mb": POSITIVE,
+        "preprocessing_num_workers": AT_LEAST_1,
     }
 
     def __post_init__(self):
@@ -318,6 +319,12 @@ class MiniGPTTrainingArguments(TrainingArguments):
         "label_smoothing_factor": FRACTION,
         "muon_learning_rate": POSITIVE,
         "early_stopping_patience": AT_LEAST_1,
+        "save_total_limit": AT_LEAST_1,
+        "neftune_noise_alpha": POSITIVE,
+        "eval_accumulation_steps": AT_LEAST_1,
+        "eval_delay": Bound(0),
+        "dataloader_prefetch_factor": AT_LEAST_1,
+        "torch_empty_cache_steps": AT_LEAST_1,
     }
 
     def __post_init__(self):
