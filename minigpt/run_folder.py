@@ -38,11 +38,33 @@ class UnwritableFolder(SetupError):
     there is still "already finished"."""
 
 
-def disk_error_message(error: OSError, where) -> str | None:
+def disk_error_message(error: OSError, where, needed: str = "") -> str | None:
     """One line for the OSErrors a user fixes on their side (disk full, read-only, no permission), else None."""
     if error.errno not in _DISK_ERRORS:
         return None
+    if error.errno == errno.ENOSPC:
+        free = f"{free_bytes(where) / 2**20:.0f} MiB free" + (f"; {needed}" if needed else "")
+        return (f"the disk of {where} is full ({free}): free some space, or write elsewhere (--output_dir, and "
+                "HF_DATASETS_CACHE for the data cache)")
     return f"cannot write {where}: {error.strerror}; pass another --output_dir or free some space"
+
+
+def os_error_behind(error: BaseException) -> OSError | None:
+    """The OSError that `error` is, or that caused it (a library may wrap one in its own error)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def free_bytes(path) -> int:
+    """The room on the disk of `path` (of its nearest existing parent, for a path not made yet)."""
+    existing = next(p for p in (Path(path).absolute(), *Path(path).absolute().parents) if p.exists())
+    return shutil.disk_usage(existing).free
+
+
+def fullest_disk(*folders) -> str:
+    """The folder, of `folders`, whose disk has the least room."""
+    return str(min(folders, key=free_bytes))
 
 
 # What torch.save says when the disk fills under it (its C++ writer gives no errno)
@@ -67,8 +89,7 @@ def full_disk_is_one_line(output_dir, needed_bytes: int):
             raise
         with contextlib.suppress(OSError):
             find_resumable_checkpoint(str(output_dir))  # removes the half-written one: it holds the space
-        folder = next(p for p in (Path(output_dir).absolute(), *Path(output_dir).absolute().parents) if p.exists())
-        free = shutil.disk_usage(folder).free
+        free = free_bytes(output_dir)
         raise SetupError(f"the disk of {output_dir} is full ({free / 2**20:.0f} MiB free; a checkpoint of this "
                          f"model needs about {needed_bytes / 2**20:.0f} MiB): free some space and run the same "
                          "command again (it resumes from its last checkpoint), or pass another --output_dir") from None

@@ -72,6 +72,8 @@ from minigpt.run_folder import (
     finish_interrupted_swap,
     finished_settings,
     full_disk_is_one_line,
+    fullest_disk,
+    os_error_behind,
     plan_run,
     remove_checkpoints,
     staging_dir,
@@ -159,8 +161,14 @@ def run_training(
         try:
             return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample,
                         on_data_progress)
-        except OSError as error:  # a full disk, a read-only folder: one line, not a traceback
-            message = disk_error_message(error, error.filename or args.output_dir)
+        except Exception as error:  # a full disk, a read-only folder: one line, not a traceback
+            cause = os_error_behind(error)  # datasets wraps the OSError of a full cache in its own error
+            if cause is None:
+                raise
+            corpus_bytes = sum(file["bytes"] for file in settings["corpus_files"].values())
+            where = cause.filename or fullest_disk(args.output_dir, datasets.config.HF_DATASETS_CACHE)
+            message = disk_error_message(cause, where, needed=f"the data cache takes about the corpus's size, "
+                                                              f"{corpus_bytes / 2**20:.0f} MiB" if corpus_bytes else "")
             if message is None:
                 raise
             raise SetupError(message) from None

@@ -213,3 +213,22 @@ def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_the_same_command_
         assert (out / "model.safetensors").is_file()
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_data_cache_is_one_line(tmp_path, capsys, monkeypatch):
+    """datasets wraps the OSError of a full cache in its own error: still one line, naming the cache's folder."""
+    import datasets
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(cache)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
+        corpus = ROOT / "minigpt" / "data" / "tinyshakespeare.txt"  # 1.1 MB: more than the cache's disk
+        assert run_cli(*command(corpus, tmp_path / "run")) == 2
+        line = one_error_line(capsys.readouterr().err)
+        assert f"the disk of {cache}" in line and "is full" in line and "HF_DATASETS_CACHE" in line, line
+        assert not (tmp_path / "run").exists()
+    finally:
+        subprocess.run(["umount", str(cache)], check=True)
