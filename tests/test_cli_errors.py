@@ -2,6 +2,7 @@
 a diverging run stopped with its last finite checkpoint kept, a full disk said in one line and resumed, "already
 finished" only for the same run (read-only folder included), and a quiet console."""
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,19 @@ def test_a_divergence_before_any_checkpoint_leaves_no_folder(tmp_path, capsys):
     assert not out.exists()
 
 
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A tmpfs of `size` mounted on `folder` (made here) while the block lasts; the test is skipped without root."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Run identity
 
@@ -142,11 +156,7 @@ def test_the_same_overrides_in_another_order_or_names_are_the_same_run(finished,
 
 def test_a_finished_run_on_a_read_only_folder_is_already_finished(finished, tmp_path, capsys):
     corpus, source, _ = finished
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a file system here (needs root)")
-    try:
+    with small_disk(tmp_path / "ro", "16m") as mount:
         out = copy_of(source, mount)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         capsys.readouterr()
@@ -154,8 +164,6 @@ def test_a_finished_run_on_a_read_only_folder_is_already_finished(finished, tmp_
         assert "already finished" in capsys.readouterr().out
         assert run_cli(*command(corpus, out, max_steps=12)) == 2  # another run: it cannot be written there
         assert "Read-only" in one_error_line(capsys.readouterr().err)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,11 +198,7 @@ def test_log_level_error_prints_the_final_line_only(tmp_path):
 
 def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_the_same_command_resumes(tmp_path, capsys, caplog):
     """A 24 MB disk: the first checkpoints fit, a later one fills it inside torch.save (whose error has no errno)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small file system here (needs root)")
-    try:
+    with small_disk(tmp_path / "disk", "24m") as mount:
         out = mount / "run"
         big = [value if value != "n_embd=64,n_layer=2,n_head=2" else "n_embd=128,n_layer=4,n_head=2"
                for value in command(corpus_file(tmp_path), out, max_steps=3)]
@@ -211,24 +215,16 @@ def test_a_disk_that_fills_during_a_checkpoint_is_one_line_and_the_same_command_
         assert run_cli(*run) == 0
         assert f"Resuming from {kept[-1]}" in caplog.text
         assert (out / "model.safetensors").is_file()
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_data_cache_is_one_line(tmp_path, capsys, monkeypatch):
     """datasets wraps the OSError of a full cache in its own error: still one line, naming the cache's folder."""
     import datasets
 
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(cache)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small file system here (needs root)")
-    try:
+    with small_disk(tmp_path / "cache", "1m") as cache:
         monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(cache))
         corpus = ROOT / "minigpt" / "data" / "tinyshakespeare.txt"  # 1.1 MB: more than the cache's disk
         assert run_cli(*command(corpus, tmp_path / "run")) == 2
         line = one_error_line(capsys.readouterr().err)
         assert f"the disk of {cache}" in line and "is full" in line and "HF_DATASETS_CACHE" in line, line
         assert not (tmp_path / "run").exists()
-    finally:
-        subprocess.run(["umount", str(cache)], check=True)
