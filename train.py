@@ -16,6 +16,7 @@ import logging
 import sys
 
 import datasets
+import huggingface_hub
 import transformers
 from transformers import HfArgumentParser
 
@@ -33,6 +34,10 @@ def set_log_levels(training_args) -> None:
     log_level = training_args.get_process_log_level()
     transformers.utils.logging.set_verbosity(log_level)
     datasets.utils.logging.set_verbosity(log_level)
+    if training_args.disable_tqdm:  # no bar of any library: datasets' map/filter, transformers' shard writing, Hub
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
     passive = training_args.log_level == "passive" and training_args.should_log
     logging.getLogger("minigpt").setLevel(logging.INFO if passive else log_level)
 
@@ -62,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
               "(--overwrite_output_dir trains it again)")
         return 0
     summary = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
-    print(f"done: {summary}")
-    if training_args.do_train:
-        print(f"model saved in {result.output_dir}")
+    saved = f"; model saved in {result.output_dir}" if training_args.do_train else ""
+    print(f"done: {summary}{saved}")  # the final line, also with --log_level error
     return 0
 
 

@@ -27,6 +27,7 @@ from minigpt.errors import SettingError, SetupError
 from minigpt.fingerprints import file_fingerprint
 from minigpt.precision import COMPILE_CHOICES, PRECISIONS, force_flags
 from minigpt.ranks import choose_backend
+from minigpt.schedules import check_schedule, check_scheduler_kwargs
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ class ModelArguments:
         default=None, metadata={"help": "Attention kernel: sdpa (default), eager, flash_attention_2, ..."}
     )
 
-    BOUNDS: ClassVar[dict] = {}
+    # byte-level BPE starts from the 256 bytes and adds two special tokens (a char tokenizer does not use it)
+    BOUNDS: ClassVar[dict] = {"vocab_size": Bound(258, note="256 bytes and 2 special tokens")}
 
     def __post_init__(self):
         _check_own_settings(self)
@@ -224,6 +226,7 @@ class DataArguments:
         "max_eval_samples": AT_LEAST_1,
         "tokenizer_sample_mb": POSITIVE,
         "max_dataset_mb": POSITIVE,
+        "preprocessing_num_workers": AT_LEAST_1,
     }
 
     def __post_init__(self):
@@ -256,6 +259,9 @@ class MiniGPTTrainingArguments(TrainingArguments):
     logging_steps: float = 20
     save_steps: float = 100
     save_total_limit: int | None = 2
+    include_num_input_tokens_seen: str | bool = field(
+        default=True, metadata={"help": "Count the tokens of every batch: the logs' tokens_seen."}
+    )
     precision: str = field(default="auto", metadata={"help": "auto: what measured fastest for the model's size on "
                                                      "this device (minigpt/precision.py).", "choices": PRECISIONS})
     compile: str = field(default="auto", metadata={"help": "torch.compile: auto, true, false.",
@@ -306,6 +312,19 @@ class MiniGPTTrainingArguments(TrainingArguments):
         "max_grad_norm": Bound(0, note="0: no clipping"),
         "dataloader_num_workers": Bound(0),
         "seed": Bound(0, 2**32 - 1),
+        "data_seed": Bound(0, 2**32 - 1),
+        "warmup_steps": Bound(0, note="steps, or a fraction < 1 of them"),
+        "eval_steps": POSITIVE,
+        "logging_steps": POSITIVE,
+        "label_smoothing_factor": FRACTION,
+        "muon_learning_rate": POSITIVE,
+        "early_stopping_patience": AT_LEAST_1,
+        "save_total_limit": AT_LEAST_1,
+        "neftune_noise_alpha": POSITIVE,
+        "eval_accumulation_steps": AT_LEAST_1,
+        "eval_delay": Bound(0),
+        "dataloader_prefetch_factor": AT_LEAST_1,
+        "torch_empty_cache_steps": AT_LEAST_1,
     }
 
     def __post_init__(self):
@@ -319,11 +338,16 @@ class MiniGPTTrainingArguments(TrainingArguments):
             self.metric_for_best_model = "eval_loss"
             self.greater_is_better = False
             self.save_steps = self.eval_steps
+        if self.disable_tqdm is None:  # TrainingArguments would read transformers' logger, not --log_level
+            self.disable_tqdm = self.log_level in ("error", "critical")
         force_flags(self)
         choose_backend(self)
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # bf16 autocast on the CPU (transformers asks for use_cpu explicitly)
         super().__post_init__()
+        check_scheduler_kwargs(self)  # a JSON string until TrainingArguments parsed it
+        if self.max_steps > 0:  # else the data decides the steps: checked when the scheduler is made
+            check_schedule(self, self.max_steps)
 
     @property
     def optimizer_name(self) -> str:
@@ -385,11 +409,13 @@ def parse_config_overrides(model_args: ModelArguments) -> dict:
 def model_config(model_args: ModelArguments, block_size: int, **given) -> MiniGPTConfig:
     """The config of a fresh model: the preset, a context of `block_size`, the overrides, then `given` (the
     tokenizer's vocabulary size and special tokens)."""
+    overrides = parse_config_overrides(model_args)
     try:
-        return MiniGPTConfig(**{**PRESETS[model_args.preset], "max_position_embeddings": block_size,
-                                **parse_config_overrides(model_args), **given})
+        return MiniGPTConfig(**{**PRESETS[model_args.preset], "max_position_embeddings": block_size, **overrides,
+                                **given})
     except (TypeError, ValueError) as error:
-        raise SetupError(str(error).splitlines()[0]) from None
+        flag = "--config_overrides" if overrides else "--preset"
+        raise SetupError(f"{flag}: {str(error).splitlines()[0]}") from None
 
 
 def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments) -> None:
@@ -398,6 +424,12 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         raise SetupError("nothing to do: pass --do_train and/or --do_eval")
     if not args.do_train and not model_args.model_name_or_path:
         raise SetupError("evaluation only (--do_train false) needs --model_name_or_path of a saved model")
+    for name in ("train_file", "validation_file"):
+        path = getattr(data_args, name)
+        if path and os.path.isdir(path):
+            raise SetupError(f"--{name} {path} is a folder; pass a file (.txt, .jsonl/.json, .csv or .parquet)")
+    if not model_args.model_name_or_path:  # a config no model can take, now rather than after the data work
+        model_config(model_args, data_args.block_size or PRESETS[model_args.preset]["max_position_embeddings"])
     if args.push_as_gpt2:
         check_gpt2_shape(model_args, args)
     if data_args.streaming and args.do_train and args.max_steps < 1:
@@ -434,9 +466,11 @@ def check_gpt2_shape(model_args: ModelArguments, args: MiniGPTTrainingArguments)
 _NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts",
                  "max_dataset_mb"}
 TRAINING_SETTINGS = (
-    "seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "seed", "data_seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
     "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
-    "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "early_stopping_patience",
+    "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "optim_args",
+    "muon_learning_rate", "early_stopping_patience", "label_smoothing_factor", "neftune_noise_alpha",
+    "precision",  # as asked: "auto" picks by model size and device, a forced one changes the numerics
 )
 _PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file"}
 
@@ -448,11 +482,23 @@ def run_settings(model_args: ModelArguments, data_args: DataArguments, args: Min
                 if f.name not in _NOT_COMPARED}
     settings.update({name: getattr(args, name) for name in TRAINING_SETTINGS})
     settings["optim"] = args.optimizer_name
+    settings["config_overrides"] = normalised_overrides(model_args)
     for name in _PATHS & settings.keys():  # the same file, however the command spells it
         if settings[name] and os.path.exists(settings[name]):
             settings[name] = os.path.realpath(settings[name])
     settings["corpus_files"] = corpus_fingerprints(data_args)
     return json.loads(json.dumps(settings, default=lambda v: v.value if isinstance(v, Enum) else str(v)))
+
+
+def normalised_overrides(model_args: ModelArguments) -> str | None:
+    """--config_overrides as what they change in the preset's config: the config's own names (not the book's or
+    GPT-2's aliases), typed values, sorted, without those equal to the preset's: 'n_head=2,n_embd=64' and
+    'hidden_size=64,num_attention_heads=2' are the same run."""
+    preset = MiniGPTConfig(**PRESETS[model_args.preset])
+    overrides = {MiniGPTConfig.attribute_map.get(key, key): value
+                 for key, value in parse_config_overrides(model_args).items()}
+    changed = [f"{key}={value}" for key, value in sorted(overrides.items()) if getattr(preset, key, None) != value]
+    return ",".join(changed) or None
 
 
 def corpus_fingerprints(data_args: DataArguments) -> dict:
@@ -463,4 +509,4 @@ def corpus_fingerprints(data_args: DataArguments) -> dict:
 
 
 __all__ = ["Bound", "OneOf", "ModelArguments", "DataArguments", "MiniGPTTrainingArguments", "RunArguments",
-           "bound_of", "check_settings", "check_arguments", "model_config", "run_settings"]
+           "bound_of", "check_settings", "check_arguments", "model_config", "normalised_overrides", "run_settings"]

@@ -231,16 +231,38 @@ def tokenize_and_group(
                                  for split, name in names.items()})
 
 
-def _check_blocks(tokens: dict[str, int], block_size: int) -> None:
+def check_text_fits(raw, block_size: int, batch_size: int) -> None:
+    """Right after reading the corpus, before any tokenizer work: a split too short for one block, or a batch of
+    more blocks than the training text can make, refused by an upper bound on the tokens (a byte-level or char
+    token is at least one byte, plus one EOS per document). The counts after tokenizing are checked again."""
+    most = {split: text_bytes(raw[split]) + raw[split].num_rows for split in ("train", "validation")
+            if isinstance(raw[split], datasets.Dataset)}
+    _check_blocks(most, block_size, at_most=True)
+    if "train" in most and batch_size > most["train"] // block_size:
+        raise CorpusError(f"--per_device_train_batch_size {batch_size} asks for more blocks than the training text "
+                          f"can make (at most {most['train'] // block_size} of {block_size} tokens): lower it (or "
+                          "--block_size), or add text")
+
+
+def check_batch_fits(train_blocks: int, batch_size: int) -> None:
+    """One batch takes at most every block of the training split (each step would otherwise be an epoch of
+    fewer blocks than the batch)."""
+    if batch_size > train_blocks:
+        raise CorpusError(f"--per_device_train_batch_size {batch_size} is more than the training split's "
+                          f"{train_blocks} blocks: lower it to at most {train_blocks} (or --block_size), or add text")
+
+
+def _check_blocks(tokens: dict[str, int], block_size: int, at_most: bool = False) -> None:
     """Refuse splits without a single full block: training or evaluating on nothing is a silent failure."""
+    few = "at most" if at_most else "only"
     if tokens.get("train", block_size) < block_size:
         raise CorpusError(
-            f"the training text has only {tokens['train']} tokens, less than one block of {block_size}: "
+            f"the training text has {few} {tokens['train']} tokens, less than one block of {block_size}: "
             f"lower --block_size or add text"
         )
     if tokens.get("validation", block_size) < block_size:
         raise CorpusError(
-            f"the validation split has only {tokens['validation']} tokens, less than one block of {block_size}: "
+            f"the validation split has {few} {tokens['validation']} tokens, less than one block of {block_size}: "
             f"raise --validation_split_percentage (or give a longer --validation_file) or lower --block_size"
         )
 

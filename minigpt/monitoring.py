@@ -14,8 +14,11 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import SchedulerType, Trainer, TrainerCallback, get_scheduler
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, get_scheduler
 
+from minigpt.errors import Diverged
+from minigpt.log_lines import LogLineCallback, TrainingBarCallback
+from minigpt.schedules import check_schedule, scheduler_kwargs
 from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
 
@@ -41,6 +44,11 @@ class MiniGPTTrainer(Trainer):
 
     def __init__(self, *args, block_size: int, peak_flops: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        # the console: compact lines in place of the printed dicts, no nested evaluation bar (minigpt.log_lines)
+        if self.pop_callback(PrinterCallback):
+            self.add_callback(LogLineCallback())
+        elif self.pop_callback(ProgressCallback):  # (a notebook's progress callback is not one: it stays)
+            self.add_callback(TrainingBarCallback())
         self.block_size = block_size
         self.peak_flops = peak_flops
         self.clock = TrainingClock()
@@ -52,6 +60,15 @@ class MiniGPTTrainer(Trainer):
         args = self.args
         return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * self.block_size
 
+    def training_step(self, *args, **kwargs):
+        """The Trainer's step, stopped at a loss that is not finite: the weights it would update are lost (see
+        DivergenceCallback). The check reads the loss on the host, as the Trainer's own logging_nan_inf_filter
+        does at every step."""
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss).all():
+            raise Diverged(self.state.global_step + 1, loss.float().mean().item())
+        return loss
+
     def evaluate(self, *args, **kwargs):
         start = time.perf_counter()
         try:
@@ -60,13 +77,14 @@ class MiniGPTTrainer(Trainer):
             self.clock.eval_seconds += time.perf_counter() - start
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
-        step = self.state.global_step
-        logs["tokens_seen"] = step * self.tokens_per_step
+        # the tokens the batches held (the Trainer counts them, include_num_input_tokens_seen): a short last batch
+        # of an epoch counts what it holds
+        logs["tokens_seen"] = self.state.num_input_tokens_seen
         if "loss" in logs:
             logs["perplexity"] = round(perplexity(logs["loss"]), 3)
-            seconds, steps = self.clock.lap(step)
-            if steps > 0:
-                logs["tokens_per_second"] = round(steps * self.tokens_per_step / seconds, 1)
+            seconds, tokens = self.clock.lap(self.state.num_input_tokens_seen)
+            if tokens > 0 and seconds > 0:
+                logs["tokens_per_second"] = round(tokens / seconds, 1)
                 if self.peak_flops:
                     model = self.accelerator.unwrap_model(self.model)
                     logs["mfu"] = round(mfu(logs["tokens_per_second"] / self.args.world_size, model.config,
@@ -80,6 +98,7 @@ class MiniGPTTrainer(Trainer):
         lr_scheduler_kwargs gives num_decay_steps. Computed here, where the number of steps is known, and kept in
         `scheduler_kwargs` (the arguments stay as they were given)."""
         if self.lr_scheduler is None:
+            check_schedule(self.args, num_training_steps)  # again: with --num_train_epochs, steps are known now
             self.scheduler_kwargs = scheduler_kwargs(self.args, num_training_steps)
             self.lr_scheduler = get_scheduler(
                 self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
@@ -88,34 +107,26 @@ class MiniGPTTrainer(Trainer):
         return self.lr_scheduler
 
 
-def scheduler_kwargs(args, num_training_steps: int) -> dict | None:
-    """args.lr_scheduler_kwargs, with warmup_stable_decay's num_decay_steps filled in from args.decay_fraction."""
-    kwargs = args.lr_scheduler_kwargs or {}
-    if args.lr_scheduler_type == SchedulerType.WARMUP_STABLE_DECAY and "num_decay_steps" not in kwargs:
-        return {**kwargs, "num_decay_steps": max(1, round(args.decay_fraction * num_training_steps))}
-    return args.lr_scheduler_kwargs
-
-
 class TrainingClock(TrainerCallback):
     """The training time between two logs, evaluation excluded: tokens/s. It starts when training starts (again,
     on a resume), so that loading a checkpoint or preparing the data is not counted."""
 
     def __init__(self):
-        self.start: tuple[float, int] | None = None  # (time, step) of the previous lap
+        self.start: tuple[float, int] | None = None  # (time, tokens seen) of the previous lap
         self.eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.eval_seconds = (time.perf_counter(), state.global_step), 0.0
+        self.start, self.eval_seconds = (time.perf_counter(), state.num_input_tokens_seen), 0.0
 
-    def lap(self, step: int) -> tuple[float, int]:
-        """(seconds, steps) since the previous lap, evaluation excluded; starts the next lap."""
+    def lap(self, tokens_seen: int) -> tuple[float, int]:
+        """(seconds, tokens) since the previous lap, evaluation excluded; starts the next lap."""
         now = time.perf_counter()
         if self.start is None:
-            self.start = (now, step)
+            self.start = (now, tokens_seen)
             return 0.0, 0
-        seconds, steps = now - self.start[0] - self.eval_seconds, step - self.start[1]
-        self.start, self.eval_seconds = (now, step), 0.0
-        return seconds, steps
+        seconds, tokens = now - self.start[0] - self.eval_seconds, tokens_seen - self.start[1]
+        self.start, self.eval_seconds = (now, tokens_seen), 0.0
+        return seconds, tokens
 
 
 def history_rows(log_history: list[dict]) -> list[dict]:
@@ -204,8 +215,13 @@ class SampleTextCallback(TrainerCallback):
             return  # not the main process, or this step was sampled already (the final evaluation)
         tokens_seen = next((e["tokens_seen"] for e in reversed(state.log_history) if "tokens_seen" in e), 0)
         for prompt in self.prompts:
-            greedy = self.complete(model, prompt, do_sample=False)
-            sampled = self.complete(model, prompt, **default_sampling())
+            try:
+                greedy = self.complete(model, prompt, do_sample=False)
+                sampled = self.complete(model, prompt, **default_sampling())
+            except Exception as error:  # a sample is for watching: one that fails is said, the run goes on
+                logger.warning("sample @ step %d failed (%s: %s); training goes on", state.global_step,
+                               type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+                continue
             sample = {"step": state.global_step, "tokens_seen": tokens_seen, "prompt": prompt,
                       "greedy": greedy, "sampled": sampled}
             self.samples.append(sample)
@@ -226,11 +242,14 @@ class SampleTextCallback(TrainerCallback):
         context = model.config.max_position_embeddings
         ids = ids[:, -(context // 2):]  # a prompt longer than half the context keeps its end
         limit = context - ids.shape[1]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=min(self.max_new_tokens, limit),
-                                 pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
-        model.train(was_training)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(self.seed)
+                out = model.generate(ids, attention_mask=torch.ones_like(ids),
+                                     max_new_tokens=min(self.max_new_tokens, limit),
+                                     pad_token_id=self.tokenizer.pad_token_id, **generate_kwargs)
+        finally:
+            model.train(was_training)
         return self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
@@ -256,6 +275,17 @@ class OverfittingCallback(TrainerCallback):
                 "overfitting: validation loss rose for %d evaluations (%.3f -> %.3f) while training loss fell "
                 "(%.3f -> %.3f). Use --early_stopping_patience N to stop and keep the best model, more data, "
                 "dropout, or a smaller model.", self.patience, recent[0][1], recent[-1][1], train[0], train[-1])
+
+
+class DivergenceCallback(TrainerCallback):
+    """Stop at an evaluation whose loss is not finite: the Trainer evaluates before it saves, so the weights that
+    gave it never become a checkpoint (checkpoints saved since the weights broke go when the run stops: see
+    minigpt.run_folder.drop_checkpoints_from). Listed before the callbacks that use the evaluated model."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is not None and not math.isfinite(loss):
+            raise Diverged(state.global_step, loss, evaluation=True)
 
 
 class StopOnEventCallback(TrainerCallback):

@@ -33,11 +33,66 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACC
 _MIN_FREE_BYTES = 16 * 2**20
 
 
-def disk_error_message(error: OSError, where) -> str | None:
+class UnwritableFolder(SetupError):
+    """The output folder cannot take a file (read-only, no permission, full): a run that is already finished
+    there is still "already finished"."""
+
+
+def disk_error_message(error: OSError, where, needed: str = "") -> str | None:
     """One line for the OSErrors a user fixes on their side (disk full, read-only, no permission), else None."""
     if error.errno not in _DISK_ERRORS:
         return None
+    if error.errno == errno.ENOSPC:
+        free = f"{free_bytes(where) / 2**20:.0f} MiB free" + (f"; {needed}" if needed else "")
+        return (f"the disk of {where} is full ({free}): free some space, or write elsewhere (--output_dir, and "
+                "HF_DATASETS_CACHE for the data cache)")
     return f"cannot write {where}: {error.strerror}; pass another --output_dir or free some space"
+
+
+def os_error_behind(error: BaseException) -> OSError | None:
+    """The OSError that `error` is, or that caused it (a library may wrap one in its own error)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def free_bytes(path) -> int:
+    """The room on the disk of `path` (of its nearest existing parent, for a path not made yet)."""
+    existing = next(p for p in (Path(path).absolute(), *Path(path).absolute().parents) if p.exists())
+    return shutil.disk_usage(existing).free
+
+
+def fullest_disk(*folders) -> str:
+    """The folder, of `folders`, whose disk has the least room."""
+    return str(min(folders, key=free_bytes))
+
+
+# What torch.save says when the disk fills under it (its C++ writer gives no errno)
+_TORCH_WRITE_FAILED = ("unexpected pos", "PytorchStreamWriter failed", "iostream error", "file write failed")
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in _TORCH_WRITE_FAILED)
+
+
+@contextlib.contextmanager
+def full_disk_is_one_line(output_dir, needed_bytes: int):
+    """A disk that fills while a checkpoint or the finished folder is written: the half-written checkpoint goes
+    (the earlier ones are whole: the Trainer deletes old checkpoints only after a new one is saved), and one line
+    says where, how much is needed and that the same command resumes."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if not _is_disk_full(error):
+            raise
+        with contextlib.suppress(OSError):
+            find_resumable_checkpoint(str(output_dir))  # removes the half-written one: it holds the space
+        free = free_bytes(output_dir)
+        raise SetupError(f"the disk of {output_dir} is full ({free / 2**20:.0f} MiB free; a checkpoint of this "
+                         f"model needs about {needed_bytes / 2**20:.0f} MiB): free some space and run the same "
+                         "command again (it resumes from its last checkpoint), or pass another --output_dir") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -78,7 +133,7 @@ class OutputDirLock:
             message = disk_error_message(error, self.output_dir)
             if message is None:
                 raise
-            raise SetupError(message) from None
+            raise UnwritableFolder(message) from None
         except SetupError:
             self.__exit__()
             raise
@@ -105,8 +160,8 @@ def check_writable(output_dir: Path) -> None:
     probe.unlink()
     free = shutil.disk_usage(probe_dir).free
     if free < _MIN_FREE_BYTES:
-        raise SetupError(f"cannot write {output_dir}: only {free // 2**20} MiB free on its disk; free some space "
-                         "or pass another --output_dir")
+        raise UnwritableFolder(f"cannot write {output_dir}: only {free // 2**20} MiB free on its disk; free some "
+                               "space or pass another --output_dir")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -217,6 +272,16 @@ def plan_run(output_dir, settings: dict, *, overwrite: bool, resume_from_checkpo
     if target.is_dir() and any(target.iterdir()):
         raise SetupError(f"{target} already exists and holds something other than this run; {_HOW}")
     return RunPlan()
+
+
+def drop_checkpoints_from(output_dir, step: int) -> str | None:
+    """After a diverged run: remove the checkpoints of `step` and later (their weights gave a loss that is not
+    finite). Returns the newest checkpoint left."""
+    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if path.name.split("-")[-1].isdigit() and int(path.name.split("-")[-1]) >= step:
+            logger.warning("removing %s: its weights gave a loss that is not finite", path.name)
+            shutil.rmtree(path)
+    return find_resumable_checkpoint(str(output_dir))
 
 
 def remove_checkpoints(output_dir) -> None:

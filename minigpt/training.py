@@ -39,13 +39,15 @@ from minigpt.arguments import (
     model_config,
     run_settings,
 )
-from minigpt.blocks import stream_blocks, tokenize_and_group
+from minigpt.blocks import check_batch_fits, check_text_fits, stream_blocks, tokenize_and_group
 from minigpt.corpus import builtin_corpus, describe_source, load_text_datasets
 from minigpt.data_progress import ProgressHook, datasets_progress_bars_off, text_bytes
-from minigpt.errors import SetupError
+from minigpt.errors import Diverged, SetupError
 from minigpt.loading import load_pretrained
+from minigpt.log_lines import close_training_bar
 from minigpt.model_card import write_model_card
 from minigpt.monitoring import (
+    DivergenceCallback,
     MiniGPTTrainer,
     OverfittingCallback,
     SampleTextCallback,
@@ -64,8 +66,14 @@ from minigpt.run_folder import (
     OutputDirLock,
     RunPlan,
     RunSettingsCallback,
+    UnwritableFolder,
     disk_error_message,
+    drop_checkpoints_from,
     finish_interrupted_swap,
+    finished_settings,
+    full_disk_is_one_line,
+    fullest_disk,
+    os_error_behind,
     plan_run,
     remove_checkpoints,
     staging_dir,
@@ -144,6 +152,7 @@ def run_training(
     on_data_progress: called with a minigpt.data_progress.DataProgress (MB done, MB/s) while the tokenizer is
     trained and the corpus tokenized."""
     settings = run_settings(model_args, data_args, args)
+    made_here = not os.path.exists(args.output_dir)
     with contextlib.ExitStack() as folder:  # the main process's lock on output_dir, held until the end
         plan, finished_metrics = main_first(
             args, lambda: decide(folder, model_args, data_args, args, settings), share=True)
@@ -152,22 +161,41 @@ def run_training(
         try:
             return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample,
                         on_data_progress)
-        except OSError as error:  # a full disk, a read-only folder: one line, not a traceback
-            message = disk_error_message(error, error.filename or args.output_dir)
+        except Exception as error:  # a full disk, a read-only folder: one line, not a traceback
+            cause = os_error_behind(error)  # datasets wraps the OSError of a full cache in its own error
+            if cause is None:
+                raise
+            corpus_bytes = sum(file["bytes"] for file in settings["corpus_files"].values())
+            where = cause.filename or fullest_disk(args.output_dir, datasets.config.HF_DATASETS_CACHE)
+            message = disk_error_message(cause, where, needed=f"the data cache takes about the corpus's size, "
+                                                              f"{corpus_bytes / 2**20:.0f} MiB" if corpus_bytes else "")
             if message is None:
                 raise
             raise SetupError(message) from None
+        finally:
+            if made_here and args.process_index == 0:  # a failed run leaves no empty folder (the Trainer makes it)
+                with contextlib.suppress(OSError):
+                    os.rmdir(args.output_dir)  # only when empty
 
 
 def decide(folder: contextlib.ExitStack, model_args, data_args, args, settings: dict) -> tuple[RunPlan, dict | None]:
     """On the main process only (the other ranks receive its plan): check the arguments, lock output_dir (the lock
     joins `folder`) and decide what the run does with it. Returns the plan, and the finished run's metrics."""
     check_arguments(model_args, data_args, args)
-    folder.enter_context(OutputDirLock(args.output_dir))
-    if not args.do_train:
-        return RunPlan(), None
-    plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
-                    resume_from_checkpoint=args.resume_from_checkpoint)
+    same_finished_run = args.do_train and not args.overwrite_output_dir
+    try:
+        folder.enter_context(OutputDirLock(args.output_dir))
+    except UnwritableFolder:
+        # a run finished there needs nothing written: "already finished" (read without the lock: the final
+        # folder is swapped in by one rename, so this reads the old folder or the new one)
+        if not (same_finished_run and finished_settings(args.output_dir) == settings):
+            raise
+        plan = RunPlan(finished=True)
+    else:
+        if not args.do_train:
+            return RunPlan(), None
+        plan = plan_run(args.output_dir, settings, overwrite=args.overwrite_output_dir,
+                        resume_from_checkpoint=args.resume_from_checkpoint)
     metrics = json.loads((Path(args.output_dir) / "all_results.json").read_text()) if plan.finished else None
     return plan, metrics
 
@@ -257,19 +285,25 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
         ))
         if corpus_fingerprints(data_args) != settings["corpus_files"]:
             raise SetupError("a corpus file changed while the run was starting; run the command again")
+        model_source = plan.resume_from or model_args.model_name_or_path
+        known_block = data_args.block_size or (None if model_source else
+                                               PRESETS[model_args.preset]["max_position_embeddings"])
+        if known_block:  # a loaded model's own context is known once it is loaded (fit_model checks it)
+            check_text_fits(raw, known_block, args.per_device_train_batch_size if args.do_train else 0)
         if plan.resume_from:
             logger.info("Resuming from %s", plan.resume_from)
         progress = {"show_progress": show, "on_progress": on_data_progress}
         model, tokenizer, block_size = load_model_and_tokenizer(
-            model_args, data_args, args, plan.resume_from or model_args.model_name_or_path, raw, cache_dir=cache_dir,
-            **progress)
+            model_args, data_args, args, model_source, raw, cache_dir=cache_dir, **progress)
         chunks = main_first(args, lambda: prepare_blocks(  # the others load what the main process cached
             raw, tokenizer, block_size, data_args, cache_dir=cache_dir, **progress))
+        if args.do_train and not data_args.streaming:
+            check_batch_fits(len(chunks["train"]), args.per_device_train_batch_size)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
     prompts = default_prompts(data_args, raw)
     samples = SampleTextCallback(tokenizer, prompts, seed=args.seed, on_sample=on_sample)
-    callbacks = [RunSettingsCallback(settings), samples, OverfittingCallback(), *callbacks]
+    callbacks = [RunSettingsCallback(settings), DivergenceCallback(), samples, OverfittingCallback(), *callbacks]
     if args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     if stop_event is not None:
@@ -278,38 +312,44 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
     trainer = build_trainer(model, tokenizer, args, chunks["train"] if args.do_train else None, chunks["validation"],
                             block_size, callbacks)
 
-    metrics = {}
-    if args.do_train:
-        if plan.fresh and trainer.is_world_process_zero():
-            remove_checkpoints(args.output_dir)
-        metrics.update(train(trainer, plan.resume_from))
-    if args.do_eval:
-        eval_metrics = final_evaluation(trainer)
-        eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
-        metrics.update(eval_metrics)
-        metrics["eval_bits_per_byte"] = blocks_bits_per_byte(
-            trainer.accelerator.unwrap_model(trainer.model), chunks["validation"], tokenizer, block_size,
-            args.per_device_eval_batch_size)
+    with full_disk_is_one_line(args.output_dir, checkpoint_bytes(model)):  # checkpoints and the final save
+        metrics = {}
+        if args.do_train:
+            if plan.fresh and trainer.is_world_process_zero():
+                remove_checkpoints(args.output_dir)
+            metrics.update(train(trainer, plan.resume_from))
+        if args.do_eval:
+            eval_metrics = final_evaluation(trainer)
+            eval_metrics["eval_perplexity"] = perplexity(eval_metrics["eval_loss"])
+            metrics.update(eval_metrics)
+            metrics["eval_bits_per_byte"] = blocks_bits_per_byte(
+                trainer.accelerator.unwrap_model(trainer.model), chunks["validation"], tokenizer, block_size,
+                args.per_device_eval_batch_size)
 
-    if trainer.is_world_process_zero():
-        source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
-                                 data_args.dataset_config_name, data_args.builtin_corpus, settings["corpus_files"])
-        source += _how_the_data_was_read(model_args, data_args, raw)
-        if not args.do_train:
-            write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
-            return RunResult(args.output_dir, metrics, samples.samples, None)
-        repo_id = args.hub_model_id or Path(args.output_dir).name
-        # the card shows the run's settings as recorded, and what the Trainer made of them
-        used = {"block_size": block_size, "precision": precision_of(trainer.args),
-                "lr_scheduler_kwargs": trainer.scheduler_kwargs}
-        card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
-                "tokenizer": tokenizer, "prompt": prompts[0]}
-        save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
-        if args.push_to_hub:
-            from minigpt.hub import push_folder, push_gpt2
+        if trainer.is_world_process_zero():
+            source = describe_source(data_args.train_file, data_args.validation_file, data_args.dataset_name,
+                                     data_args.dataset_config_name, data_args.builtin_corpus, settings["corpus_files"])
+            source += _how_the_data_was_read(model_args, data_args, raw)
+            if not args.do_train:
+                write_eval_only(args.output_dir, metrics, model=model_args.model_name_or_path, corpus=source)
+                return RunResult(args.output_dir, metrics, samples.samples, None)
+            repo_id = args.hub_model_id or Path(args.output_dir).name
+            # the card shows the run's settings as recorded, and what the Trainer made of them
+            used = {"block_size": block_size, "precision": precision_of(trainer.args),
+                    "lr_scheduler_kwargs": trainer.scheduler_kwargs}
+            card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
+                    "tokenizer": tokenizer, "prompt": prompts[0]}
+            save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
+            if args.push_to_hub:
+                from minigpt.hub import push_folder, push_gpt2
 
-            (push_gpt2 if args.push_as_gpt2 else push_folder)(args.output_dir, repo_id, args.hub_token)
-    return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
+                (push_gpt2 if args.push_as_gpt2 else push_folder)(args.output_dir, repo_id, args.hub_token)
+        return RunResult(args.output_dir, metrics, samples.samples, plan.resume_from)
+
+
+def checkpoint_bytes(model) -> int:
+    """About what one checkpoint takes on disk: the weights, and AdamW's two moments as large as them."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def _how_the_data_was_read(model_args: ModelArguments, data_args: DataArguments, raw) -> str:
@@ -329,9 +369,18 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
         state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
         if state.max_steps and state.global_step >= state.max_steps:
             trainer.state = state
-            return {"train_tokens": state.global_step * trainer.tokens_per_step}
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    return {**result.metrics, "train_tokens": trainer.state.global_step * trainer.tokens_per_step}
+            return {"train_tokens": state.num_input_tokens_seen}
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except BaseException as error:
+        close_training_bar(trainer)  # the error line starts a line of its own
+        if not isinstance(error, Diverged):
+            raise
+        kept = drop_checkpoints_from(trainer.args.output_dir, error.weights_step) \
+            if trainer.is_world_process_zero() else None
+        resume = f"; {Path(kept).name}, from before, is kept" if kept else ""
+        raise SetupError(f"{error}{resume}") from None
+    return {**result.metrics, "train_tokens": trainer.state.num_input_tokens_seen}
 
 
 def final_evaluation(trainer: MiniGPTTrainer) -> dict:
@@ -366,8 +415,12 @@ def build_trainer(model, tokenizer, args: MiniGPTTrainingArguments, train_datase
     trainer_args = trainer_arguments(args, plan)
     if trainer_args.device.type == "cuda":
         set_tf32_matmul(plan.precision == "tf32")
-    # measured (about a second of matmuls) only by the processes whose log is shown: MFU is per device
-    peak = peak_flops(trainer_args.device.type, plan.precision) if args.should_log else None
+    # MFU only on a GPU, measured (about a second of matmuls) only by the processes whose log is shown (MFU is
+    # per device): a GPU's matmul peak is a stable measurement, a CPU's is not. A CPU's cores are shared with
+    # whatever else runs, its peak depends on the threads and the load of the moment it was measured, and a peak
+    # measured on a busy machine made "mfu 0.94" at 675 tokens/s. The benchmarks measure CPU MFU under control.
+    on_gpu = trainer_args.device.type == "cuda"
+    peak = peak_flops(trainer_args.device.type, plan.precision) if args.should_log and on_gpu else None
     return MiniGPTTrainer(
         model=model,
         args=trainer_args,
