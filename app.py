@@ -43,7 +43,7 @@ from space.refresh import MODEL_DROPDOWNS, list_models, on_load, poll  # noqa: E
 from space.request_limit import BodyLimit, QueueShare  # noqa: E402
 from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
 from space.tab_glossary import build_glossary_tab  # noqa: E402
-from space.tab_probabilities import build_probabilities_tab  # noqa: E402
+from space.tab_probabilities import build_probabilities_tab, texts_for_visitor  # noqa: E402
 from space.tab_train import build_train_tab, corpus_for_visitor  # noqa: E402
 from space.texts import I18N, LOGIN_LABEL, LOGOUT_LABEL, T  # noqa: E402
 from space.uploads import UploadLimit  # noqa: E402
@@ -77,7 +77,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"):
                 cmp_models, cmp_prompt = build_compare_tab(ctx, visitor)
             with gr.Tab(T("tab_probs"), id="probs", elem_id="tab-probs"):
-                prob_model = build_probabilities_tab(ctx, visitor)
+                prob_model, prob_texts = build_probabilities_tab(ctx, visitor)
             with gr.Tab(T("tab_glossary"), id="glossary", elem_id="tab-glossary"):
                 build_glossary_tab()
 
@@ -93,6 +93,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         # Portuguese visitors start on Machado and "Era uma vez", English ones on the Python reference
         demo.load(corpus_for_visitor, None, train_tab.corpus_source, api_visibility="private", queue=False)
         demo.load(prompts_for_visitor, None, [gen_prompt, cmp_prompt], api_visibility="private", queue=False)
+        demo.load(texts_for_visitor, None, prob_texts, api_visibility="private", queue=False)
 
     # Every listener sets its own concurrency id and limit: nothing waits behind a training (no handler runs for
     # one) or behind generations. api_open=False: no call skips the queue and its limits (/run/<api_name>).
