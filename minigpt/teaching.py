@@ -28,6 +28,15 @@ from transformers import (
 
 STRATEGIES = ("greedy", "sample", "top_k", "top_p", "beam")
 SAMPLED = ("sample", "top_k", "top_p")
+# The knobs each strategy uses beyond those of every strategy (repetition_penalty, max_new_tokens): a UI shows
+# only these.
+STRATEGY_KNOBS = {
+    "greedy": (),
+    "sample": ("temperature", "seed"),
+    "top_k": ("temperature", "top_k", "seed"),
+    "top_p": ("temperature", "top_p", "seed"),
+    "beam": ("num_beams",),
+}
 
 
 class TeachingError(ValueError):
@@ -114,6 +123,9 @@ class DecodingSettings:
     max_new_tokens: int = 60
     seed: int = 0
     num_beams: int = 4
+    # beam search: no 3-token sequence twice. Without it the beams of a small model agree on the likeliest loop
+    # (blank lines, one phrase over and over): the few best continuations are all repetitions.
+    no_repeat_ngram_size: int = 3
 
     def validate(self) -> "DecodingSettings":
         """Check the combination; raise TeachingError with what to change."""
@@ -162,11 +174,13 @@ class DecodingSettings:
         kwargs = dict(
             max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty,
             temperature=1.0, top_k=50, top_p=1.0, num_beams=1, do_sample=False,  # top_k 50: unused, no warning
+            no_repeat_ngram_size=0,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.bos_token_id,
         )
         if self.strategy == "beam":
-            kwargs.update(num_beams=self.num_beams, early_stopping=True)
+            kwargs.update(num_beams=self.num_beams, early_stopping=True,
+                          no_repeat_ngram_size=self.no_repeat_ngram_size)
         elif self.samples:
             kwargs.update(do_sample=True, top_k=0,  # 0: generate() adds no warper of its own
                           logits_processor=LogitsProcessorList([*self.warpers(), SeededSampler(self.seed)]))

@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 
 import gradio as gr
 
-from minigpt.teaching import DecodingSettings
+from minigpt.teaching import STRATEGY_KNOBS, DecodingSettings
 from space.binding import bind
 from space.context import AppContext, get_model
 from space.generation import check_length, checked_settings, generation_slot, prepare_prompt, stream_generate
@@ -158,17 +158,26 @@ def decoding_controls(prefix: str) -> list:
                   (T("st_top_p"), "top_p"), (T("st_beam"), "beam")]
     with gr.Row():
         strategy = gr.Radio(strategies, value=D["strategy"], label=T("strategy"), elem_id=f"{prefix}-strategy")
+    shown = STRATEGY_KNOBS[D["strategy"]]
     with gr.Row():
         # 0 is allowed on purpose: temperature 0 or top-k 0 with sampling gets a message that explains why
-        temperature = gr.Slider(0.0, 2.0, value=D["temperature"], step=0.05, label=T("temperature"))
-        top_k = gr.Slider(0, 200, value=D["top_k"], step=1, label=T("top_k"))
-        top_p = gr.Slider(0.05, 1.0, value=D["top_p"], step=0.01, label=T("top_p"))
+        temperature = gr.Slider(0.0, 2.0, value=D["temperature"], step=0.05, label=T("temperature"),
+                                visible="temperature" in shown, elem_id=f"{prefix}-temperature")
+        top_k = gr.Slider(0, 200, value=D["top_k"], step=1, label=T("top_k"), visible="top_k" in shown,
+                          elem_id=f"{prefix}-top-k")
+        top_p = gr.Slider(0.05, 1.0, value=D["top_p"], step=0.01, label=T("top_p"), visible="top_p" in shown,
+                          elem_id=f"{prefix}-top-p")
     with gr.Row():
         repetition_penalty = gr.Slider(1.0, 2.0, value=D["repetition_penalty"], step=0.05,
                                        label=T("repetition_penalty"))
         max_new_tokens = gr.Slider(1, 256, value=D["max_new_tokens"], step=1, label=T("max_new_tokens"))
-        seed = gr.Number(D["seed"], precision=0, minimum=0, label=T("seed"))
-        num_beams = gr.Slider(2, 8, value=D["num_beams"], step=1, label=T("num_beams"))
+        seed = gr.Number(D["seed"], precision=0, minimum=0, label=T("seed"), visible="seed" in shown,
+                         elem_id=f"{prefix}-seed")
+        num_beams = gr.Slider(2, 8, value=D["num_beams"], step=1, label=T("num_beams"),
+                              visible="num_beams" in shown, elem_id=f"{prefix}-num-beams")
+    knobs = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "num_beams": num_beams}
+    strategy.change(lambda chosen: [gr.update(visible=name in STRATEGY_KNOBS.get(chosen, ())) for name in knobs],
+                    strategy, list(knobs.values()), api_visibility="private", queue=False)
     return [strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, num_beams]
 
 

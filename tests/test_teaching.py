@@ -12,6 +12,7 @@ from minigpt.corpus import load_text_datasets
 from minigpt.tokenizer_training import train_tokenizer
 from minigpt.teaching import (
     STRATEGIES,
+    STRATEGY_KNOBS,
     DecodingSettings,
     SeededSampler,
     TeachingError,
@@ -212,3 +213,21 @@ def test_seeded_sampler_draws_from_the_distribution():
 def test_display_token_shows_whitespace(tokenizer):
     token_id = tokenizer(" the\n", add_special_tokens=False).input_ids[0]
     assert display_token(tokenizer, token_id).startswith("␣")
+
+
+# A value for each knob that differs from DecodingSettings' default and is valid for every strategy.
+OTHER_VALUE = {"temperature": 0.5, "top_k": 1, "top_p": 0.05, "seed": 7, "num_beams": 2}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_strategy_uses_exactly_the_knobs_the_app_shows_for_it(model, tokenizer, strategy):
+    """The app shows only STRATEGY_KNOBS[strategy] (and the knobs of every strategy): a hidden knob changes
+    nothing; each shown one changes the text."""
+    base = DecodingSettings(strategy=strategy, max_new_tokens=8, repetition_penalty=1.0, temperature=2.0)
+    text = generate(model, tokenizer, base)
+    for knob, value in OTHER_VALUE.items():
+        changed = generate(model, tokenizer, DecodingSettings(**{**base.__dict__, knob: value}))
+        if knob in STRATEGY_KNOBS[strategy]:
+            assert changed != text, f"{strategy}: {knob} is shown but changes nothing"
+        else:
+            assert changed == text, f"{strategy}: {knob} changes the text but is hidden"
