@@ -31,6 +31,11 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else float("inf")
 
 
+def tokens_per_step(args, block_size: int) -> int:
+    """Tokens one optimizer step trains on, all processes together (TrainingArguments `args`)."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block_size
+
+
 class MiniGPTTrainer(Trainer):
     """The HF Trainer, whose log entries also carry perplexity, tokens seen, tokens/s and MFU. Tokens count every
     process of a data-parallel run; MFU is per device (a process's share of the tokens against its device's peak).
@@ -49,8 +54,7 @@ class MiniGPTTrainer(Trainer):
 
     @property
     def tokens_per_step(self) -> int:
-        args = self.args
-        return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * self.block_size
+        return tokens_per_step(self.args, self.block_size)
 
     def evaluate(self, *args, **kwargs):
         start = time.perf_counter()
