@@ -118,6 +118,17 @@ def model_facts(ctx: AppContext, *keys_then_visitor, request: gr.Request = None,
     return "\n\n".join(lines)
 
 
+# Gradio fills in gr.Request only for named parameters (not after *args): the events call these two.
+def facts_of_model(ctx: AppContext, model, browser_id: str | None = None, request: gr.Request = None,
+                   profile: gr.OAuthProfile | None = None) -> str:
+    return model_facts(ctx, model, browser_id, request=request, profile=profile)
+
+
+def facts_of_models(ctx: AppContext, model_a, model_b, browser_id: str | None = None, request: gr.Request = None,
+                    profile: gr.OAuthProfile | None = None) -> str:
+    return model_facts(ctx, model_a, model_b, browser_id, request=request, profile=profile)
+
+
 def _stream_sides(lang, prompt, sides, texts):
     """Both generations at once, each in its own thread; yields both texts whenever one grows."""
     updates: queue.Queue = queue.Queue()
@@ -188,7 +199,7 @@ def build_generate_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Dropdown,
     model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
                         allow_custom_value=True, elem_id="gen-model")
     facts = gr.Markdown(elem_id="gen-facts")
-    model.change(bind(model_facts, ctx), [model, visitor], facts, api_visibility="private", queue=False)
+    model.change(bind(facts_of_model, ctx), [model, visitor], facts, api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
     controls = decoding_controls("gen")
     button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
@@ -207,10 +218,12 @@ def build_compare_tab(ctx: AppContext, visitor: gr.State) -> tuple[list[gr.Dropd
     gr.Markdown(T("cmp_help"))
     choices = ctx.registry.choices("en", with_latest=True, viewer=ctx.viewer(None))
     with gr.Row():
-        model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
-        model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)
+        model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True,
+                              elem_id="cmp-model-a")
+        model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True,
+                              elem_id="cmp-model-b")
     facts = gr.Markdown(elem_id="cmp-facts")
-    gr.on([model_a.change, model_b.change], bind(model_facts, ctx), [model_a, model_b, visitor], facts,
+    gr.on([model_a.change, model_b.change], bind(facts_of_models, ctx), [model_a, model_b, visitor], facts,
           api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="cmp-prompt")
     controls = decoding_controls("cmp")

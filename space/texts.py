@@ -9,6 +9,10 @@ import gradio as gr
 from minigpt.teaching import default_sampling
 
 
+# The model sizes (configuration_minigpt.PRESETS) in each language; the settings keep the presets' own names.
+PRESET_NAMES = {"en": {}, "pt": {"tiny": "minúsculo", "small": "pequeno", "base": "médio"}}
+
+
 def _ui_texts() -> tuple[dict, dict]:
     """Static UI texts (gr.I18n): English and Portuguese (Brazil)."""
     en, pt = {}, {}
@@ -37,7 +41,7 @@ def _ui_texts() -> tuple[dict, dict]:
     add("src_machado", "Machado de Assis: two novels (Portuguese, built-in)",
         "Machado de Assis: dois romances (português, embutido)")
     add("src_python", "the Python Language Reference (English, built-in)",
-        "a Python Language Reference (inglês, embutida)")
+        "a referência da linguagem Python (inglês, embutida)")
     add("src_upload", "my .txt files", "meus arquivos .txt")
     add("src_hub", "a Hugging Face Hub dataset", "um dataset do Hugging Face Hub")
     add("files", "Text files (.txt, UTF-8)", "Arquivos de texto (.txt, UTF-8)")
@@ -147,6 +151,10 @@ def _ui_texts() -> tuple[dict, dict]:
     add("measure", "Measure surprise", "Medir a surpresa")
     add("surprise", "Surprise per token", "Surpresa por token")
     add("tab_glossary", "Glossary", "Glossário")
+    # Gradio's own status words that its pt-BR (and en) translations lack: the page would show the raw key
+    add("common.complete", "complete", "concluído")
+    add("common.progress", "progress", "progresso")
+    add("common.upload", "upload", "enviar")
     add("glossary", _glossary_markdown(GLOSSARY_EN, "Glossary", "Where to see it"),
         _glossary_markdown(GLOSSARY_PT, "Glossário", "Onde ver"))
     return en, pt
@@ -491,10 +499,6 @@ def format_parameters(count: int | None, lang: str) -> str:
     return fmt(count / 1e6, lang, ".0f" if count >= 1e7 else ".2f") + "M"
 
 
-# The model sizes (configuration_minigpt.PRESETS) in each language; the settings keep the presets' own names.
-PRESET_NAMES = {"en": {}, "pt": {"tiny": "minúsculo", "small": "pequeno", "base": "médio"}}
-
-
 def preset_shown(preset: str, lang: str) -> str:
     return PRESET_NAMES[lang].get(preset, preset)
 
@@ -592,7 +596,7 @@ def fmt_num(value: float | None, lang: str, digits: int = 3) -> str:
         return "–"
     return fmt(value, lang, f",.{digits}f")
 
-# Gradio's sign-in button takes a plain string, not a translation key: its script compares its label with the
-# value given here, so the label carries both languages.
-LOGIN_LABEL = "Entrar com Hugging Face · Sign in with Hugging Face"
-LOGOUT_LABEL = "Sair · Log out ({})"
+# Gradio's sign-in button takes a plain string, not a translation key (its script compares its label with the
+# value given here): one button per language, the page shows the visitor's (app.py).
+LOGIN_LABELS = {"pt": "Entrar com Hugging Face", "en": "Sign in with Hugging Face"}
+LOGOUT_LABELS = {"pt": "Sair ({})", "en": "Log out ({})"}
