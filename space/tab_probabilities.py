@@ -112,7 +112,7 @@ def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Drop
         penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label=T("repetition_penalty"))
         n_bars = gr.Slider(5, 40, value=15, step=1, label=T("n_bars"))
     prob_btn = gr.Button(T("show_probs"), variant="primary", elem_id="probs-btn")
-    prob_summary = gr.Markdown()
+    prob_summary = gr.Markdown(elem_id="probs-summary")
     with gr.Row():
         chart_before = gr.BarPlot(x="token", y="p", color="status", label=T("chart_before"), x_label_angle=-45,
                                   elem_id="chart-before")

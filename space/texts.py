@@ -84,7 +84,7 @@ def _ui_texts() -> tuple[dict, dict]:
     add("push_help", "Sign in with Hugging Face to push a run to **your own** account (user/name, or just a name).",
         "Entre com a Hugging Face para enviar um treino à **sua própria** conta (usuário/nome, ou só um nome).")
     add("login_help", "Signed in, your runs follow you and you push them to your own account.",
-        "Com login, seus treinos seguem você e você os envia à sua própria conta na Hugging Face.")
+        "Com a sua conta da Hugging Face conectada, seus treinos seguem você e você os envia à sua própria conta.")
     add("no_job", "No training yet. Press **Start training**.", "Nenhum treino ainda. Aperte **Começar o treino**.")
     # Generate
     add("gen_help", "Continue a prompt with a model: the untrained one (random weights) works right away; trained "
@@ -285,7 +285,7 @@ MESSAGES = {
         "elapsed": "elapsed", "remaining": "left", "greedy": "greedy",
         "settings_line": "{corpus} · model {preset} · tokenizer {tokenizer} · batch {batch} · learning rate {lr} · "
                          "block {block} · seed {seed}",
-        "builtin": "built-in", "tok_bpe": "BPE", "tok_char": "characters",
+        "builtin": "built-in", "uploaded": "uploaded text", "tok_bpe": "BPE", "tok_char": "characters",
         "nothing_to_stop": "No training is running.",
         "stop_requested": "Stop requested: training ends after the current step and saves the model.",
         "stop_preparing": "Stopped while preparing the data: no model is saved.",
@@ -384,7 +384,7 @@ MESSAGES = {
         "elapsed": "decorrido", "remaining": "faltam", "greedy": "gulosa (greedy)",
         "settings_line": "{corpus} · modelo {preset} · tokenizador {tokenizer} · lote {batch} · taxa de "
                          "aprendizado {lr} · bloco {block} · semente {seed}",
-        "builtin": "embutido", "tok_bpe": "BPE", "tok_char": "caracteres",
+        "builtin": "embutido", "uploaded": "texto enviado", "tok_bpe": "BPE", "tok_char": "caracteres",
         "nothing_to_stop": "Nenhum treino está rodando.",
         "stop_requested": "Parada pedida: o treino termina depois do passo atual e salva o modelo.",
         "stop_preparing": "Parado durante a preparação dos dados: nenhum modelo é salvo.",
@@ -479,6 +479,7 @@ VISITOR_TEXT = {"pt": "Uma noite destas, vindo da cidade para o Engenho Novo, en
                       "aqui do bairro, que eu conheço de vista e de chapéo.",
                 "en": "The if statement is used for conditional execution."}
 BUILTIN_MARK = " (built-in)"  # minigpt.corpus.describe_source's name of a built-in corpus ends so
+UPLOADED_CORPUS = "uploaded text"  # what a run trained on a visitor's upload records as its corpus (no file name)
 
 # The pre-trained GPT-2s the app suggests (default: one per language), with what their model cards say.
 PRETRAINED_SUGGESTED = ("pierreguillou/gpt2-small-portuguese", "gpt2")
@@ -507,7 +508,7 @@ def corpus_shown(corpus: str, lang: str) -> str:
     """A run's corpus name (minigpt.corpus.describe_source) in the reader's words: "machado (embutido)"."""
     if corpus.endswith(BUILTIN_MARK):
         return f"{corpus[:-len(BUILTIN_MARK)]} ({MESSAGES[lang]['builtin']})"
-    return corpus
+    return MESSAGES[lang]["uploaded"] if corpus == UPLOADED_CORPUS else corpus
 
 
 def request_lang(request: gr.Request | None) -> str:
