@@ -17,6 +17,7 @@ from minigpt.teaching import (
     SeededSampler,
     TeachingError,
     display_token,
+    display_tokens,
     next_token_distribution,
     next_token_processors,
     token_surprises,
@@ -213,6 +214,19 @@ def test_seeded_sampler_draws_from_the_distribution():
 def test_display_token_shows_whitespace(tokenizer):
     token_id = tokenizer(" the\n", add_special_tokens=False).input_ids[0]
     assert display_token(tokenizer, token_id).startswith("␣")
+
+
+def test_tokens_show_the_text_they_stand_for_even_a_cut_character():
+    """A byte-level tokenizer without merges cuts every accented letter in two bytes: each byte shows as the
+    letter it is part of (never GPT-2's byte symbols 'Ã', '©'); alone, a byte shows its value."""
+    bytes_only = train_tokenizer(load_text_datasets(builtin_corpus_name="machado", max_train_samples=2)["train"],
+                                 kind="bpe", vocab_size=258)
+    ids = bytes_only("pé €\n", add_special_tokens=False).input_ids
+    assert display_tokens(bytes_only, ids) == ["p", "é[1/2]", "é[2/2]", "␣", "€[1/3]", "€[2/3]", "€[3/3]", "⏎"]
+    assert [display_token(bytes_only, i) for i in ids[:3]] == ["p", "<C3>", "<A9>"]
+    char_level = train_tokenizer(load_text_datasets(builtin_corpus_name="machado", max_train_samples=2)["train"],
+                                 kind="char", vocab_size=300)
+    assert display_tokens(char_level, char_level("pé", add_special_tokens=False).input_ids) == ["p", "é"]
 
 
 # A value for each knob that differs from DecodingSettings' default and is valid for every strategy.
