@@ -10,7 +10,19 @@ from space.context import AppContext, get_model
 from space.generation import check_length, generation_slot
 from space.registry import UNTRAINED
 from space.tab_generate import DEFAULT_PROMPT, GENERATE_CONCURRENCY
-from space.texts import MESSAGES, VISITOR_PROMPT, VISITOR_TEXT, T, app_error, fmt, fmt_int, fmt_num, friendly, msg, request_lang
+from space.texts import (
+    MESSAGES,
+    VISITOR_PROMPT,
+    VISITOR_TEXT,
+    T,
+    app_error,
+    fmt,
+    fmt_int,
+    fmt_num,
+    friendly,
+    msg,
+    request_lang,
+)
 
 DEFAULT_TEXT = VISITOR_TEXT["pt"]  # Portuguese first; texts_for_visitor switches on page load
 

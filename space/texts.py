@@ -6,6 +6,7 @@ import re
 
 import gradio as gr
 
+from minigpt.number_format import fmt
 from minigpt.teaching import default_sampling
 
 
@@ -580,12 +581,6 @@ def friendly(error: Exception, lang: str = "en") -> str:
 def format_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds // 60 % 60:02d}"
-
-
-def fmt(value: float, lang: str, spec: str) -> str:
-    """A number formatted with `spec` in the reader's convention: 1,234.5 in English, 1.234,5 in Portuguese."""
-    text = format(value, spec)
-    return text.translate(str.maketrans(",.", ".,")) if lang == "pt" else text
 
 
 def fmt_int(value: int, lang: str) -> str:

@@ -24,7 +24,10 @@ def test_notebook_executes_without_errors(path, tmp_path, monkeypatch):
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    noise = "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    assert not noise, f"warnings, progress bars or other stderr in the cell outputs:\n{noise[:3000]}"
     text = "".join(o.get("text", "") for o in outputs)
+    assert "'Ã'" not in text and "'©'" not in text  # tokens show the text they stand for, not byte symbols
     loss_line, resume_line = PRINTED[path.name]
     assert loss_line in text and resume_line in text  # the cross-entropy and resume cells printed
     assert (tmp_path / "runs" / "minigpt" / "model.safetensors").is_file()
