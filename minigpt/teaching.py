@@ -127,9 +127,10 @@ class DecodingSettings:
     max_new_tokens: int = 60
     seed: int = 0
     num_beams: int = 4
-    # beam search: no 3-token sequence twice. Without it the beams of a small model agree on the likeliest loop
-    # (blank lines, one phrase over and over): the few best continuations are all repetitions.
-    no_repeat_ngram_size: int = 3
+    # beam search: no pair of tokens twice. Without it the beams of a small model agree on the likeliest loop
+    # (blank lines, one phrase over and over): the few best continuations are all repetitions. Measured on a
+    # tiny Machado run (120 steps): 59 of 60 new tokens were line breaks without it, 25 with 3, 14 with 2.
+    no_repeat_ngram_size: int = 2
 
     def validate(self) -> "DecodingSettings":
         """Check the combination; raise TeachingError with what to change."""

@@ -245,3 +245,12 @@ def test_a_strategy_uses_exactly_the_knobs_the_app_shows_for_it(model, tokenizer
             assert changed != text, f"{strategy}: {knob} is shown but changes nothing"
         else:
             assert changed == text, f"{strategy}: {knob} changes the text but is hidden"
+
+
+def test_beam_search_never_writes_the_same_pair_of_tokens_twice(model, tokenizer):
+    """The default beam search bans repeated token pairs: the small model's loops (' of of of') cannot win."""
+    ids = tokenizer("The value of", return_tensors="pt").input_ids
+    settings = DecodingSettings(strategy="beam", max_new_tokens=30)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), **settings.generate_kwargs(tokenizer))[0].tolist()
+    pairs = list(zip(out, out[1:]))
+    assert len(out) > ids.shape[1] + 5 and len(set(pairs)) == len(pairs)
