@@ -114,7 +114,8 @@ def model_facts(ctx: AppContext, *keys_then_visitor, request: gr.Request = None,
             lines.append(msg(lang, "facts_pretrained", name=entry.name, size=size, data=data))
         else:
             tokens = fmt_int(s["train_tokens"], lang) if s.get("train_tokens") else "?"
-            lines.append(msg(lang, "facts_run", name=entry.name, size=size, tokens=tokens, corpus=corpus_shown(s.get("corpus") or "–", lang)))
+            lines.append(msg(lang, "facts_run", name=entry.name, size=size, tokens=tokens,
+                             corpus=corpus_shown(s.get("corpus") or "–", lang)))
     return "\n\n".join(lines)
 
 

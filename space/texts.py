@@ -77,7 +77,7 @@ def _ui_texts() -> tuple[dict, dict]:
     add("download", "Download as .zip", "Baixar como .zip")
     add("as_gpt2", "GPT-2 format", "Formato GPT-2")
     add("as_gpt2_info", "a plain GPT-2 folder: loads in any transformers without trust_remote_code",
-        "uma pasta GPT-2 comum: carrega em qualquer transformers sem trust_remote_code")
+        "uma pasta GPT-2 comum: carrega em qualquer transformers, sem código remoto")
     add("zip_file", "Model files", "Arquivos do modelo")
     add("repo_id", "Hub repository (user/name)", "Repositório no Hub (usuário/nome)")
     add("push", "Push to the Hub", "Enviar ao Hub")
@@ -210,7 +210,8 @@ GLOSSARY_PT = [
      "decorá-lo: a perda de treino continua caindo enquanto a de validação para de melhorar (sobreajuste)."),
      "o contador de **épocas** ao lado da barra de progresso em **Treinar**, e a distância entre as duas curvas"),
     ("Amostragem", ("Escolher o próximo token ao acaso, segundo as probabilidades do modelo, em vez de sempre o mais "
-     "provável (decodificação gulosa, greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição antes."),
+     "provável (decodificação gulosa, greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição "
+     "antes."),
      "as estratégias em **Gerar** e **Comparar**, e os tokens mantidos em **Probabilidades**"),
     ("Checkpoint", ("Uma cópia salva dos pesos e das configurações do modelo (aqui: safetensors, uma config e o "
      "tokenizador) que pode ser carregada de novo para gerar ou para continuar o treino."),
@@ -284,8 +285,8 @@ MESSAGES = {
         "step": "step", "of": "of", "epoch": "epoch", "tokens_seen": "tokens seen", "tokens_s": "tokens/s",
         "train": "train", "validation": "validation", "loss": "loss", "perplexity": "perplexity",
         "elapsed": "elapsed", "remaining": "left", "greedy": "greedy",
-        "settings_line": "{corpus} · model {preset} · tokenizer {tokenizer} · batch {batch} · learning rate {lr} · "
-                         "block {block} · seed {seed}",
+        "settings_line": "{corpus} · model {preset} · tokenizer {tokenizer} · batch {batch} · learning rate "
+                         "{lr} · block {block} · seed {seed}",
         "builtin": "built-in", "uploaded": "uploaded text", "tok_bpe": "BPE", "tok_char": "characters",
         "nothing_to_stop": "No training is running.",
         "stop_requested": "Stop requested: training ends after the current step and saves the model.",

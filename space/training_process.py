@@ -84,7 +84,8 @@ def train_in_child(arguments, events, stop, private_cache: str | None, on_space:
             training_args = arguments.training_arguments()
         except ValueError as error:  # TrainingArguments' own checks
             raise SetupError(str(error).splitlines()[0]) from None
-        result = run_training(arguments.model, arguments.data, training_args, callbacks=[QueueProgressCallback(events, tokens_per_step(training_args, arguments.data.block_size))],
+        reporter = QueueProgressCallback(events, tokens_per_step(training_args, arguments.data.block_size))
+        result = run_training(arguments.model, arguments.data, training_args, callbacks=[reporter],
                               stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))),
                               on_data_progress=lambda progress: events.put(("data", asdict(progress))))
         events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),

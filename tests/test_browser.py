@@ -259,7 +259,7 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
     """Every tab of the pt-BR page, before and after a short training: no English word but the accepted terms; the
     status line's numbers written the Portuguese way; the greedy strategy shows no sampling sliders."""
     corpus = tmp_path / "capitu.txt"
-    corpus.write_text("\n\n".join(f"Capitu olhou para o mar pela {i}ª vez, e a tarde caiu devagar." for i in range(80)))
+    corpus.write_text("\n\n".join(f"Capitu olhou para o mar pela {i}ª vez, e a tarde caiu." for i in range(80)))
     expect = sync_api.expect
     leftovers, run = {}, None
 
@@ -271,6 +271,9 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
                 expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
                 page.locator("#surprise-btn").click()
                 expect(page.get_by_text("nats/token =")).to_be_visible()
+            if tab == "Treinar" and stage == "after":  # the finished runs' download and push
+                page.get_by_text("Modelos treinados: baixar ou compartilhar").click()
+                expect(page.get_by_text("Formato GPT-2")).to_be_visible()
             if tab == "Gerar" and stage == "after":  # the run just trained, chosen: its facts
                 page.locator("#gen-model input").click()
                 page.get_by_role("option", name=re.compile("não treinado")).click()

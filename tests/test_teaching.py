@@ -222,7 +222,8 @@ def test_tokens_show_the_text_they_stand_for_even_a_cut_character():
     bytes_only = train_tokenizer(load_text_datasets(builtin_corpus_name="machado", max_train_samples=2)["train"],
                                  kind="bpe", vocab_size=258)
     ids = bytes_only("pé €\n", add_special_tokens=False).input_ids
-    assert display_tokens(bytes_only, ids) == ["p", "é[1/2]", "é[2/2]", "␣", "€[1/3]", "€[2/3]", "€[3/3]", "⏎"]
+    assert display_tokens(bytes_only, ids) == ["p", "é[1/2]", "é[2/2]", "␣", "€[1/3]", "€[2/3]", "€[3/3]",
+                                               "⏎"]
     assert [display_token(bytes_only, i) for i in ids[:3]] == ["p", "<C3>", "<A9>"]
     char_level = train_tokenizer(load_text_datasets(builtin_corpus_name="machado", max_train_samples=2)["train"],
                                  kind="char", vocab_size=300)
