@@ -172,6 +172,9 @@ CSS = """
 .mg-sample { border-bottom: 1px solid var(--border-color-primary, #e5e7eb); padding: 6px 0; }
 .mg-sample-head { font-weight: 600; font-size: 0.92em; }
 .mg-sample-kind { color: var(--body-text-color-subdued, #6b7280); font-size: 0.85em; margin-top: 2px; }
+/* Gradio's status text is English whatever the page's language ("processing | 0.2s", "queue: 1/3"): its
+   spinner and bar say enough */
+.progress-text { display: none !important; }
 .mg-sample pre { white-space: pre-wrap; word-break: break-word; margin: 2px 0; padding: 4px 8px;
   background: var(--block-background-fill, #f9fafb); border-radius: 4px; font-size: 0.88em; max-height: 9em;
   overflow-y: auto; }
