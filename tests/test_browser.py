@@ -62,6 +62,25 @@ def save(page, tmp_path, name: str) -> Path:
     return path
 
 
+def train_on_upload(page, corpus: Path, steps: int) -> str:
+    """A student's training in the Train tab: their .txt, character tokens, `steps` steps of 4 blocks of 16
+    tokens. Returns the finished status's text."""
+    expect = sync_api.expect
+    page.get_by_role("tab", name="Treinar", exact=True).click()
+    page.locator("#corpus-source").get_by_label("meus arquivos .txt", exact=True).check()
+    page.locator("input[type=file]").set_input_files(str(corpus))
+    shown_name = page.get_by_text(corpus.name).or_(page.get_by_text(corpus.name.replace(" ", "_")))
+    expect(shown_name.first).to_be_visible()
+    page.get_by_label("caracteres (como no livro)", exact=True).check()
+    page.get_by_label("Passos (atualizações do otimizador)").fill(str(steps))
+    page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
+    page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
+    page.get_by_role("button", name="Começar o treino").click()
+    status = page.locator("#train-status")
+    expect(status).to_contain_text("Terminado", timeout=240_000)
+    return status.inner_text()
+
+
 def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_path):
     expect = sync_api.expect
     with sync_api.sync_playwright() as p:
@@ -159,17 +178,8 @@ def test_a_students_run_survives_a_reload_and_is_theirs_alone(url, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = open_page(browser, url)
-            page.locator("#corpus-source").get_by_label("meus arquivos .txt", exact=True).check()
-            page.locator("input[type=file]").set_input_files(str(corpus))
-            expect(page.get_by_text("minhas_notas.txt").or_(page.get_by_text("minhas notas.txt")).first).to_be_visible()
-            page.get_by_label("caracteres (como no livro)", exact=True).check()
-            page.get_by_label("Passos (atualizações do otimizador)").fill("3")
-            page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
-            page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
-            page.get_by_role("button", name="Começar o treino").click()
+            run = re.search(r"salvo como (\S+)", train_on_upload(page, corpus, steps=3)).group(1)
             status = page.locator("#train-status")
-            expect(status).to_contain_text("Terminado", timeout=240_000)
-            run = re.search(r"salvo como (\S+)", status.inner_text()).group(1)
 
             page.reload()
             expect(status).to_contain_text(f"Terminado: o modelo foi salvo como {run}", timeout=60_000)
@@ -304,18 +314,7 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
             expect(page.locator("#gen-temperature")).to_be_hidden()
             look("before")
 
-            page.get_by_role("tab", name="Treinar", exact=True).click()
-            page.locator("#corpus-source").get_by_label("meus arquivos .txt", exact=True).check()
-            page.locator("input[type=file]").set_input_files(str(corpus))
-            expect(page.get_by_text("capitu.txt").first).to_be_visible()
-            page.get_by_label("caracteres (como no livro)", exact=True).check()
-            page.get_by_label("Passos (atualizações do otimizador)").fill("4")
-            page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
-            page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
-            page.get_by_role("button", name="Começar o treino").click()
-            status = page.locator("#train-status")
-            expect(status).to_contain_text("Terminado", timeout=240_000)
-            shown = status.inner_text()
+            shown = train_on_upload(page, corpus, steps=4)
             run = re.search(r"salvo como (\S+)", shown).group(1)
             assert "taxa de aprendizado 0,003" in shown and "lote 4" in shown and "(embutido)" not in shown
             assert re.search(r"época \d+,\d\d", shown) and "256 tokens vistos" in shown, shown  # 4 x 4 x 16
