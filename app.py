@@ -43,9 +43,9 @@ from space.refresh import MODEL_DROPDOWNS, list_models, on_load, poll  # noqa: E
 from space.request_limit import BodyLimit, QueueShare  # noqa: E402
 from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
 from space.tab_glossary import build_glossary_tab  # noqa: E402
-from space.tab_probabilities import build_probabilities_tab  # noqa: E402
+from space.tab_probabilities import build_probabilities_tab, texts_for_visitor  # noqa: E402
 from space.tab_train import build_train_tab, corpus_for_visitor  # noqa: E402
-from space.texts import I18N, LOGIN_LABEL, LOGOUT_LABEL, T  # noqa: E402
+from space.texts import I18N, LOGIN_LABELS, LOGOUT_LABELS, T, request_lang  # noqa: E402
 from space.uploads import UploadLimit  # noqa: E402
 
 QUEUE_SIZE = 64  # events waiting in Gradio's queue, all visitors together; one address may hold a quarter
@@ -59,9 +59,11 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         with gr.Row():
             gr.Markdown(T("intro"))
             # Sign in with Hugging Face works on a Space only (elsewhere launch would need a local token)
+            logins = []
             if ctx.on_space and get_space():
                 with gr.Column(scale=0, min_width=240):
-                    gr.LoginButton(LOGIN_LABEL, logout_value=LOGOUT_LABEL, elem_id="login")
+                    logins = [gr.LoginButton(LOGIN_LABELS[lang], logout_value=LOGOUT_LABELS[lang], visible=lang == "pt",
+                                             elem_id=f"login-{lang}") for lang in ("pt", "en")]
                     gr.Markdown(T("login_help"))
         # The visitor: an unguessable id kept (encrypted) in their browser, read into the page's session when it
         # loads. Handlers take the session's copy, which no API call can set: a script is its own session.
@@ -77,7 +79,7 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
             with gr.Tab(T("tab_compare"), id="compare", elem_id="tab-compare"):
                 cmp_models, cmp_prompt = build_compare_tab(ctx, visitor)
             with gr.Tab(T("tab_probs"), id="probs", elem_id="tab-probs"):
-                prob_model = build_probabilities_tab(ctx, visitor)
+                prob_model, prob_texts = build_probabilities_tab(ctx, visitor)
             with gr.Tab(T("tab_glossary"), id="glossary", elem_id="tab-glossary"):
                 build_glossary_tab()
 
@@ -93,11 +95,20 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         # Portuguese visitors start on Machado and "Era uma vez", English ones on the Python reference
         demo.load(corpus_for_visitor, None, train_tab.corpus_source, api_visibility="private", queue=False)
         demo.load(prompts_for_visitor, None, [gen_prompt, cmp_prompt], api_visibility="private", queue=False)
+        demo.load(texts_for_visitor, None, prob_texts, api_visibility="private", queue=False)
+        if logins:
+            demo.load(logins_for_visitor, None, logins, api_visibility="private", queue=False)
 
     # Every listener sets its own concurrency id and limit: nothing waits behind a training (no handler runs for
     # one) or behind generations. api_open=False: no call skips the queue and its limits (/run/<api_name>).
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4, api_open=False)
     return demo
+
+
+def logins_for_visitor(request: gr.Request = None):
+    """The sign-in button in the visitor's language (Portuguese, then English), the other hidden."""
+    lang = request_lang(request)
+    return gr.update(visible=lang == "pt"), gr.update(visible=lang == "en")
 
 
 def launch_kwargs(ctx: AppContext) -> dict:

@@ -298,6 +298,9 @@ class MiniGPTForCausalLM(MiniGPTPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = MiniGPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # A tied head is the embedding itself: saving leaves it out, and the Trainer, resuming from a checkpoint,
+        # re-ties a key it finds missing when the model declares it here (else it reports the head as missing).
+        self._keys_to_ignore_on_save = set(self._tied_weights_keys) if config.tie_word_embeddings else None
         self.post_init()
 
     @can_return_tuple

@@ -18,6 +18,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 
 from minigpt.errors import Diverged
 from minigpt.log_lines import LogLineCallback, TrainingBarCallback
+from minigpt.number_format import fmt
 from minigpt.schedules import check_schedule, scheduler_kwargs
 from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
@@ -32,6 +33,11 @@ SAMPLES_FILE = "samples.md"
 def perplexity(loss: float) -> float:
     """exp(cross entropy): the number of equally likely tokens the model is 'choosing between'."""
     return math.exp(loss) if loss < 700 else float("inf")
+
+
+def tokens_per_step(args, block_size: int) -> int:
+    """Tokens one optimizer step trains on, all processes together (TrainingArguments `args`)."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * block_size
 
 
 class MiniGPTTrainer(Trainer):
@@ -57,8 +63,7 @@ class MiniGPTTrainer(Trainer):
 
     @property
     def tokens_per_step(self) -> int:
-        args = self.args
-        return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size * self.block_size
+        return tokens_per_step(self.args, self.block_size)
 
     def training_step(self, *args, **kwargs):
         """The Trainer's step, stopped at a loss that is not finite: the weights it would update are lost (see
@@ -172,20 +177,40 @@ def write_samples(samples: list[dict], output_dir: str) -> None:
     (Path(output_dir) / SAMPLES_FILE).write_text("\n".join(lines))
 
 
-def plot_losses(rows: list[dict], path: Path) -> None:
+PLOT_WORDS = {
+    "en": {"train": "train", "validation": "validation", "x": "tokens seen", "y": "cross-entropy loss (nats/token)",
+           "title": "MiniGPT: train vs validation loss"},
+    "pt": {"train": "treino", "validation": "validação", "x": "tokens vistos",
+           "y": "perda de entropia cruzada (nats/token)", "title": "MiniGPT: perda de treino e de validação"},
+}
+
+
+def read_history(output_dir: str) -> list[dict]:
+    """The rows of a run's loss_history.csv (history_rows' numbers; "" where a value was not logged)."""
+    with (Path(output_dir) / HISTORY_FILE).open(newline="") as f:
+        return [{key: (float(value) if value != "" else "") for key, value in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def plot_losses(rows: list[dict], path: Path, lang: str = "en") -> None:
+    """The train and validation loss against tokens seen, labelled and numbered in `lang` (en, pt)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
+    words = PLOT_WORDS[lang]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key, label, style in (("train_loss", "train", "-"), ("eval_loss", "validation", "o-")):
+    for key, curve, style in (("train_loss", "train", "-"), ("eval_loss", "validation", "o-")):
         points = [(r["tokens_seen"], r[key]) for r in rows if r[key] != "" and r["tokens_seen"] != ""]
         if points:
-            ax.plot(*zip(*points), style, label=label, markersize=4)
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("cross-entropy loss (nats/token)")
-    ax.set_title("MiniGPT: train vs validation loss")
+            ax.plot(*zip(*points), style, label=words[curve], markersize=4)
+    ax.set_xlabel(words["x"])
+    ax.set_ylabel(words["y"])
+    ax.set_title(words["title"])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt(value, lang, ",.0f")))  # 819,200 / 819.200
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: fmt(value, lang, "g")))  # 5.5 / 5,5
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

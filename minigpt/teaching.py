@@ -12,7 +12,10 @@
 Used by the app's Generate, Compare and Probabilities tabs; free of any UI code, so tests and notebooks use it too.
 """
 
+import bisect
+import itertools
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import torch
@@ -25,9 +28,19 @@ from transformers import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 STRATEGIES = ("greedy", "sample", "top_k", "top_p", "beam")
 SAMPLED = ("sample", "top_k", "top_p")
+# The knobs each strategy uses beyond those of every strategy (repetition_penalty, max_new_tokens): a UI shows
+# only these.
+STRATEGY_KNOBS = {
+    "greedy": (),
+    "sample": ("temperature", "seed"),
+    "top_k": ("temperature", "top_k", "seed"),
+    "top_p": ("temperature", "top_p", "seed"),
+    "beam": ("num_beams",),
+}
 
 
 class TeachingError(ValueError):
@@ -114,6 +127,10 @@ class DecodingSettings:
     max_new_tokens: int = 60
     seed: int = 0
     num_beams: int = 4
+    # beam search: no pair of tokens twice. Without it the beams of a small model agree on the likeliest loop
+    # (blank lines, one phrase over and over): the few best continuations are all repetitions. Measured on a
+    # tiny Machado run (120 steps): 59 of 60 new tokens were line breaks without it, 25 with 3, 14 with 2.
+    no_repeat_ngram_size: int = 2
 
     def validate(self) -> "DecodingSettings":
         """Check the combination; raise TeachingError with what to change."""
@@ -162,11 +179,13 @@ class DecodingSettings:
         kwargs = dict(
             max_new_tokens=self.max_new_tokens, repetition_penalty=self.repetition_penalty,
             temperature=1.0, top_k=50, top_p=1.0, num_beams=1, do_sample=False,  # top_k 50: unused, no warning
+            no_repeat_ngram_size=0,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             bos_token_id=tokenizer.bos_token_id,
         )
         if self.strategy == "beam":
-            kwargs.update(num_beams=self.num_beams, early_stopping=True)
+            kwargs.update(num_beams=self.num_beams, early_stopping=True,
+                          no_repeat_ngram_size=self.no_repeat_ngram_size)
         elif self.samples:
             kwargs.update(do_sample=True, top_k=0,  # 0: generate() adds no warper of its own
                           logits_processor=LogitsProcessorList([*self.warpers(), SeededSampler(self.seed)]))
@@ -204,12 +223,44 @@ def encode_prompt(tokenizer, prompt: str, context: int, reserve: int = 1) -> tor
 # Next-token distribution, before and after the processors
 
 
-def display_token(tokenizer, token_id: int) -> str:
-    """A token as a learner can read it: spaces as ␣, newlines as ⏎, tabs as ⇥."""
-    text = tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-    if "\ufffd" in text or not text:  # a piece of a multi-byte character: show the byte-level token itself
-        text = tokenizer.convert_ids_to_tokens(token_id) or f"<{token_id}>"
+_BYTE_OF = {symbol: byte for byte, symbol in bytes_to_unicode().items()}  # byte-level BPE's symbols -> bytes
+
+
+def token_bytes(tokenizer, token_id: int) -> bytes:
+    """The bytes of text a token stands for (a byte-level BPE token may hold part of a character)."""
+    decoder = getattr(tokenizer, "backend_tokenizer", None) and tokenizer.backend_tokenizer.decoder
+    symbols = tokenizer.convert_ids_to_tokens(token_id)
+    if type(decoder).__name__ == "ByteLevel" and symbols and all(c in _BYTE_OF for c in symbols):
+        return bytes(_BYTE_OF[c] for c in symbols)
+    return tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False).encode()
+
+
+def _visible(text: str) -> str:
+    """Whitespace made visible (␣ ⏎ ⇥ ␍); a byte that is not a whole character as <C3>."""
+    text = re.sub("[\udc80-\udcff]", lambda m: f"<{ord(m.group()) - 0xDC00:02X}>", text)
     return text.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥").replace("\r", "␍")
+
+
+def display_token(tokenizer, token_id: int) -> str:
+    """A token as a learner can read it: the text it stands for, spaces as ␣, newlines as ⏎, tabs as ⇥; a byte
+    that is only part of a character (a byte-level token cut inside "é") as its value, <C3>."""
+    return _visible(token_bytes(tokenizer, token_id).decode("utf-8", "surrogateescape")) or f"<{token_id}>"
+
+
+def display_tokens(tokenizer, ids: list[int]) -> list[str]:
+    """The tokens of a text as a learner can read them (see display_token); a character cut across tokens
+    shows in each of them, with which part it is: "pé" in bytes is 'p', 'é[1/2]', 'é[2/2]'."""
+    pieces = [token_bytes(tokenizer, token_id) for token_id in ids]
+    ends = list(itertools.accumulate(len(piece) for piece in pieces))  # token i holds bytes [ends[i-1], ends[i])
+    shown = [""] * len(ids)
+    first = 0
+    for char in b"".join(pieces).decode("utf-8", "surrogateescape"):
+        last = first + (1 if "\udc80" <= char <= "\udcff" else len(char.encode()))
+        holders = range(bisect.bisect_right(ends, first), bisect.bisect_left(ends, last) + 1)
+        for part, token in enumerate(holders, start=1):
+            shown[token] += _visible(char) + (f"[{part}/{len(holders)}]" if len(holders) > 1 else "")
+        first = last
+    return shown
 
 
 @dataclass
@@ -302,7 +353,7 @@ class TokenSurprise:
     position: int
     token_id: int
     text: str  # the token's own characters (the pieces join back into the text)
-    token: str  # the token as display_token shows it
+    token: str  # the token as display_tokens shows it
     probability: float
     nats: float
     bits: float
@@ -341,9 +392,9 @@ def token_surprises(model, tokenizer, text: str) -> SurpriseView:
     log_probs = torch.log_softmax(logits, dim=-1)
     targets = input_ids[0, 1:]
     nats = -log_probs.gather(1, targets[:, None])[:, 0]
-    pieces = _token_texts(tokenizer, ids)
+    pieces, shown = _token_texts(tokenizer, ids), display_tokens(tokenizer, ids)
     tokens = [
-        TokenSurprise(position=i, token_id=tid, text=pieces[i], token=display_token(tokenizer, tid),
+        TokenSurprise(position=i, token_id=tid, text=pieces[i], token=shown[i],
                       probability=math.exp(-float(n)), nats=float(n), bits=float(n) / math.log(2))
         for i, (tid, n) in enumerate(zip(ids, nats.tolist()))
     ]
@@ -368,4 +419,4 @@ def _token_texts(tokenizer, ids: list[int]) -> list[str]:
 
 __all__ = ["DecodingSettings", "STRATEGIES", "default_sampling", "describe_sampling", "SeededSampler", "StopOnEvent",
            "TeachingError", "next_token_processors",
-           "next_token_distribution", "token_surprises", "display_token", "encode_prompt"]
+           "next_token_distribution", "token_surprises", "display_token", "display_tokens", "encode_prompt"]

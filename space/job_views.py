@@ -9,7 +9,17 @@ from html import escape
 import pandas as pd
 
 from space.jobs import JobSnapshot
-from space.texts import DATA_STAGES, MESSAGES, fmt_int, fmt_num, format_duration, sampling_text
+from space.texts import (
+    DATA_STAGES,
+    MESSAGES,
+    corpus_shown,
+    fmt,
+    fmt_int,
+    fmt_num,
+    format_duration,
+    preset_shown,
+    sampling_text,
+)
 
 
 def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -25,8 +35,10 @@ def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.D
     for curve in names:
         if not any(p["curve"] == curve for p in points):
             points.append({"step": points[0]["step"], "curve": curve, "loss": math.nan, "perplexity": math.nan})
-    loss = pd.DataFrame([{"step": p["step"], "value": p["loss"], "curve": names[p["curve"]]} for p in points])
-    ppl = pd.DataFrame([{"step": p["step"], "value": min(p["perplexity"], 1e6), "curve": names[p["curve"]]}
+    # rounded as the status line shows them (a plot's tooltip writes every digit it gets)
+    loss = pd.DataFrame([{"step": p["step"], "value": round(p["loss"], 3), "curve": names[p["curve"]]}
+                         for p in points])
+    ppl = pd.DataFrame([{"step": p["step"], "value": round(min(p["perplexity"], 1e6), 1), "curve": names[p["curve"]]}
                         for p in points])
     return loss, ppl
 
@@ -89,11 +101,18 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
                         f"({m['perplexity']} {fmt_num(p['perplexity'], lang, 1)})")
     if bits:
         parts.append(f"<p>{' · '.join(bits)}</p>")
-    s = snap.settings
-    parts.append(f'<p class="mg-settings">{escape(s["corpus"], quote=False)} · {s["preset"]} · '
-                 f'{s["tokenizer_type"]} · batch {s["per_device_train_batch_size"]} · lr {s["learning_rate"]:g} · '
-                 f'block {s["block_size"]} · seed {s["seed"]}</p></div>')
+    parts.append(f'<p class="mg-settings">{escape(settings_text(snap.settings, lang), quote=False)}</p></div>')
     return "".join(parts)
+
+
+def settings_text(s: dict, lang: str) -> str:
+    """A job's settings (jobs.shown_settings) in the reader's words and number format."""
+    m = MESSAGES[lang]
+    return m["settings_line"].format(
+        corpus=corpus_shown(s["corpus"], lang), preset=preset_shown(s["preset"], lang),
+        tokenizer=m.get(f"tok_{s['tokenizer_type']}", s["tokenizer_type"]),
+        batch=fmt_int(s["per_device_train_batch_size"], lang), lr=fmt(s["learning_rate"], lang, "g"),
+        block=fmt_int(s["block_size"], lang), seed=s["seed"])
 
 
 def data_progress_text(progress: dict | None, lang: str) -> str | None:
@@ -153,6 +172,9 @@ CSS = """
 .mg-sample { border-bottom: 1px solid var(--border-color-primary, #e5e7eb); padding: 6px 0; }
 .mg-sample-head { font-weight: 600; font-size: 0.92em; }
 .mg-sample-kind { color: var(--body-text-color-subdued, #6b7280); font-size: 0.85em; margin-top: 2px; }
+/* Gradio's status text is English whatever the page's language ("processing | 0.2s", "queue: 1/3"): its
+   spinner and bar say enough */
+.progress-text { display: none !important; }
 .mg-sample pre { white-space: pre-wrap; word-break: break-word; margin: 2px 0; padding: 4px 8px;
   background: var(--block-background-fill, #f9fafb); border-radius: 4px; font-size: 0.88em; max-height: 9em;
   overflow-y: auto; }

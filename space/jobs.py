@@ -30,6 +30,7 @@ def running_mark(output_dir: Path) -> Path:
 
 
 STOP_GRACE_SECONDS = 120  # a child that has not ended this long after Stop is ended by force
+PACE_STEPS = 3  # steps timed before a job tells how long it has left: the first ones include warming up
 
 
 @dataclass
@@ -57,16 +58,22 @@ class JobSnapshot:
     peak_rss: int = 0  # bytes, the training process's largest resident set seen
     note: str | None = None  # e.g. "time_budget": the run was stopped at the wall-time budget
     data_progress: dict | None = None  # the data work's last report: minigpt.data_progress.DataProgress's fields
+    pace_from: tuple | None = None  # (time, step) of the first step trained after the data and model were ready
 
     @property
     def done(self) -> bool:
         return self.state in ("finished", "stopped", "failed")
 
     def remaining_seconds(self) -> float | None:
-        """Time left to this running job's end, from its own pace so far."""
-        if self.done or not self.max_steps or self.max_steps <= 0 or self.step <= 0:
+        """Time left to this running job's end, from its pace over the steps trained so far (preparing the data
+        not counted); None until PACE_STEPS steps are timed."""
+        if self.done or not self.max_steps or self.max_steps <= 0 or self.pace_from is None:
             return None
-        return (time.time() - self.started) / self.step * (self.max_steps - self.step)
+        since, first_step = self.pace_from
+        timed = self.step - first_step
+        if timed < PACE_STEPS:
+            return None
+        return (time.time() - since) / timed * (self.max_steps - self.step)
 
     def public(self) -> "JobSnapshot":
         """What every other visitor sees: that it runs, its progress and end; not its corpus, samples or run."""
@@ -107,7 +114,7 @@ class TrainingJob:
         self._fields = dict(version=0, state="queued", started=time.time(), ended=None, step=0, max_steps=None,
                             epoch=0.0, tokens_seen=0, tokens_per_second=None, points=[], samples=[], error=None,
                             entry_key=None, stop_requested_at=None, position=None, wait_seconds=None, peak_rss=0,
-                            note=None, data_progress=None)
+                            note=None, data_progress=None, pace_from=None)
 
     def _update(self, **changes) -> None:
         with self._cond:
@@ -152,13 +159,14 @@ class TrainingJob:
     def begin(self) -> None:
         self._update(state="starting", started=time.time(), position=None, wait_seconds=None)
 
-    def on_progress(self, step: int, max_steps: int | None, epoch: float, logs: dict) -> None:
+    def on_progress(self, step: int, max_steps: int | None, epoch: float, logs: dict, tokens_seen: int) -> None:
         with self._cond:
             f = self._fields
             if f["state"] == "starting":
                 f["state"] = "stopping" if self.stop_event.is_set() else "running"
-            f.update(step=step, max_steps=max_steps, epoch=epoch)
-            f["tokens_seen"] = int(logs.get("tokens_seen", f["tokens_seen"]))
+            if f["pace_from"] is None and step > f["step"]:  # the first step trained: the clock of the pace starts
+                f["pace_from"] = (time.time(), step)
+            f.update(step=step, max_steps=max_steps, epoch=epoch, tokens_seen=int(tokens_seen))
             if "tokens_per_second" in logs:
                 f["tokens_per_second"] = float(logs["tokens_per_second"])
             for key, curve in (("loss", "train"), ("eval_loss", "validation")):

@@ -34,7 +34,7 @@ from minigpt.errors import SetupError
 from minigpt.loading import count_parameters, load_pretrained, untrained_model
 from minigpt.run_folder import RUN_SETTINGS_FILE
 from minigpt.tokenizer_training import builtin_tokenizer
-from space.texts import PRETRAINED_PARAMETERS, fmt, format_parameters, msg
+from space.texts import PRETRAINED_PARAMETERS, fmt, format_parameters, msg, preset_shown
 
 logger = logging.getLogger("minigpt.app")
 
@@ -58,7 +58,7 @@ class ModelEntry:
 
     def label(self, lang: str = "en") -> str:
         s = self.summary
-        size = s.get("size", "")
+        size = preset_shown(s.get("size", ""), lang)
         if self.kind == "untrained":
             return msg(lang, "label_untrained", size=size)
         bits = [size] if size else []

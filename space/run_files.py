@@ -18,7 +18,7 @@ from pathlib import Path
 from minigpt.hub import shared_files
 from space.jobs import MARK_SUFFIX, TrainingJob, discard, run_in_process, running_mark
 from space.registry import APP_RUN_FILE, ModelError
-from space.texts import friendly
+from space.texts import UPLOADED_CORPUS, friendly
 from space.uploads import zips_folder
 from space.visitors import owner_hash
 
@@ -52,7 +52,7 @@ def train_and_keep(ctx, job: TrainingJob) -> None:
             discard(job.output_dir)
             return
         record = {"owner": owner_hash(job.owner), "steps": job.snapshot().step, "stopped": job.stop_event.is_set(),
-                  "corpus": "uploaded text" if job.private_corpus else job.corpus, "finished_at": time.time()}
+                  "corpus": UPLOADED_CORPUS if job.private_corpus else job.corpus, "finished_at": time.time()}
         (job.output_dir / APP_RUN_FILE).write_text(json.dumps(record, indent=2))
         running_mark(job.output_dir).unlink(missing_ok=True)
         try:

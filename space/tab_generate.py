@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 
 import gradio as gr
 
-from minigpt.teaching import DecodingSettings
+from minigpt.teaching import STRATEGY_KNOBS, DecodingSettings
 from space.binding import bind
 from space.context import AppContext, get_model
 from space.generation import check_length, checked_settings, generation_slot, prepare_prompt, stream_generate
@@ -20,6 +20,7 @@ from space.texts import (
     VISITOR_PROMPT,
     T,
     app_error,
+    corpus_shown,
     fmt_int,
     format_parameters,
     friendly,
@@ -113,8 +114,20 @@ def model_facts(ctx: AppContext, *keys_then_visitor, request: gr.Request = None,
             lines.append(msg(lang, "facts_pretrained", name=entry.name, size=size, data=data))
         else:
             tokens = fmt_int(s["train_tokens"], lang) if s.get("train_tokens") else "?"
-            lines.append(msg(lang, "facts_run", name=entry.name, size=size, tokens=tokens, corpus=s.get("corpus") or "–"))
+            lines.append(msg(lang, "facts_run", name=entry.name, size=size, tokens=tokens,
+                             corpus=corpus_shown(s.get("corpus") or "–", lang)))
     return "\n\n".join(lines)
+
+
+# Gradio fills in gr.Request only for named parameters (not after *args): the events call these two.
+def facts_of_model(ctx: AppContext, model, browser_id: str | None = None, request: gr.Request = None,
+                   profile: gr.OAuthProfile | None = None) -> str:
+    return model_facts(ctx, model, browser_id, request=request, profile=profile)
+
+
+def facts_of_models(ctx: AppContext, model_a, model_b, browser_id: str | None = None, request: gr.Request = None,
+                    profile: gr.OAuthProfile | None = None) -> str:
+    return model_facts(ctx, model_a, model_b, browser_id, request=request, profile=profile)
 
 
 def _stream_sides(lang, prompt, sides, texts):
@@ -157,17 +170,26 @@ def decoding_controls(prefix: str) -> list:
                   (T("st_top_p"), "top_p"), (T("st_beam"), "beam")]
     with gr.Row():
         strategy = gr.Radio(strategies, value=D["strategy"], label=T("strategy"), elem_id=f"{prefix}-strategy")
+    shown = STRATEGY_KNOBS[D["strategy"]]
     with gr.Row():
         # 0 is allowed on purpose: temperature 0 or top-k 0 with sampling gets a message that explains why
-        temperature = gr.Slider(0.0, 2.0, value=D["temperature"], step=0.05, label=T("temperature"))
-        top_k = gr.Slider(0, 200, value=D["top_k"], step=1, label=T("top_k"))
-        top_p = gr.Slider(0.05, 1.0, value=D["top_p"], step=0.01, label=T("top_p"))
+        temperature = gr.Slider(0.0, 2.0, value=D["temperature"], step=0.05, label=T("temperature"),
+                                visible="temperature" in shown, elem_id=f"{prefix}-temperature")
+        top_k = gr.Slider(0, 200, value=D["top_k"], step=1, label=T("top_k"), visible="top_k" in shown,
+                          elem_id=f"{prefix}-top-k")
+        top_p = gr.Slider(0.05, 1.0, value=D["top_p"], step=0.01, label=T("top_p"), visible="top_p" in shown,
+                          elem_id=f"{prefix}-top-p")
     with gr.Row():
         repetition_penalty = gr.Slider(1.0, 2.0, value=D["repetition_penalty"], step=0.05,
                                        label=T("repetition_penalty"))
         max_new_tokens = gr.Slider(1, 256, value=D["max_new_tokens"], step=1, label=T("max_new_tokens"))
-        seed = gr.Number(D["seed"], precision=0, minimum=0, label=T("seed"))
-        num_beams = gr.Slider(2, 8, value=D["num_beams"], step=1, label=T("num_beams"))
+        seed = gr.Number(D["seed"], precision=0, minimum=0, label=T("seed"), visible="seed" in shown,
+                         elem_id=f"{prefix}-seed")
+        num_beams = gr.Slider(2, 8, value=D["num_beams"], step=1, label=T("num_beams"),
+                              visible="num_beams" in shown, elem_id=f"{prefix}-num-beams")
+    knobs = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed, "num_beams": num_beams}
+    strategy.change(lambda chosen: [gr.update(visible=name in STRATEGY_KNOBS.get(chosen, ())) for name in knobs],
+                    strategy, list(knobs.values()), api_visibility="private", queue=False)
     return [strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens, seed, num_beams]
 
 
@@ -178,7 +200,7 @@ def build_generate_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Dropdown,
     model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
                         allow_custom_value=True, elem_id="gen-model")
     facts = gr.Markdown(elem_id="gen-facts")
-    model.change(bind(model_facts, ctx), [model, visitor], facts, api_visibility="private", queue=False)
+    model.change(bind(facts_of_model, ctx), [model, visitor], facts, api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="gen-prompt")
     controls = decoding_controls("gen")
     button = gr.Button(T("generate"), variant="primary", elem_id="generate-btn")
@@ -197,10 +219,12 @@ def build_compare_tab(ctx: AppContext, visitor: gr.State) -> tuple[list[gr.Dropd
     gr.Markdown(T("cmp_help"))
     choices = ctx.registry.choices("en", with_latest=True, viewer=ctx.viewer(None))
     with gr.Row():
-        model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True)
-        model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True)
+        model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True,
+                              elem_id="cmp-model-a")
+        model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True,
+                              elem_id="cmp-model-b")
     facts = gr.Markdown(elem_id="cmp-facts")
-    gr.on([model_a.change, model_b.change], bind(model_facts, ctx), [model_a, model_b, visitor], facts,
+    gr.on([model_a.change, model_b.change], bind(facts_of_models, ctx), [model_a, model_b, visitor], facts,
           api_visibility="private", queue=False)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=2, elem_id="cmp-prompt")
     controls = decoding_controls("cmp")

@@ -10,9 +10,21 @@ from space.context import AppContext, get_model
 from space.generation import check_length, generation_slot
 from space.registry import UNTRAINED
 from space.tab_generate import DEFAULT_PROMPT, GENERATE_CONCURRENCY
-from space.texts import MESSAGES, T, app_error, fmt, fmt_int, fmt_num, friendly, msg, request_lang
+from space.texts import (
+    MESSAGES,
+    VISITOR_PROMPT,
+    VISITOR_TEXT,
+    T,
+    app_error,
+    fmt,
+    fmt_int,
+    fmt_num,
+    friendly,
+    msg,
+    request_lang,
+)
 
-DEFAULT_TEXT = "The if statement is used for conditional execution."
+DEFAULT_TEXT = VISITOR_TEXT["pt"]  # Portuguese first; texts_for_visitor switches on page load
 
 
 def _bar_plot(frame: pd.DataFrame, labels: list[str], top: float, lang: str) -> gr.BarPlot:
@@ -20,6 +32,9 @@ def _bar_plot(frame: pd.DataFrame, labels: list[str], top: float, lang: str) -> 
     colors = {m["kept"]: "#2563eb", m["cut"]: "#dc2626"}
     return gr.BarPlot(value=frame, x="token", y="p", color="status", color_map=colors, sort=labels,
                       y_lim=[0, min(1.0, top * 1.15)], y_title=m["probability"], x_title=m["col_token"],
+                      # whole percents (10%, 20%) need no decimal separator: the browser's plot writes numbers
+                      # the English way only; below 5%, Vega's own format
+                      y_axis_format=".0%" if top >= 0.05 else None,
                       color_title=m["legend_cut"])
 
 
@@ -49,11 +64,11 @@ def probabilities(ctx: AppContext, prompt, model=UNTRAINED, temperature=1.0, top
                   ha=fmt_num(view.entropy_after_bits, lang, 2), top=best.token)
     table = pd.DataFrame({
         m["col_rank"]: [r.rank for r in rows], m["col_token"]: [r.token for r in rows],
-        m["col_logit"]: [round(r.logit, 3) for r in rows],
-        m["col_p_before"]: [round(r.p_before, 5) for r in rows],
-        m["col_p_after"]: [round(r.p_after, 5) for r in rows],
+        m["col_logit"]: [fmt(r.logit, lang, ".3f") for r in rows],
+        m["col_p_before"]: [fmt(r.p_before, lang, ".5f") for r in rows],
+        m["col_p_after"]: [fmt(r.p_after, lang, ".5f") for r in rows],
         m["col_kept"]: ["✓" if r.kept else "✂" for r in rows],
-    })
+    })  # numbers as text written the reader's way (0,12345 in Portuguese)
     return (
         _bar_plot(before, labels, max([r.p_before for r in rows] + [1e-9]), lang),
         _bar_plot(after, labels, max([r.p_after for r in rows] + [1e-9]), lang),
@@ -82,15 +97,22 @@ def surprise(ctx: AppContext, text, model=UNTRAINED, browser_id: str | None = No
         summary += msg(lang, "truncated", n=len(view.tokens))
     table = pd.DataFrame({
         m["col_position"]: [t.position + 1 for t in view.tokens], m["col_token"]: [t.token for t in view.tokens],
-        m["col_prob"]: [round(t.probability, 5) for t in view.tokens],
-        m["col_nats"]: [round(t.nats, 3) for t in view.tokens],
-        m["col_bits"]: [round(t.bits, 3) for t in view.tokens],
+        m["col_prob"]: [fmt(t.probability, lang, ".5f") for t in view.tokens],
+        m["col_nats"]: [fmt(t.nats, lang, ".3f") for t in view.tokens],
+        m["col_bits"]: [fmt(t.bits, lang, ".3f") for t in view.tokens],
     })
     return view.highlights(), summary, table
 
 
-def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> gr.Dropdown:
-    """The Probabilities tab; returns its model dropdown. `visitor`: the page's visitor id (app.py)."""
+def texts_for_visitor(request: gr.Request = None) -> tuple[str, str]:
+    """The tab's prompt and surprise text in the visitor's language, set when the page loads."""
+    lang = request_lang(request)
+    return VISITOR_PROMPT[lang], VISITOR_TEXT[lang]
+
+
+def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Dropdown, list[gr.Textbox]]:
+    """The Probabilities tab; returns its model dropdown and its two texts (the prompt, the text to measure).
+    `visitor`: the page's visitor id (app.py)."""
     gr.Markdown(T("probs_help"))
     model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
                         allow_custom_value=True)
@@ -102,7 +124,7 @@ def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> gr.Dropdown:
         penalty = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label=T("repetition_penalty"))
         n_bars = gr.Slider(5, 40, value=15, step=1, label=T("n_bars"))
     prob_btn = gr.Button(T("show_probs"), variant="primary", elem_id="probs-btn")
-    prob_summary = gr.Markdown()
+    prob_summary = gr.Markdown(elem_id="probs-summary")
     with gr.Row():
         chart_before = gr.BarPlot(x="token", y="p", color="status", label=T("chart_before"), x_label_angle=-45,
                                   elem_id="chart-before")
@@ -124,4 +146,4 @@ def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> gr.Dropdown:
                    concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
     surprise_btn.click(bind(surprise, ctx), [text, model, visitor], [surprise_out, surprise_summary, surprise_table],
                        api_name="surprise", concurrency_id="generate", concurrency_limit=GENERATE_CONCURRENCY)
-    return model
+    return model, [prompt, text]

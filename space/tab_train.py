@@ -41,10 +41,17 @@ def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
     else:
         plots = tuple(
             gr.LinePlot(value=frame, x_title=m["col_step"], y_title=m[name], color_title=m["legend_split"],
-                        color_map=curve_colors)
+                        color_map=curve_colors, x_axis_format="d", y_axis_format=axis_format(frame["value"]))
             for frame, name in zip(frames, ("loss", "perplexity"))
         )
     return (status_html(snap, lang, note), *plots, samples_html(snap, lang))
+
+
+def axis_format(values) -> str | None:
+    """A plot axis's number format: whole numbers (no separator to get wrong: the browser's plot writes numbers
+    the English way only) when the values span 3 or more; else Vega's own, with decimals."""
+    values = values.dropna()
+    return "d" if len(values) and values.max() - values.min() >= 3 else None
 
 
 def corpus_for_visitor(request: gr.Request = None) -> str:
@@ -202,7 +209,7 @@ def _settings_column() -> dict:
     files = gr.File([], file_count="multiple", file_types=[".txt"], label=T("files"), visible=False)
     hub_dataset = gr.Textbox(d.hub_dataset, label=T("hub_dataset"), info=T("hub_dataset_info"), visible=False)
     with gr.Row():
-        preset = gr.Radio(list(APP_PRESETS), value=d.preset, label=T("preset"))
+        preset = gr.Radio([(T(f"preset_{p}"), p) for p in APP_PRESETS], value=d.preset, label=T("preset"))
         tokenizer_type = gr.Radio([(T("tok_bpe"), "bpe"), (T("tok_char"), "char")], value=d.tokenizer_type,
                                   label=T("tokenizer_type"))
     with gr.Accordion(T("hyper"), open=True):

@@ -6,7 +6,12 @@ import re
 
 import gradio as gr
 
+from minigpt.number_format import fmt
 from minigpt.teaching import default_sampling
+
+
+# The model sizes (configuration_minigpt.PRESETS) in each language; the settings keep the presets' own names.
+PRESET_NAMES = {"en": {}, "pt": {"tiny": "minúsculo", "small": "pequeno", "base": "médio"}}
 
 
 def _ui_texts() -> tuple[dict, dict]:
@@ -37,7 +42,7 @@ def _ui_texts() -> tuple[dict, dict]:
     add("src_machado", "Machado de Assis: two novels (Portuguese, built-in)",
         "Machado de Assis: dois romances (português, embutido)")
     add("src_python", "the Python Language Reference (English, built-in)",
-        "a Python Language Reference (inglês, embutida)")
+        "a referência da linguagem Python (inglês, embutida)")
     add("src_upload", "my .txt files", "meus arquivos .txt")
     add("src_hub", "a Hugging Face Hub dataset", "um dataset do Hugging Face Hub")
     add("files", "Text files (.txt, UTF-8)", "Arquivos de texto (.txt, UTF-8)")
@@ -45,6 +50,8 @@ def _ui_texts() -> tuple[dict, dict]:
     add("hub_dataset_info", "e.g. karpathy/tiny_shakespeare (a 'text' column); needs internet",
         "ex.: karpathy/tiny_shakespeare (coluna 'text'); precisa de internet")
     add("preset", "Model size", "Tamanho do modelo")
+    for preset in ("tiny", "small", "base"):
+        add(f"preset_{preset}", preset, PRESET_NAMES["pt"][preset])
     add("tokenizer_type", "Tokenizer", "Tokenizador")
     add("tok_bpe", "BPE (GPT-2 style)", "BPE (como o GPT-2)")
     add("tok_char", "characters (as in the book)", "caracteres (como no livro)")
@@ -70,7 +77,7 @@ def _ui_texts() -> tuple[dict, dict]:
     add("download", "Download as .zip", "Baixar como .zip")
     add("as_gpt2", "GPT-2 format", "Formato GPT-2")
     add("as_gpt2_info", "a plain GPT-2 folder: loads in any transformers without trust_remote_code",
-        "uma pasta GPT-2 comum: carrega em qualquer transformers sem trust_remote_code")
+        "uma pasta GPT-2 comum: carrega em qualquer transformers, sem código remoto")
     add("zip_file", "Model files", "Arquivos do modelo")
     add("repo_id", "Hub repository (user/name)", "Repositório no Hub (usuário/nome)")
     add("push", "Push to the Hub", "Enviar ao Hub")
@@ -78,33 +85,35 @@ def _ui_texts() -> tuple[dict, dict]:
     add("push_help", "Sign in with Hugging Face to push a run to **your own** account (user/name, or just a name).",
         "Entre com a Hugging Face para enviar um treino à **sua própria** conta (usuário/nome, ou só um nome).")
     add("login_help", "Signed in, your runs follow you and you push them to your own account.",
-        "Com login, seus treinos seguem você e você os envia à sua própria conta na Hugging Face.")
+        "Com a sua conta da Hugging Face conectada, seus treinos seguem você e você os envia à sua própria conta.")
     add("no_job", "No training yet. Press **Start training**.", "Nenhum treino ainda. Aperte **Começar o treino**.")
     # Generate
     add("gen_help", "Continue a prompt with a model: the untrained one (random weights) works right away; trained "
         "runs appear here when they finish. **Greedy** always takes the most likely token; **sampling** draws from "
         "the probabilities (a low temperature sharpens them, a high one flattens them); **top-k** draws only among "
         "the k most likely tokens; **top-p** among the fewest tokens whose probabilities add up to p; **beam "
-        "search** keeps the best few continuations. The same seed gives the same text.",
+        "search** keeps the best few continuations. The same seed gives the same text. Only the controls that "
+        "apply to the chosen strategy are shown.",
         "Continue um prompt com um modelo: o não treinado (pesos aleatórios) funciona desde já; os treinos "
-        "aparecem aqui quando terminam. **Greedy** (guloso) pega sempre o token mais provável; **amostragem** "
-        "sorteia pelas probabilidades (temperatura baixa as deixa mais concentradas, alta as achata); **top-k** "
-        "sorteia só entre os k tokens mais prováveis; **top-p** entre os menos tokens cujas probabilidades somam "
-        "p; **beam search** mantém as melhores continuações. A mesma semente dá o mesmo texto.")
+        "aparecem aqui quando terminam. A decodificação **gulosa** (greedy) pega sempre o token mais provável; a "
+        "**amostragem** sorteia pelas probabilidades (temperatura baixa as deixa mais concentradas, alta as "
+        "achata); **top-k** sorteia só entre os k tokens mais prováveis; **top-p**, só no menor grupo de tokens "
+        "cujas probabilidades somam p; a **busca em feixe** (beam search) mantém as melhores continuações. A "
+        "mesma semente dá o mesmo texto. Só aparecem os controles que valem para a estratégia escolhida.")
     add("model", "Model", "Modelo")
     add("prompt", "Prompt", "Prompt")
     add("strategy", "Decoding strategy", "Estratégia de decodificação")
-    add("st_greedy", "greedy", "greedy (gulosa)")
+    add("st_greedy", "greedy", "gulosa (greedy)")
     add("st_sample", "sampling", "amostragem")
     add("st_top_k", "top-k", "top-k")
     add("st_top_p", "top-p (nucleus)", "top-p (núcleo)")
-    add("st_beam", "beam search", "beam search")
+    add("st_beam", "beam search", "busca em feixe (beam search)")
     add("temperature", "Temperature", "Temperatura")
     add("top_k", "top-k", "top-k")
     add("top_p", "top-p", "top-p")
     add("repetition_penalty", "Repetition penalty (1 = off)", "Penalidade de repetição (1 = desligada)")
     add("max_new_tokens", "Max new tokens", "Máximo de tokens novos")
-    add("num_beams", "Beams (beam search)", "Feixes (beam search)")
+    add("num_beams", "Beams (beam search)", "Feixes (busca em feixe)")
     add("generate", "Generate", "Gerar")
     add("output", "Text", "Texto")
     # Compare
@@ -143,6 +152,10 @@ def _ui_texts() -> tuple[dict, dict]:
     add("measure", "Measure surprise", "Medir a surpresa")
     add("surprise", "Surprise per token", "Surpresa por token")
     add("tab_glossary", "Glossary", "Glossário")
+    # Gradio's own status words that its pt-BR (and en) translations lack: the page would show the raw key
+    add("common.complete", "complete", "concluído")
+    add("common.progress", "progress", "progresso")
+    add("common.upload", "upload", "enviar")
     add("glossary", _glossary_markdown(GLOSSARY_EN, "Glossary", "Where to see it"),
         _glossary_markdown(GLOSSARY_PT, "Glossário", "Onde ver"))
     return en, pt
@@ -173,7 +186,8 @@ GLOSSARY_EN = [
      "the strategies in **Generate** and **Compare**, and the kept tokens in **Probabilities**"),
     ("Checkpoint", ("A saved copy of the model's weights and settings (here safetensors, a config and the tokenizer) "
      "that can be loaded again to generate or to continue training."),
-     "**Download as .zip** under *Trained models* in **Train**; every trained model in the model lists is one"),
+     "**Download as .zip** under *Trained models* in **Train**; every trained model in the model lists is a "
+     "checkpoint"),
 ]
 GLOSSARY_PT = [
     ("Entropia cruzada", ("A perda que um modelo de linguagem minimiza: menos o log da probabilidade que ele deu ao "
@@ -182,13 +196,13 @@ GLOSSARY_PT = [
     ("Perplexidade", ("e elevado à entropia cruzada: o número de tokens igualmente prováveis entre os quais o modelo "
      "hesita, em média. Um modelo aleatório tem perplexidade próxima do tamanho do vocabulário."),
      "o gráfico de **perplexidade** em **Treinar**, e a perplexidade de um texto inteiro em **Probabilidades**"),
-    ("Passagem para a frente (forward)", ("Passar os tokens uma vez pela rede, dos embeddings até as probabilidades "
-     "do próximo token. Gerar texto é uma passagem para a frente por token novo."),
-     "**Probabilidades**: cada gráfico de barras é o resultado de uma passagem para a frente"),
+    ("Propagação direta (forward pass)", ("Passar os tokens uma vez pela rede, dos embeddings até as "
+     "probabilidades do próximo token. Gerar texto é uma propagação direta por token novo."),
+     "**Probabilidades**: cada gráfico de barras é o resultado de uma propagação direta"),
     ("Retropropagação (backpropagation)", ("Calcular, a partir da perda, quanto cada peso deve mudar (o gradiente), "
      "camada por camada, da saída de volta à entrada; o otimizador então atualiza os pesos."),
-     ("cada **passo** da barra de progresso em **Treinar** é uma passagem para a frente, uma para trás e uma "
-     "atualização")),
+     ("cada **passo** da barra de progresso em **Treinar** é uma propagação direta, uma retropropagação e uma "
+     "atualização dos pesos")),
     ("Lote (batch)", ("As sequências processadas juntas em um passo; suas perdas viram uma média e uma única "
      "atualização. Lotes maiores dão passos mais estáveis, porém mais caros."),
      "o campo **tamanho do lote** em **Treinar**, e os tokens/s que ele alcança"),
@@ -196,11 +210,13 @@ GLOSSARY_PT = [
      "decorá-lo: a perda de treino continua caindo enquanto a de validação para de melhorar (sobreajuste)."),
      "o contador de **épocas** ao lado da barra de progresso em **Treinar**, e a distância entre as duas curvas"),
     ("Amostragem", ("Escolher o próximo token ao acaso, segundo as probabilidades do modelo, em vez de sempre o mais "
-     "provável (greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição antes."),
+     "provável (decodificação gulosa, greedy). Temperatura, top-k e top-p remodelam ou cortam a distribuição "
+     "antes."),
      "as estratégias em **Gerar** e **Comparar**, e os tokens mantidos em **Probabilidades**"),
     ("Checkpoint", ("Uma cópia salva dos pesos e das configurações do modelo (aqui: safetensors, uma config e o "
      "tokenizador) que pode ser carregada de novo para gerar ou para continuar o treino."),
-     "**Baixar como .zip** em *Modelos treinados*, na aba **Treinar**; cada modelo treinado das listas é um"),
+     "**Baixar como .zip** em *Modelos treinados*, na aba **Treinar**; cada modelo treinado que aparece nas listas "
+     "de modelos é um checkpoint"),
 ]
 
 
@@ -269,6 +285,9 @@ MESSAGES = {
         "step": "step", "of": "of", "epoch": "epoch", "tokens_seen": "tokens seen", "tokens_s": "tokens/s",
         "train": "train", "validation": "validation", "loss": "loss", "perplexity": "perplexity",
         "elapsed": "elapsed", "remaining": "left", "greedy": "greedy",
+        "settings_line": "{corpus} · model {preset} · tokenizer {tokenizer} · batch {batch} · learning rate "
+                         "{lr} · block {block} · seed {seed}",
+        "builtin": "built-in", "uploaded": "uploaded text", "tok_bpe": "BPE", "tok_char": "characters",
         "nothing_to_stop": "No training is running.",
         "stop_requested": "Stop requested: training ends after the current step and saves the model.",
         "stop_preparing": "Stopped while preparing the data: no model is saved.",
@@ -364,7 +383,10 @@ MESSAGES = {
         "no_job": "Nenhum treino ainda. Aperte **Começar o treino**.",
         "step": "passo", "of": "de", "epoch": "época", "tokens_seen": "tokens vistos", "tokens_s": "tokens/s",
         "train": "treino", "validation": "validação", "loss": "perda", "perplexity": "perplexidade",
-        "elapsed": "decorrido", "remaining": "faltam", "greedy": "greedy",
+        "elapsed": "decorrido", "remaining": "faltam", "greedy": "gulosa (greedy)",
+        "settings_line": "{corpus} · modelo {preset} · tokenizador {tokenizer} · lote {batch} · taxa de "
+                         "aprendizado {lr} · bloco {block} · semente {seed}",
+        "builtin": "embutido", "uploaded": "texto enviado", "tok_bpe": "BPE", "tok_char": "caracteres",
         "nothing_to_stop": "Nenhum treino está rodando.",
         "stop_requested": "Parada pedida: o treino termina depois do passo atual e salva o modelo.",
         "stop_preparing": "Parado durante a preparação dos dados: nenhum modelo é salvo.",
@@ -454,6 +476,12 @@ WHAT = {  # parameter names in messages
 # What the visitor sees first, by language: the built-in corpus of that language and a prompt that fits it.
 VISITOR_CORPUS = {"pt": "machado", "en": "python-reference"}
 VISITOR_PROMPT = {"pt": "Era uma vez", "en": "The value of"}
+# The text whose surprise the Probabilities tab measures first: a sentence of that language's built-in corpus.
+VISITOR_TEXT = {"pt": "Uma noite destas, vindo da cidade para o Engenho Novo, encontrei no trem da Central um rapaz "
+                      "aqui do bairro, que eu conheço de vista e de chapéo.",
+                "en": "The if statement is used for conditional execution."}
+BUILTIN_MARK = " (built-in)"  # minigpt.corpus.describe_source's name of a built-in corpus ends so
+UPLOADED_CORPUS = "uploaded text"  # what a run trained on a visitor's upload records as its corpus (no file name)
 
 # The pre-trained GPT-2s the app suggests (default: one per language), with what their model cards say.
 PRETRAINED_SUGGESTED = ("pierreguillou/gpt2-small-portuguese", "gpt2")
@@ -472,6 +500,17 @@ def format_parameters(count: int | None, lang: str) -> str:
     if not count:
         return "?"
     return fmt(count / 1e6, lang, ".0f" if count >= 1e7 else ".2f") + "M"
+
+
+def preset_shown(preset: str, lang: str) -> str:
+    return PRESET_NAMES[lang].get(preset, preset)
+
+
+def corpus_shown(corpus: str, lang: str) -> str:
+    """A run's corpus name (minigpt.corpus.describe_source) in the reader's words: "machado (embutido)"."""
+    if corpus.endswith(BUILTIN_MARK):
+        return f"{corpus[:-len(BUILTIN_MARK)]} ({MESSAGES[lang]['builtin']})"
+    return MESSAGES[lang]["uploaded"] if corpus == UPLOADED_CORPUS else corpus
 
 
 def request_lang(request: gr.Request | None) -> str:
@@ -545,12 +584,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds // 60 % 60:02d}"
 
 
-def fmt(value: float, lang: str, spec: str) -> str:
-    """A number formatted with `spec` in the reader's convention: 1,234.5 in English, 1.234,5 in Portuguese."""
-    text = format(value, spec)
-    return text.translate(str.maketrans(",.", ".,")) if lang == "pt" else text
-
-
 def fmt_int(value: int, lang: str) -> str:
     return fmt(int(value), lang, ",d")
 
@@ -560,7 +593,7 @@ def fmt_num(value: float | None, lang: str, digits: int = 3) -> str:
         return "–"
     return fmt(value, lang, f",.{digits}f")
 
-# Gradio's sign-in button takes a plain string, not a translation key: its script compares its label with the
-# value given here, so the label carries both languages.
-LOGIN_LABEL = "Entrar com Hugging Face · Sign in with Hugging Face"
-LOGOUT_LABEL = "Sair · Log out ({})"
+# Gradio's sign-in button takes a plain string, not a translation key (its script compares its label with the
+# value given here): one button per language, the page shows the visitor's (app.py).
+LOGIN_LABELS = {"pt": "Entrar com Hugging Face", "en": "Sign in with Hugging Face"}
+LOGOUT_LABELS = {"pt": "Sair ({})", "en": "Log out ({})"}

@@ -30,14 +30,16 @@ OWNER_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 class QueueProgressCallback(TrainerCallback):
-    """Trainer -> parent: every step (progress bar) and every log (loss, perplexity, tokens/s)."""
+    """Trainer -> parent: every step (progress bar, tokens seen) and every log (loss, perplexity, tokens/s)."""
 
-    def __init__(self, events):
+    def __init__(self, events, tokens_per_step: int):
         self.events = events
+        self.tokens_per_step = tokens_per_step
 
     def _send(self, state, logs=None):
         self.events.put(("progress", {"step": state.global_step, "max_steps": state.max_steps,
-                                      "epoch": float(state.epoch or 0.0), "logs": dict(logs or {})}))
+                                      "epoch": float(state.epoch or 0.0), "logs": dict(logs or {}),
+                                      "tokens_seen": state.global_step * self.tokens_per_step}))
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._send(state)
@@ -72,6 +74,7 @@ def train_in_child(arguments, events, stop, private_cache: str | None, on_space:
     from minigpt.corpus import CorpusError
     from minigpt.errors import SetupError
     from minigpt.hub import HubError
+    from minigpt.monitoring import tokens_per_step
     from minigpt.training import run_training
 
     if private_cache:  # an uploaded text: its Arrow and token caches live (and die) with the run's upload folder
@@ -81,7 +84,8 @@ def train_in_child(arguments, events, stop, private_cache: str | None, on_space:
             training_args = arguments.training_arguments()
         except ValueError as error:  # TrainingArguments' own checks
             raise SetupError(str(error).splitlines()[0]) from None
-        result = run_training(arguments.model, arguments.data, training_args, callbacks=[QueueProgressCallback(events)],
+        reporter = QueueProgressCallback(events, tokens_per_step(training_args, arguments.data.block_size))
+        result = run_training(arguments.model, arguments.data, training_args, callbacks=[reporter],
                               stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))),
                               on_data_progress=lambda progress: events.put(("data", asdict(progress))))
         events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),

@@ -23,6 +23,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from space.job_views import status_html  # noqa: E402
+from space.jobs import PACE_STEPS  # noqa: E402
 from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E402
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
@@ -185,8 +186,15 @@ def test_training_runs_while_another_client_generates(served, api):
     assert "Preparing the corpus" in result["answer"][0] or "In line" in result["answer"][0]
     status = result["seen"][-1]
     assert status["state"] == "finished" and status["step"] == 60 and status["max_steps"] == 60
-    steps = [s["step"] for s in result["seen"] if s["state"] == "running"]
-    assert len(set(steps)) >= 3  # the progress was visible while it ran
+    running = [s for s in result["seen"] if s["state"] == "running"]
+    assert len({s["step"] for s in running}) >= 3  # the progress was visible while it ran
+    # tokens seen count every step trained (8 blocks of 32 tokens), not only the logged ones
+    assert all(s["tokens_seen"] == s["step"] * 8 * 32 for s in running)
+    # no time left is told before a few steps are timed; then it is this 60-step run's, not an hour
+    lines = [s["line"] for s in running if s["line"]["training"]]
+    assert all(line["remaining_seconds"] is None for line in lines if line["step"] <= PACE_STEPS)
+    told = [line["remaining_seconds"] for line in lines if line["remaining_seconds"] is not None]
+    assert told and max(told) < 600
     assert status["train_loss"] is not None and status["eval_loss"] < math.log(300)  # below a uniform guess
     assert status["samples"] and PROMPT not in {s["prompt"] for s in status["samples"]}  # the pipeline's prompts
 

@@ -62,6 +62,25 @@ def save(page, tmp_path, name: str) -> Path:
     return path
 
 
+def train_on_upload(page, corpus: Path, steps: int) -> str:
+    """A student's training in the Train tab: their .txt, character tokens, `steps` steps of 4 blocks of 16
+    tokens. Returns the finished status's text."""
+    expect = sync_api.expect
+    page.get_by_role("tab", name="Treinar", exact=True).click()
+    page.locator("#corpus-source").get_by_label("meus arquivos .txt", exact=True).check()
+    page.locator("input[type=file]").set_input_files(str(corpus))
+    shown_name = page.get_by_text(corpus.name).or_(page.get_by_text(corpus.name.replace(" ", "_")))
+    expect(shown_name.first).to_be_visible()
+    page.get_by_label("caracteres (como no livro)", exact=True).check()
+    page.get_by_label("Passos (atualizações do otimizador)").fill(str(steps))
+    page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
+    page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
+    page.get_by_role("button", name="Começar o treino").click()
+    status = page.locator("#train-status")
+    expect(status).to_contain_text("Terminado", timeout=240_000)
+    return status.inner_text()
+
+
 def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_path):
     expect = sync_api.expect
     with sync_api.sync_playwright() as p:
@@ -106,7 +125,8 @@ def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_pat
             expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
             page.locator("#surprise-btn").click()
             expect(page.locator("text=Entropia cruzada >> visible=true").last).to_be_visible()
-            expect(page.locator("#surprise-out")).to_contain_text("statement")
+            # the Machado sentence, in tokens (the spaces between them are the page's)
+            expect(page.locator("#surprise-out")).to_contain_text(re.compile(r"\s*".join("Engenho")))
             save(page, tmp_path, "pt_probabilidades.png")
         finally:
             browser.close()
@@ -131,7 +151,7 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
             try:
                 page = open_page(browser, url)
                 expect(page.get_by_role("button", name="Entrar com Hugging Face")).to_be_visible(timeout=60_000)
-                expect(page.get_by_text("Com login, seus treinos seguem você")).to_be_visible()
+                expect(page.get_by_text("conectada, seus treinos seguem você")).to_be_visible()
                 expect(page.get_by_text("Um treino de outro visitante está rodando")).to_be_visible(timeout=60_000)
                 expect(page.locator("#train-status")).not_to_contain_text("private text")
                 page.get_by_role("button", name="Começar o treino").click()
@@ -158,17 +178,8 @@ def test_a_students_run_survives_a_reload_and_is_theirs_alone(url, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = open_page(browser, url)
-            page.locator("#corpus-source").get_by_label("meus arquivos .txt", exact=True).check()
-            page.locator("input[type=file]").set_input_files(str(corpus))
-            expect(page.get_by_text("minhas_notas.txt").or_(page.get_by_text("minhas notas.txt")).first).to_be_visible()
-            page.get_by_label("caracteres (como no livro)", exact=True).check()
-            page.get_by_label("Passos (atualizações do otimizador)").fill("3")
-            page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
-            page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
-            page.get_by_role("button", name="Começar o treino").click()
+            run = re.search(r"salvo como (\S+)", train_on_upload(page, corpus, steps=3)).group(1)
             status = page.locator("#train-status")
-            expect(status).to_contain_text("Terminado", timeout=240_000)
-            run = re.search(r"salvo como (\S+)", status.inner_text()).group(1)
 
             page.reload()
             expect(status).to_contain_text(f"Terminado: o modelo foi salvo como {run}", timeout=60_000)
@@ -212,3 +223,103 @@ def test_the_visitors_language_picks_the_corpus_the_prompt_and_the_glossary(url,
             save(page, tmp_path, f"{locale}_glossary.png")
         finally:
             browser.close()
+
+
+# Words a Portuguese page may hold although the app's English texts use them too: the chapter's technical terms
+# (kept in English in Portuguese books), names, and words spelled alike in both languages.
+ACCEPTED_TERMS = {
+    "token", "tokens", "top-k", "top-p", "k", "p", "batch", "checkpoint", "softmax", "logits", "embeddings", "bpe",
+    "gpt", "gpt-2", "minigpt", "prompt", "prompts", "corpus", "dataset", "hub", "hugging", "face", "transformers",
+    "safetensors", "config", "nats", "bits", "log", "exp", "greedy", "beam", "search", "forward", "pass",
+    "backpropagation", "generate", "api", "python", "machado", "assis", "txt", "zip", "utf-8", "kb", "mb",
+}
+SPELLED_ALIKE = {"a", "as", "b", "de", "e", "no", "o", "s", "chance", "total", "zero", "compare", "continue"}
+# English words of Gradio's own page and common ones that the app's texts might not contain
+ENGLISH_EXTRA = {"the", "of", "and", "to", "with", "for", "from", "this", "that", "is", "are", "by", "on", "it",
+                 "or", "not", "yet", "settings", "loading", "complete", "error", "built", "use", "here", "click",
+                 "upload", "drop", "file", "left", "seen", "lr", "tiny", "small", "base", "processing", "queue"}
+# What a model writes or is made of (its tokens, its texts): not the app's words
+MODEL_OUTPUT = ["#chart-before", "#chart-after", "#probs-summary code", "#surprise-out", "#samples pre", "#gen-output",
+                "#gen-model", "#cmp-model-a", "#cmp-model-b"]
+
+
+def words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-zÀ-ÿ]+(?:-[A-Za-z0-9]+)*", text)}
+
+
+def english_words() -> set[str]:
+    """Every word of the app's English texts, and a few common English ones, less those accepted in Portuguese."""
+    from space.texts import MESSAGES, UI_EN
+
+    found = set(ENGLISH_EXTRA)
+    for text in [*UI_EN.values(), *MESSAGES["en"].values()]:
+        found |= words(re.sub(r"\{[^}]*\}", " ", text))
+    return found - ACCEPTED_TERMS - SPELLED_ALIKE
+
+
+def english_on_page(page) -> set[str]:
+    """The English words in the page's visible text (what the models wrote left out)."""
+    shown = words(page.locator("body").inner_text())
+    for selector in MODEL_OUTPUT:
+        for element in page.locator(selector).all():
+            shown -= words(element.inner_text())
+    return shown & english_words()
+
+
+def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_path):
+    """Every tab of the pt-BR page, before and after a short training: no English word but the accepted terms; the
+    status line's numbers written the Portuguese way; the greedy strategy shows no sampling sliders."""
+    corpus = tmp_path / "capitu.txt"
+    corpus.write_text("\n\n".join(f"Capitu olhou para o mar pela {i}ª vez, e a tarde caiu." for i in range(80)))
+    expect = sync_api.expect
+    leftovers, run = {}, None
+
+    def look(stage: str) -> None:
+        for tab in ("Treinar", "Gerar", "Comparar", "Probabilidades", "Glossário"):
+            page.get_by_role("tab", name=tab, exact=True).click()
+            if tab == "Probabilidades":
+                page.locator("#probs-btn").click()
+                expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
+                page.locator("#surprise-btn").click()
+                expect(page.get_by_text("nats/token =")).to_be_visible()
+            if tab == "Treinar" and stage == "after":  # the finished runs' download and push
+                page.get_by_text("Modelos treinados: baixar ou compartilhar").click()
+                expect(page.get_by_text("Formato GPT-2")).to_be_visible()
+            if tab == "Gerar" and stage == "after":  # the run just trained, chosen: its facts
+                page.locator("#gen-model input").click()
+                page.get_by_role("option", name=re.compile("não treinado")).click()
+                page.locator("#gen-model input").click()
+                page.get_by_role("option", name=re.compile(re.escape(run))).click()
+                expect(page.locator("#gen-facts")).to_contain_text("treinado em 256 tokens (texto enviado)")
+            if tab == "Comparar":
+                page.locator("#compare-btn").click()
+            page.wait_for_timeout(500)
+            found = english_on_page(page)
+            if found:
+                leftovers[f"{stage}/{tab}"] = sorted(found)
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = open_page(browser, url)
+            expect(page.get_by_role("tab", name="Treinar", exact=True)).to_be_visible(timeout=60_000)
+            page.get_by_role("tab", name="Gerar", exact=True).click()
+            for knob in ("temperature", "top-p", "seed"):  # the default strategy: top-p sampling
+                expect(page.locator(f"#gen-{knob}")).to_be_visible()
+            page.locator("#gen-strategy").get_by_text("gulosa (greedy)").click()
+            for knob in ("temperature", "top-k", "top-p", "seed", "num-beams"):
+                expect(page.locator(f"#gen-{knob}")).to_be_hidden()
+            page.locator("#gen-strategy").get_by_text("busca em feixe (beam search)").click()
+            expect(page.locator("#gen-num-beams")).to_be_visible()
+            expect(page.locator("#gen-temperature")).to_be_hidden()
+            look("before")
+
+            shown = train_on_upload(page, corpus, steps=4)
+            run = re.search(r"salvo como (\S+)", shown).group(1)
+            assert "taxa de aprendizado 0,003" in shown and "lote 4" in shown and "(embutido)" not in shown
+            assert re.search(r"época \d+,\d\d", shown) and "256 tokens vistos" in shown, shown  # 4 x 4 x 16
+            save(page, tmp_path, "pt_sem_ingles.png")
+            look("after")
+        finally:
+            browser.close()
+    assert not leftovers, f"English on the Portuguese page: {leftovers}"

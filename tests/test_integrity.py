@@ -3,6 +3,7 @@ final save is atomic under kill -9, one process per folder, bad settings fail be
 fails part-way, the model card is true and its example runs, --push_to_hub pushes once."""
 
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -91,8 +92,14 @@ def test_a_leftover_checkpoint_is_resumed_only_by_its_own_command(finished, tmp_
         assert snapshot(out) == before
 
     caplog.set_level("INFO", logger="minigpt")
-    assert run_cli(*command(corpus, out)) == 0  # the same command resumes it
+    transformers_log = logging.getLogger("transformers")  # its own handler; not propagated to pytest's
+    transformers_log.addHandler(caplog.handler)
+    try:
+        assert run_cli(*command(corpus, out)) == 0  # the same command resumes it
+    finally:
+        transformers_log.removeHandler(caplog.handler)
     assert "Resuming from" in caplog.text
+    assert "missing keys" not in caplog.text  # the tied head is re-tied, not reported missing
     assert read_json(out / "checkpoint-10" / "trainer_state.json")["global_step"] == 10
     samples = (out / "samples.md").read_text()
     assert "## step 0 " in samples and "## step 10 " in samples  # the samples from before the resume are kept

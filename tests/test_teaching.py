@@ -12,10 +12,12 @@ from minigpt.corpus import load_text_datasets
 from minigpt.tokenizer_training import train_tokenizer
 from minigpt.teaching import (
     STRATEGIES,
+    STRATEGY_KNOBS,
     DecodingSettings,
     SeededSampler,
     TeachingError,
     display_token,
+    display_tokens,
     next_token_distribution,
     next_token_processors,
     token_surprises,
@@ -212,3 +214,44 @@ def test_seeded_sampler_draws_from_the_distribution():
 def test_display_token_shows_whitespace(tokenizer):
     token_id = tokenizer(" the\n", add_special_tokens=False).input_ids[0]
     assert display_token(tokenizer, token_id).startswith("␣")
+
+
+def test_tokens_show_the_text_they_stand_for_even_a_cut_character():
+    """A byte-level tokenizer without merges cuts every accented letter in two bytes: each byte shows as the
+    letter it is part of (never GPT-2's byte symbols 'Ã', '©'); alone, a byte shows its value."""
+    bytes_only = train_tokenizer(load_text_datasets(builtin_corpus_name="machado", max_train_samples=2)["train"],
+                                 kind="bpe", vocab_size=258)
+    ids = bytes_only("pé €\n", add_special_tokens=False).input_ids
+    assert display_tokens(bytes_only, ids) == ["p", "é[1/2]", "é[2/2]", "␣", "€[1/3]", "€[2/3]", "€[3/3]",
+                                               "⏎"]
+    assert [display_token(bytes_only, i) for i in ids[:3]] == ["p", "<C3>", "<A9>"]
+    char_level = train_tokenizer(load_text_datasets(builtin_corpus_name="machado", max_train_samples=2)["train"],
+                                 kind="char", vocab_size=300)
+    assert display_tokens(char_level, char_level("pé", add_special_tokens=False).input_ids) == ["p", "é"]
+
+
+# A value for each knob that differs from DecodingSettings' default and is valid for every strategy.
+OTHER_VALUE = {"temperature": 0.5, "top_k": 1, "top_p": 0.05, "seed": 7, "num_beams": 2}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_strategy_uses_exactly_the_knobs_the_app_shows_for_it(model, tokenizer, strategy):
+    """The app shows only STRATEGY_KNOBS[strategy] (and the knobs of every strategy): a hidden knob changes
+    nothing; each shown one changes the text."""
+    base = DecodingSettings(strategy=strategy, max_new_tokens=8, repetition_penalty=1.0, temperature=2.0)
+    text = generate(model, tokenizer, base)
+    for knob, value in OTHER_VALUE.items():
+        changed = generate(model, tokenizer, DecodingSettings(**{**base.__dict__, knob: value}))
+        if knob in STRATEGY_KNOBS[strategy]:
+            assert changed != text, f"{strategy}: {knob} is shown but changes nothing"
+        else:
+            assert changed == text, f"{strategy}: {knob} changes the text but is hidden"
+
+
+def test_beam_search_never_writes_the_same_pair_of_tokens_twice(model, tokenizer):
+    """The default beam search bans repeated token pairs: the small model's loops (' of of of') cannot win."""
+    ids = tokenizer("The value of", return_tensors="pt").input_ids
+    settings = DecodingSettings(strategy="beam", max_new_tokens=30)
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), **settings.generate_kwargs(tokenizer))[0].tolist()
+    pairs = list(zip(out, out[1:]))
+    assert len(out) > ids.shape[1] + 5 and len(set(pairs)) == len(pairs)
