@@ -171,26 +171,26 @@ def test_empty_validation_split_is_reported(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def _train_command(corpus, out, max_steps=30):
+def _train_command(corpus, out, max_steps=20):
     return [sys.executable, str(ROOT / "train.py"), "--train_file", str(corpus), "--output_dir", str(out),
             "--max_steps", str(max_steps), "--eval_steps", "10", "--save_steps", "5", "--save_total_limit", "2",
             "--vocab_size", "300", "--eval_on_start", "false", *TINY]
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, caplog):
-    """One cold process, killed -9 after its checkpoint at step 15; the uninterrupted reference trains here
+    """One cold process, killed -9 after its checkpoint at step 10; the uninterrupted reference trains here
     meanwhile, and the same command run here resumes the killed one."""
     corpus = corpus_file(tmp_path)
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     process = subprocess.Popen(_train_command(corpus, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def kill_after_step_15():
+    def kill_after_step_10():
         deadline = time.time() + 300
-        while time.time() < deadline and not (killed / "checkpoint-15" / "trainer_state.json").exists():
+        while time.time() < deadline and not (killed / "checkpoint-10" / "trainer_state.json").exists():
             time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 15
+        process.send_signal(signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 10
 
-    killer = threading.Thread(target=kill_after_step_15)
+    killer = threading.Thread(target=kill_after_step_10)
     killer.start()
     try:
         assert run_cli(*_train_command(corpus, reference)[2:]) == 0
@@ -206,7 +206,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, caplog):
     assert final["eval_loss"] == pytest.approx(expected["eval_loss"], abs=2e-3)
     state = read_json(sorted(killed.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
                       / "trainer_state.json")
-    assert state["global_step"] == 30
+    assert state["global_step"] == 20
     assert len(list(killed.glob("checkpoint-*"))) <= 2  # save_total_limit
 
 
