@@ -259,7 +259,9 @@ def _consistent(out: Path) -> int:
     """The folder is one finished run: its records, card and weights agree. Returns its max_steps."""
     settings = read_json(out / "run_settings.json")
     results = read_json(out / "all_results.json")
-    assert results["train_tokens"] == settings["max_steps"] * STEP_TOKENS
+    history = (out / "loss_history.csv").read_text().splitlines()
+    assert history[-1].startswith(f"{settings['max_steps']},{results['train_tokens']},")
+    assert 0 < results["train_tokens"] <= settings["max_steps"] * STEP_TOKENS  # what the batches held
     assert read_json(out / "train_results.json")["train_tokens"] == results["train_tokens"]
     assert f"| max_steps | {settings['max_steps']} |" in (out / "README.md").read_text()
     model = load_pretrained(str(out))
