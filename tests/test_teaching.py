@@ -231,7 +231,7 @@ def test_tokens_show_the_text_they_stand_for_even_a_cut_character():
 
 
 # A value for each knob that differs from DecodingSettings' default and is valid for every strategy.
-OTHER_VALUE = {"temperature": 0.5, "top_k": 1, "top_p": 0.05, "seed": 7, "num_beams": 2}
+OTHER_VALUE = {"temperature": 0.5, "top_k": 1, "top_p": 0.05, "seed": 7, "num_beams": 8}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
