@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import SchedulerType, Trainer, TrainerCallback, get_scheduler
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import ProgressCallback, SchedulerType, Trainer, TrainerCallback, get_scheduler
 
 from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
+from minigpt.time_plan import TimePlan, TimePlanCallback
 
 logger = logging.getLogger("minigpt")
 
@@ -39,13 +41,25 @@ class MiniGPTTrainer(Trainer):
     every checkpoint's trainer_state.json and survive a resume.
     """
 
-    def __init__(self, *args, block_size: int, peak_flops: float | None = None, **kwargs):
+    def __init__(self, *args, block_size: int, peak_flops: float | None = None, deadline: float | None = None,
+                 **kwargs):
+        """deadline: with args.max_minutes, when (time.time()) the budget ends: the steps are planned to fit."""
         super().__init__(*args, **kwargs)
         self.block_size = block_size
         self.peak_flops = peak_flops
         self.clock = TrainingClock()
         self.add_callback(self.clock)
         self.scheduler_kwargs = self.args.lr_scheduler_kwargs  # what the scheduler was made with (the model card)
+        self.time_plan = None
+        if self.args.max_minutes is not None:
+            budget = 60 * self.args.max_minutes
+            self.time_plan = TimePlan(self.args.warmup_steps, self.args.decay_fraction,
+                                      (self.args.lr_scheduler_kwargs or {}).get("decay_type", "cosine"))
+            weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+            self.add_callback(TimePlanCallback(
+                self.time_plan, time.time() + budget if deadline is None else deadline, budget, self.clock,
+                self.tokens_per_step, eval_tokens=len(self.eval_dataset) * block_size if self.eval_dataset else 0,
+                checkpoint_bytes=3 * weights, score_after=self.args.do_eval, on_plan=self._show_planned_steps))
 
     @property
     def tokens_per_step(self) -> int:
@@ -57,7 +71,8 @@ class MiniGPTTrainer(Trainer):
         try:
             return super().evaluate(*args, **kwargs)
         finally:
-            self.clock.eval_seconds += time.perf_counter() - start
+            self.clock.last_eval_seconds = time.perf_counter() - start
+            self.clock.eval_seconds += self.clock.last_eval_seconds
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         step = self.state.global_step
@@ -75,10 +90,21 @@ class MiniGPTTrainer(Trainer):
             logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 3)
         super().log(logs, start_time)
 
+    def _show_planned_steps(self, steps: int) -> None:
+        """The progress bar's length: the planned steps (a time-planned run)."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+                callback.training_bar.total = steps
+                callback.training_bar.refresh()
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """warmup_stable_decay needs the length of its decay: the last `decay_fraction` of the steps, unless
         lr_scheduler_kwargs gives num_decay_steps. Computed here, where the number of steps is known, and kept in
-        `scheduler_kwargs` (the arguments stay as they were given)."""
+        `scheduler_kwargs` (the arguments stay as they were given). A time-planned run (--max_minutes) follows its
+        TimePlan, whose steps are laid out once training has measured its speed."""
+        if self.lr_scheduler is None and self.time_plan is not None:
+            self.scheduler_kwargs = None
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.time_plan)
         if self.lr_scheduler is None:
             self.scheduler_kwargs = scheduler_kwargs(self.args, num_training_steps)
             self.lr_scheduler = get_scheduler(
@@ -103,6 +129,7 @@ class TrainingClock(TrainerCallback):
     def __init__(self):
         self.start: tuple[float, int] | None = None  # (time, step) of the previous lap
         self.eval_seconds = 0.0
+        self.last_eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start, self.eval_seconds = (time.perf_counter(), state.global_step), 0.0
@@ -266,19 +293,4 @@ class StopOnEventCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.event.is_set():
-            control.should_training_stop = True
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """End training once `seconds` of wall time have passed since it began (quality-per-minute benchmarks)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.start = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.start >= self.seconds:
             control.should_training_stop = True
