@@ -23,7 +23,7 @@ logger = logging.getLogger("minigpt")
 
 PROBE_STEPS = 4  # the first plan comes after one measured step; re-plans after this many
 SPEED_WINDOW = 30  # the speed is the mean of this many recent steps
-TARGET = 0.99  # plan to end at this fraction of the budget: the rest absorbs what the estimates miss
+TARGET = 0.98  # plan to end at this fraction of the budget: the rest absorbs what the estimates miss
 FINISH_SECONDS = 1.5  # after training, besides the score and the save: the loss plot, the card, the process's exit
 STEPS_UPPER_BOUND = 10**7  # the Trainer's own max_steps in a planned run: the plan stops it long before
 
@@ -112,8 +112,8 @@ class TimePlanCallback(TrainerCallback):
         self.score_after = score_after  # a bits-per-byte pass over the validation blocks follows training
         self.on_plan = on_plan  # called with the planned steps (the progress bar's length)
         self.steps: list[float] = []  # seconds of each step, and of the pause after it when nothing else happened
-        self.eval_seconds: float | None = None
-        self.save_seconds: float | None = None
+        self.eval_seconds: list[float] = []  # each evaluation's (its samples included)
+        self.save_seconds: list[float] = []  # each checkpoint's
         self.step_start = self.last_end = None
         self.evaluated = self.saved = False
         self.process_steps = 0
@@ -141,15 +141,13 @@ class TimePlanCallback(TrainerCallback):
         now = time.perf_counter()
         pause = now - self.last_end
         if self.evaluated:
-            self.eval_seconds = self.clock.last_eval_seconds
-            pause -= self.eval_seconds
+            self.eval_seconds.append(self.clock.last_eval_seconds)
+            pause -= self.clock.last_eval_seconds
         if self.saved:
-            self.save_seconds = max(0.0, pause)
+            self.save_seconds.append(max(0.0, pause))
         elif not self.evaluated and self.steps:
             self.steps[-1] += pause  # logging, the next batch: part of a step's cost
         self.evaluated = self.saved = False
-        if self.steps and (len(self.steps) >= PROBE_STEPS or self.plan.total_steps == 0):
-            self._plan(args, state, control)
         self.step_start = now
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -158,29 +156,32 @@ class TimePlanCallback(TrainerCallback):
         if self.process_steps > 1:  # a process's first step carries one-off costs
             self.steps.append(self.last_end - self.step_start)
             del self.steps[:-SPEED_WINDOW]
+        ending = self.plan.total_steps and state.global_step >= self.plan.total_steps  # the Trainer stops here
+        if self.steps and not ending and (len(self.steps) >= PROBE_STEPS or self.plan.total_steps == 0):
+            self._plan(args, state)  # before this step's checkpoint: it saves the plan
 
     # -- planning
 
     def seconds_per_step(self) -> float:
         return sum(self.steps) / len(self.steps)
 
-    def _eval_cost(self, args) -> float:
-        if args.eval_strategy != "steps":
-            return 0.0
-        if self.eval_seconds is not None:
-            return self.eval_seconds
+    def _eval_cost(self) -> float:
+        if self.eval_seconds:  # the slowest since the first (whose one-off costs a later one does not pay)
+            return max(self.eval_seconds[1:] or self.eval_seconds)
         return self.eval_tokens / self.tokens_per_step * self.seconds_per_step() / 3  # a forward pass: a third
 
     def _save_cost(self) -> float:
-        return self.save_seconds if self.save_seconds is not None else 0.3 + self.checkpoint_bytes / 2e8
+        return max(self.save_seconds) if self.save_seconds else 0.3 + self.checkpoint_bytes / 2e8
 
     def fitting_steps(self, args, state) -> int:
-        """The most steps whose training, evaluations, checkpoints and the finish fit before the deadline."""
+        """The most steps whose training, evaluations, checkpoints and the finish fit before the deadline (at the end
+        of step state.global_step)."""
         step, per_step = state.global_step, self.seconds_per_step()
-        evaluate, save = self._eval_cost(args), self._save_cost()
+        evaluate, save = self._eval_cost(), self._save_cost()
         every_eval = state.eval_steps if args.eval_strategy == "steps" else 0
         every_save = state.save_steps if args.save_strategy == "steps" else 0
-        finish = FINISH_SECONDS + save + (evaluate if self.score_after else 0.0)
+        # after training: the score over the validation blocks, and the final evaluation where the Trainer made none
+        finish = FINISH_SECONDS + save + evaluate * self.score_after * (1 if every_eval else 2)
         left = self.deadline - time.time() - (1 - TARGET) * self.budget_seconds - finish
 
         def cost(total: int) -> float:  # from now to the end of step `total`, its last evaluation and checkpoint
@@ -194,7 +195,7 @@ class TimePlanCallback(TrainerCallback):
             total -= max(1, (total - step) // 100)
         return total
 
-    def _plan(self, args, state, control) -> None:
+    def _plan(self, args, state) -> None:
         plan, step = self.plan, state.global_step
         fitting = self.fitting_steps(args, state)
         left = max(1, plan.total_steps - step)

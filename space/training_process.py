@@ -59,9 +59,10 @@ def hide_owner_token() -> None:
     huggingface_hub.constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # read at import, in the fork server
 
 
-def train_in_child(arguments, events, stop, private_cache: str | None, on_space: bool, app_pid: int) -> None:
+def train_in_child(arguments, events, stop, private_cache: str | None, on_space: bool, app_pid: int,
+                   started_at: float | None = None) -> None:
     """The child's whole life: make the run's TrainingArguments (minigpt.arguments.RunArguments), run the
-    pipeline, report. Never raises."""
+    pipeline, report. Never raises. started_at: when the job started (a budget in minutes counts from there)."""
     die_with_parent()
     exit_when_gone(app_pid)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
@@ -83,7 +84,8 @@ def train_in_child(arguments, events, stop, private_cache: str | None, on_space:
             raise SetupError(str(error).splitlines()[0]) from None
         result = run_training(arguments.model, arguments.data, training_args, callbacks=[QueueProgressCallback(events)],
                               stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))),
-                              on_data_progress=lambda progress: events.put(("data", asdict(progress))))
+                              on_data_progress=lambda progress: events.put(("data", asdict(progress))),
+                              started_at=started_at)
         events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),
                              "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
     except (SetupError, CorpusError, HubError) as error:

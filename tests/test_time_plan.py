@@ -1,0 +1,90 @@
+"""--max_minutes: the run ends within its budget, its warmup-stable-decay schedule laid out over the steps that fit
+and decayed to the end before the deadline; a resumed run keeps its plan."""
+
+import shutil
+import time
+
+import pytest
+import torch
+from test_training import TINY, corpus_file, read_json
+from transformers import HfArgumentParser
+
+from minigpt.arguments import DataArguments, MiniGPTTrainingArguments, ModelArguments
+from minigpt.time_plan import TimePlan
+from minigpt.training import run_training
+
+BUDGET_MINUTES = 0.4
+
+
+def test_the_plan_warms_up_holds_and_decays_to_zero_at_the_planned_end():
+    plan = TimePlan(warmup=0.05, decay_fraction=0.3)
+    plan.lay_out(200, step=3)
+    factors = [plan(step) for step in range(201)]
+    assert factors[0] == 0 and factors[5] == pytest.approx(0.5) and factors[10] == 1.0  # 10 warmup steps
+    assert set(factors[10:141]) == {1.0} and factors[141] < 1.0  # stable to step 140, then the decay
+    assert all(b <= a for a, b in zip(factors[140:], factors[141:])) and factors[200] == 0.0
+
+    plan.lay_out(120, step=50)  # slower than measured: the decay moves forward, still 30 % of the steps
+    assert plan.decay_start == 84 and plan(84) == 1.0 and plan(85) < 1.0 and plan(120) == 0.0
+    before = plan(100)
+    plan.lay_out(110, step=100)  # slower still, in the decay: from the factor it had, to 0 at the new end
+    assert plan(100) == pytest.approx(before) and plan(110) == 0.0 and 0 < plan(105) < before
+    assert plan.plans == 3
+
+
+def test_the_plan_travels_in_the_schedulers_state(tmp_path):
+    """LambdaLR saves a callable object's numbers with the scheduler (scheduler.pt): a resume gets the plan back."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    plan = TimePlan()
+    plan.lay_out(500, step=7)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan)
+    torch.save(scheduler.state_dict(), tmp_path / "scheduler.pt")
+    restored = TimePlan()
+    torch.optim.lr_scheduler.LambdaLR(optimizer, restored).load_state_dict(
+        torch.load(tmp_path / "scheduler.pt", weights_only=True))
+    assert vars(restored) == vars(plan)
+
+
+def parse(*argv):
+    return HfArgumentParser((ModelArguments, DataArguments, MiniGPTTrainingArguments)).parse_args_into_dataclasses(
+        args=[str(a) for a in argv])
+
+
+def timed_run(corpus, out):
+    """One time-planned run through run_training (train.py's path; train.py counts from its process's start)."""
+    argv = ["--train_file", corpus, "--output_dir", out, "--max_minutes", BUDGET_MINUTES, "--eval_steps", 6,
+            "--save_steps", 2, "--vocab_size", 300, "--disable_tqdm", "true", *TINY]
+    start = time.time()
+    result = run_training(*parse(*argv), started_at=start)
+    return result, time.time() - start
+
+
+def test_a_budgeted_run_ends_in_time_with_its_schedule_decayed_and_a_resume_keeps_the_plan(tmp_path, caplog):
+    caplog.set_level("INFO", logger="minigpt")
+    corpus, out = corpus_file(tmp_path), tmp_path / "run"
+    result, seconds = timed_run(corpus, out)
+    assert seconds <= 1.05 * 60 * BUDGET_MINUTES, seconds
+    plan = read_json(out / "run_settings.json")["time_plan"]
+    steps = plan["planned_steps"]
+    assert read_json(out / "all_results.json")["train_tokens"] == plan["planned_tokens"] == steps * 8 * 32
+    assert steps >= 3 and plan["budget_minutes"] == BUDGET_MINUTES and "time plan: " in caplog.text
+    assert read_json(out / "run_settings.json")["max_steps"] is None  # the plan decided the steps, not max_steps
+    scheduler = torch.load(out / f"checkpoint-{steps}" / "scheduler.pt", weights_only=True)
+    assert scheduler["_last_lr"][0] == 0.0 and scheduler["lr_lambdas"][0]["total_steps"] == steps  # decayed to 0
+    assert f"{steps} steps" in (out / "README.md").read_text()  # the card tells the plan
+
+    # a run killed after a checkpoint, resumed by the same command: the plan comes back from the checkpoint
+    middle = next(p for p in out.glob("checkpoint-*") if p.name != f"checkpoint-{steps}")
+    kept = torch.load(middle / "scheduler.pt", weights_only=True)["lr_lambdas"][0]
+    assert 0 < kept["total_steps"] and kept["plans"] >= 1  # planned after the first measured step, before saving
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.copytree(middle, killed / middle.name)
+    caplog.clear()
+    resumed, seconds = timed_run(corpus, killed)
+    assert resumed.resumed_from and "time plan kept from the checkpoint" in caplog.text
+    assert seconds <= 1.05 * 60 * BUDGET_MINUTES, seconds
+    final = read_json(killed / "run_settings.json")["time_plan"]
+    assert final["budget_minutes"] == BUDGET_MINUTES and final["setup_seconds"] == round(kept["setup_seconds"], 2)
+    assert final["planned_steps"] <= kept["total_steps"]  # kept, or shortened to fit; never lengthened
+    assert read_json(killed / "all_results.json")["train_tokens"] == final["planned_tokens"]
