@@ -77,7 +77,7 @@ class TimePlan:
         rest of it is compressed (or stretched) from the current factor to 0 at the new end."""
         total = max(total, step + 1)
         current = self(step)
-        decay_start = total - max(1, round(self.decay_fraction * total))
+        decay_start = max(self.warmup_steps(total), total - max(1, round(self.decay_fraction * total)))
         if self.total_steps and step >= self.decay_start:  # already decaying: from here, at the current factor
             self.anchor_step, self.anchor_factor = step, current
         elif decay_start <= step:  # the decay should have begun: it begins now
