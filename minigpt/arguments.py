@@ -444,8 +444,8 @@ def check_gpt2_shape(model_args: ModelArguments, args: MiniGPTTrainingArguments)
 _NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts",
                  "max_dataset_mb"}
 TRAINING_SETTINGS = (
-    "seed", "max_steps", "max_minutes", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
+    "seed", "max_steps", "max_minutes", "num_train_epochs", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
     "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "early_stopping_patience",
 )
 _PATHS = {"model_name_or_path", "tokenizer_name", "train_file", "validation_file"}

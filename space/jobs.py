@@ -200,7 +200,8 @@ def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool
     (TrainingJob.begin, when the line starts it), preparing the data included: a child still preparing when the
     budget ends, or when Stop is pressed, is ended at once (the pipeline looks at Stop between training steps
     only). A run in minutes (max_minutes, at most the budget) plans its steps to end in time from the same start,
-    its learning rate decayed: the budget stops it only if it overruns. Returns the child's last word: {"done": {...}} or {"error": (kind, text)}; kind: setup | crash | killed
+    its learning rate decayed: the budget stops it only if it overruns. Returns the child's last word:
+    {"done": {...}} or {"error": (kind, text)}; kind: setup | crash | killed
     | time_budget | stopped. Never raises for what happens in the child."""
     events, stop = context.Queue(), context.Event()
     private_cache = str(job.cleanup / "datasets_cache") if job.private_corpus and job.cleanup else None

@@ -226,7 +226,8 @@ def _settings_column() -> dict:
                        length_unit, [max_steps, epochs, minutes], api_visibility="private", queue=False)
     return dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                 tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit, max_steps=max_steps,
-                epochs=epochs, minutes=minutes, batch_size=batch_size, learning_rate=learning_rate, block_size=block_size, seed=seed)
+                epochs=epochs, minutes=minutes, batch_size=batch_size, learning_rate=learning_rate,
+                block_size=block_size, seed=seed)
 
 
 def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> SimpleNamespace:

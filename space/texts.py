@@ -442,7 +442,8 @@ DATA_STAGES = {
 }
 
 WHAT = {  # parameter names in messages
-    "en": {"max_steps": "Steps", "epochs": "Epochs", "minutes": "Minutes", "batch_size": "Batch size", "learning_rate": "Learning rate",
+    "en": {"max_steps": "Steps", "epochs": "Epochs", "minutes": "Minutes", "batch_size": "Batch size",
+           "learning_rate": "Learning rate",
            "block_size": "Block size", "vocab_size": "Vocabulary size", "seed": "Seed", "preset": "Model size",
            "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for", "prompt": "The prompt", "text": "The text",
            "repo_id": "The repository name"},

@@ -27,7 +27,8 @@ from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E40
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
 TINY = dict(corpus_source="python-reference", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
-            length_unit="steps", max_steps=40, epochs=1, minutes=1, batch_size=8, learning_rate=3e-3, block_size=32, seed=1)
+            length_unit="steps", max_steps=40, epochs=1, minutes=1, batch_size=8, learning_rate=3e-3, block_size=32,
+            seed=1)
 PROMPT = "The value of"
 WHAT_EN = {"learning_rate": "Learning rate", "batch_size": "Batch size", "block_size": "Block size", "seed": "Seed",
            "max_steps": "Steps", "epochs": "Epochs", "minutes": "Minutes"}
