@@ -409,6 +409,9 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         check_gpt2_shape(model_args, args)
     if data_args.streaming and args.do_train and args.max_steps < 1 and args.max_minutes is None:
         raise SetupError("--streaming needs --max_steps or --max_minutes: a stream has no length to count epochs in")
+    if args.max_minutes is not None and args.world_size > 1:  # each process would measure and plan on its own
+        raise SetupError("--max_minutes plans the steps of one process: under torchrun or accelerate, pass "
+                         "--max_steps")
     if args.max_minutes is not None and args.lr_scheduler_type != SchedulerType.WARMUP_STABLE_DECAY:
         raise SetupError("--max_minutes plans a warmup-stable-decay schedule: leave --lr_scheduler_type out "
                          "(--decay_fraction 1 decays over the whole run, as cosine does)")
