@@ -88,3 +88,13 @@ def test_a_budgeted_run_ends_in_time_with_its_schedule_decayed_and_a_resume_keep
     assert final["budget_minutes"] == BUDGET_MINUTES and final["setup_seconds"] == round(kept["setup_seconds"], 2)
     assert final["planned_steps"] <= kept["total_steps"]  # kept, or shortened to fit; never lengthened
     assert read_json(killed / "all_results.json")["train_tokens"] == final["planned_tokens"]
+
+
+def test_a_budget_with_another_schedule_is_refused_before_any_work(tmp_path, capsys):
+    from test_training import run_cli
+
+    out = tmp_path / "out"
+    assert run_cli("--train_file", corpus_file(tmp_path), "--output_dir", out, "--max_minutes", 1,
+                   "--lr_scheduler_type", "cosine", *TINY) == 2
+    assert "--max_minutes plans a warmup-stable-decay schedule" in capsys.readouterr().err
+    assert not out.exists()
