@@ -98,3 +98,21 @@ def test_a_budget_with_another_schedule_is_refused_before_any_work(tmp_path, cap
                    "--lr_scheduler_type", "cosine", *TINY) == 2
     assert "--max_minutes plans a warmup-stable-decay schedule" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_command_counts_its_budget_from_its_process_start(tmp_path, monkeypatch):
+    """train.py hands run_training its process's start: imports and setup are part of the minutes."""
+    import psutil
+
+    import train
+    from minigpt.time_plan import process_start_time
+
+    seen = {}
+
+    def fake_run_training(*args, started_at=None, **kwargs):
+        seen["started_at"] = started_at
+        raise train.SetupError("stop here")
+
+    monkeypatch.setattr(train, "run_training", fake_run_training)
+    assert train.main(["--max_minutes", "1", "--output_dir", str(tmp_path / "out")]) == 2
+    assert seen["started_at"] == process_start_time() == psutil.Process().create_time() < time.time()
