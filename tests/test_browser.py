@@ -118,7 +118,7 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
     corpus = tmp_path / "notes.txt"
     corpus.write_text("\n\n".join(f"line {i} of a small private text" for i in range(80)))
     other = Client(url, verbose=False, analytics_enabled=False)
-    other.predict("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 4, 3e-3, 16, 1,
+    other.predict("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 1, 4, 3e-3, 16, 1,
                   api_name="/train")
     expect = sync_api.expect
     try:
@@ -162,6 +162,7 @@ def test_a_students_run_survives_a_reload_and_is_theirs_alone(url, tmp_path):
             page.locator("input[type=file]").set_input_files(str(corpus))
             expect(page.get_by_text("minhas_notas.txt").or_(page.get_by_text("minhas notas.txt")).first).to_be_visible()
             page.get_by_label("caracteres (como no livro)", exact=True).check()
+            page.get_by_label("passos", exact=True).check()  # minutes are the default unit
             page.get_by_label("Passos (atualizações do otimizador)").fill("3")
             page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
             page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
