@@ -45,6 +45,49 @@ def test_the_plan_travels_in_the_schedulers_state(tmp_path):
     assert vars(restored) == vars(plan)
 
 
+class FakeClock:
+    """time.time() and time.perf_counter() for minigpt.time_plan, moved by the test."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+    perf_counter = time
+
+
+def test_a_slowdown_mid_run_is_planned_around_and_the_decay_still_ends_before_the_deadline(monkeypatch):
+    """Another process takes a core half-way (each step three times slower): the plan shrinks, the decay moves
+    forward, and training ends, the learning rate at 0, early enough for the finish to fit the budget."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    import minigpt.time_plan as time_plan
+
+    clock = FakeClock()
+    monkeypatch.setattr(time_plan, "time", clock)
+    plan, budget = TimePlan(warmup=0.05, decay_fraction=0.3), 100.0
+    callback = time_plan.TimePlanCallback(plan, clock.now + budget - 10, budget, SimpleNamespace(last_eval_seconds=0),
+                                          tokens_per_step=256, score_after=False)  # 10 s of setup already spent
+    args = SimpleNamespace(eval_strategy="no", save_strategy="no", logging_steps=10, eval_steps=None, save_steps=None)
+    state, control = TrainerState(max_steps=10**7), TrainerControl()
+    callback.on_train_begin(args, state, control)
+    factors = []
+    while state.global_step < state.max_steps:
+        callback.on_step_begin(args, state, control)
+        factors.append(plan(state.global_step))
+        clock.now += 0.1 if state.global_step < 300 else 0.3
+        state.global_step += 1
+        callback.on_step_end(args, state, control)
+    finish = time_plan.FINISH_SECONDS + callback._save_cost()
+    assert plan.plans > 2 and 300 < plan.total_steps == state.global_step < 900  # 900: the first plan's length
+    assert 0.9 * (budget - 10) < clock.now + finish - (1000.0 - 10) <= budget * time_plan.TARGET + 1
+    assert plan(state.global_step) == 0.0 and factors[-1] < 0.01
+    assert max(abs(b - a) for a, b in zip(factors[60:], factors[61:])) < 0.05  # no jump after the warmup
+
+
 def parse(*argv):
     return HfArgumentParser((ModelArguments, DataArguments, MiniGPTTrainingArguments)).parse_args_into_dataclasses(
         args=[str(a) for a in argv])
