@@ -22,6 +22,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from minigpt.time_plan import STEPS_UPPER_BOUND
 from space.lifeline import die_with_parent, exit_when_gone
 
 logger = logging.getLogger("minigpt.app")
@@ -36,7 +37,9 @@ class QueueProgressCallback(TrainerCallback):
         self.events = events
 
     def _send(self, state, logs=None):
-        self.events.put(("progress", {"step": state.global_step, "max_steps": state.max_steps,
+        # a run in minutes: its steps are known once planned (after its first steps), not the Trainer's bound
+        max_steps = None if state.max_steps >= STEPS_UPPER_BOUND else state.max_steps
+        self.events.put(("progress", {"step": state.global_step, "max_steps": max_steps,
                                       "epoch": float(state.epoch or 0.0), "logs": dict(logs or {})}))
 
     def on_train_begin(self, args, state, control, **kwargs):
