@@ -62,9 +62,9 @@ from minigpt.precision import SpeedPlan, peak_flops, plan_training, precision_of
 from minigpt.ranks import main_first
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
+    TIME_PLAN_KEY,
     OutputDirLock,
     RunPlan,
-    TIME_PLAN_KEY,
     RunSettingsCallback,
     disk_error_message,
     finish_interrupted_swap,
