@@ -118,6 +118,7 @@ class TimePlanCallback(TrainerCallback):
         self.evaluated = self.saved = False
         self.process_steps = 0
         self.keep = False  # a resumed plan: only shortened to fit, never lengthened
+        self.warned = False  # that the budget cannot hold the run
 
     # -- measuring
 
@@ -193,6 +194,11 @@ class TimePlanCallback(TrainerCallback):
         total = step + max(1, int(left / rate))
         while total > step + 1 and cost(total) > left:
             total -= max(1, (total - step) // 100)
+        if cost(total) > left and not self.warned:
+            self.warned = True
+            logger.warning("time plan: %g minutes cannot hold more training, the last evaluation and the save "
+                           "(%.1f s are left, one step and its finish take %.1f s): this run will end late; give it "
+                           "more minutes", self.budget_seconds / 60, max(0.0, left + finish), cost(total) + finish)
         return total
 
     def _plan(self, args, state) -> None:

@@ -88,6 +88,30 @@ def test_a_slowdown_mid_run_is_planned_around_and_the_decay_still_ends_before_th
     assert max(abs(b - a) for a, b in zip(factors[60:], factors[61:])) < 0.05  # no jump after the warmup
 
 
+def test_a_budget_spent_before_training_trains_one_step_more_and_says_so(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    import minigpt.time_plan as time_plan
+
+    clock = FakeClock()
+    monkeypatch.setattr(time_plan, "time", clock)
+    plan = TimePlan()
+    callback = time_plan.TimePlanCallback(plan, clock.now - 1, 6.0, SimpleNamespace(last_eval_seconds=0),
+                                          tokens_per_step=256, score_after=False)  # the setup took 7 s of 6
+    args = SimpleNamespace(eval_strategy="no", save_strategy="no", logging_steps=10, eval_steps=None, save_steps=None)
+    state, control = TrainerState(max_steps=10**7), TrainerControl()
+    callback.on_train_begin(args, state, control)
+    for _ in range(2):
+        callback.on_step_begin(args, state, control)
+        clock.now += 0.5
+        state.global_step += 1
+        callback.on_step_end(args, state, control)
+    assert plan.total_steps == state.max_steps == 3 and plan(3) == 0.0
+    assert "0.1 minutes cannot hold more training" in caplog.text and "give it more minutes" in caplog.text
+
+
 def parse(*argv):
     return HfArgumentParser((ModelArguments, DataArguments, MiniGPTTrainingArguments)).parse_args_into_dataclasses(
         args=[str(a) for a in argv])
