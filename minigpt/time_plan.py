@@ -196,7 +196,7 @@ class TimePlanCallback(TrainerCallback):
             total -= max(1, (total - step) // 100)
         if cost(total) > left and not self.warned:
             self.warned = True
-            logger.warning("time plan: %g minutes cannot hold more training, the last evaluation and the save "
+            logger.warning("time plan: %g min cannot hold more training, the last evaluation and the save "
                            "(%.1f s are left, one step and its finish take %.1f s): this run will end late; give it "
                            "more minutes", self.budget_seconds / 60, max(0.0, left + finish), cost(total) + finish)
         return total
@@ -229,7 +229,7 @@ class TimePlanCallback(TrainerCallback):
 
     def _describe(self) -> str:
         p, r = self.plan, self.plan.record(self.tokens_per_step)
-        return (f"{p.total_steps} steps ({r['planned_tokens']:,} tokens) in {p.budget_seconds / 60:g} minutes: "
+        return (f"{p.total_steps} steps ({r['planned_tokens']:,} tokens) in {p.budget_seconds / 60:g} min: "
                 f"warmup {r['warmup_steps']}, stable to step {p.decay_start}, decay to 0 at step {p.total_steps}; "
                 f"{p.setup_seconds:.1f} s went to the setup, {p.seconds_per_step:.3f} s a step")
 

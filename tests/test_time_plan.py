@@ -109,7 +109,7 @@ def test_a_budget_spent_before_training_trains_one_step_more_and_says_so(monkeyp
         state.global_step += 1
         callback.on_step_end(args, state, control)
     assert plan.total_steps == state.max_steps == 3 and plan(3) == 0.0
-    assert "0.1 minutes cannot hold more training" in caplog.text and "give it more minutes" in caplog.text
+    assert "0.1 min cannot hold more training" in caplog.text and "give it more minutes" in caplog.text
 
 
 def parse(*argv):
