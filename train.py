@@ -4,6 +4,7 @@
     python train.py --builtin_corpus python-reference # the English built-in corpus
     python train.py --model_name_or_path gpt2 --builtin_corpus machado   # continue pre-training GPT-2's weights
     python train.py --train_file my.txt --preset tiny --max_steps 200
+    python train.py --max_minutes 5                   # the whole command takes 5 minutes, its schedule planned to fit
     python train.py --do_train false --model_name_or_path runs/minigpt --train_file other.txt   # evaluate only
     python train.py --overwrite_output_dir ...        # start fresh where another run was (else: resume the same run)
     torchrun --nproc_per_node 2 train.py ...          # data parallel (DDP, gloo on CPU, NCCL on GPUs); README has
@@ -25,6 +26,7 @@ from minigpt.corpus import CorpusError
 from minigpt.errors import SetupError
 from minigpt.hub import HubError
 from minigpt.ranks import FailedElsewhere, stop_together
+from minigpt.time_plan import process_start_time
 from minigpt.training import run_training
 
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     set_log_levels(training_args)
     is_main = training_args.process_index == 0
     try:
-        result = run_training(model_args, data_args, training_args)
+        result = run_training(model_args, data_args, training_args, started_at=process_start_time())
     except (CorpusError, SetupError, HubError, FailedElsewhere) as error:
         if not isinstance(error, FailedElsewhere):  # else another process of this run failed, and says why
             rank = "" if is_main else f" (process {training_args.process_index})"

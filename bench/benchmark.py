@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PrinterCallback, TrainerCallback
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PrinterCallback
 from transformers import logging as hf_logging
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
@@ -29,7 +29,6 @@ from minigpt.compiled_generation import compiled_generation
 from minigpt.blocks import tokenize_and_group
 from minigpt.corpus import load_text_datasets
 from minigpt.loading import load_pretrained, untrained_model
-from minigpt.monitoring import TimeBudgetCallback
 from minigpt.precision import detect_device, precision_of
 from minigpt.quantization import quantize_int8
 from minigpt.scoring import text_bits_per_byte
@@ -244,25 +243,11 @@ LEVERS = {  # the other levers tried, and the command for each, are in bench/REA
 }
 
 
-class StepClock(TrainerCallback):
-    """The time of each optimizer step's end: the steady speed, without the first steps' warm-up."""
-
-    def __init__(self, skip: int = 10):
-        self.skip, self.times = skip, []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter())
-
-    def steady_steps_per_second(self) -> float:
-        steady = self.times[self.skip:]
-        return (len(steady) - 1) / (steady[-1] - steady[0])
-
-
 def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budget=None, steps=None) -> dict:
-    """One recipe through run_training (train.py's path), then scored on the exact validation bytes."""
+    """One recipe through run_training (train.py's path), then scored on the exact validation bytes: `steps` steps,
+    or as many as fit `budget` seconds of the whole run (--max_minutes: the steps planned, the schedule decayed on
+    time; a cosine recipe becomes warmup then a decay over all the steps, the same shape)."""
     recipe = dict(recipe)
-    if budget:
-        budget *= recipe.pop("time_share", 1.0)
     n = NANOGPT
     model_args = ModelArguments(
         tokenizer_type=recipe.pop("tokenizer_type"), vocab_size=recipe.pop("vocab_size", 1024), preset="tiny",
@@ -271,24 +256,21 @@ def train_and_score(name, recipe, train_file, val_file, val_text, out_dir, budge
     data_args = DataArguments(train_file=train_file, validation_file=val_file, block_size=recipe.pop("block"))
     quiet = {"eval_strategy": "no", "eval_on_start": False, "do_eval": False, "save_strategy": "no", "logging_steps": 100,
                  "disable_tqdm": True, "per_device_train_batch_size": recipe.pop("batch")}
-    if steps is None:  # as many steps as fit the time budget: a short probe measures the speed
-        clock, probe_steps = StepClock(), 40
-        probe = run_training(model_args, data_args, MiniGPTTrainingArguments(
-            output_dir=f"{out_dir}/probe", max_steps=probe_steps, **quiet, **{**recipe, "lr_scheduler_type": "cosine"}),
-            callbacks=[clock])
-        rate = clock.steady_steps_per_second()
-        startup = probe.metrics["train_runtime"] - probe_steps / rate  # the first steps' extra time, paid once a run
-        steps = int((budget - startup) * rate * 0.97)
-    callbacks = [TimeBudgetCallback(budget)] if budget else []
+    length, share = {"max_steps": steps}, recipe.pop("time_share", 1.0)
+    if budget:
+        length = {"max_minutes": budget * share / 60}
+        if recipe.get("lr_scheduler_type") == "cosine":
+            recipe.update(lr_scheduler_type="warmup_stable_decay", decay_fraction=1.0)
+    start = time.time()
     result = run_training(model_args, data_args, MiniGPTTrainingArguments(
-        output_dir=f"{out_dir}/run", max_steps=steps, **quiet, **recipe), callbacks=callbacks)
+        output_dir=f"{out_dir}/run", **length, **quiet, **recipe), started_at=start)
+    seconds = time.time() - start
     model = load_pretrained(f"{out_dir}/run")
     tokenizer = AutoTokenizer.from_pretrained(f"{out_dir}/run")
     bpb = text_bits_per_byte(model, tokenizer, val_text)
-    print(f"  quality {name}: {bpb:.3f} bits/byte, {result.metrics['train_runtime']:.0f} s", file=sys.stderr)
+    print(f"  quality {name}: {bpb:.3f} bits/byte, {seconds:.0f} s", file=sys.stderr)
     steps_done = result.metrics["train_tokens"] // (quiet["per_device_train_batch_size"] * data_args.block_size)
-    return {"seconds": result.metrics["train_runtime"], "steps": steps_done,
-            "bits_per_byte": bpb}
+    return {"seconds": seconds, "steps": steps_done, "bits_per_byte": bpb}
 
 
 def quality_per_minute(shakespeare: Path, nano_steps: int = NANOGPT["steps"], levers=LEVERS) -> dict:
@@ -407,7 +389,7 @@ def main(argv=None) -> int:
                 for name, r in report["quality"].items()]
         print("## Quality per training minute (Tiny Shakespeare, nanoGPT's split: bits over the exact validation "
               "bytes)\n")
-        print(table(["recipe (model 4 x 4 x 128)", "steps", "training time (s)", "bits per byte",
+        print(table(["recipe (model 4 x 4 x 128)", "steps", "whole run (s)", "bits per byte",
                      "fewer bits than nanoGPT's recipe"], rows) + "\n")
 
     path = Path(opts.json or ROOT / "bench" / f"results-{device}.json")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar, get_args
 
 import torch
-from transformers import TrainingArguments
+from transformers import SchedulerType, TrainingArguments
 
 from configuration_minigpt import PRESETS, MiniGPTConfig
 from minigpt.corpus import BUILTIN_CORPORA
@@ -241,6 +241,12 @@ class MiniGPTTrainingArguments(TrainingArguments):
     do_train: bool = field(default=True, metadata={"help": "Train (--do_train false: evaluate only)."})
     do_eval: bool = field(default=True, metadata={"help": "Evaluate on the validation split."})
     max_steps: int = field(default=300, metadata={"help": "Optimizer steps (-1: use num_train_epochs)."})
+    max_minutes: float | None = field(
+        default=None,
+        metadata={"help": "Train for this many minutes, the whole command from its start to the saved model: the "
+                          "steps are planned from the measured speed, with the warmup-stable-decay schedule laid out "
+                          "over them (--max_steps and --num_train_epochs are then not used)."},
+    )
     per_device_train_batch_size: int = field(default_factory=lambda: 32 if torch.cuda.is_available() else 16)
     per_device_eval_batch_size: int = 32
     learning_rate: float = 1e-3
@@ -303,6 +309,7 @@ class MiniGPTTrainingArguments(TrainingArguments):
         "per_device_eval_batch_size": AT_LEAST_1,
         "gradient_accumulation_steps": AT_LEAST_1,
         "max_steps": Bound(1, also=(-1,), note="or -1: train for --num_train_epochs"),
+        "max_minutes": POSITIVE,
         "num_train_epochs": POSITIVE,
         "weight_decay": Bound(0),
         "decay_fraction": Bound(0, 1, above=True),
@@ -432,8 +439,14 @@ def check_arguments(model_args: ModelArguments, data_args: DataArguments, args: 
         model_config(model_args, data_args.block_size or PRESETS[model_args.preset]["max_position_embeddings"])
     if args.push_as_gpt2:
         check_gpt2_shape(model_args, args)
-    if data_args.streaming and args.do_train and args.max_steps < 1:
-        raise SetupError("--streaming needs --max_steps: a stream has no length to count epochs in")
+    if data_args.streaming and args.do_train and args.max_steps < 1 and args.max_minutes is None:
+        raise SetupError("--streaming needs --max_steps or --max_minutes: a stream has no length to count epochs in")
+    if args.max_minutes is not None and args.world_size > 1:  # each process would measure and plan on its own
+        raise SetupError("--max_minutes plans the steps of one process: under torchrun or accelerate, pass "
+                         "--max_steps")
+    if args.max_minutes is not None and args.lr_scheduler_type != SchedulerType.WARMUP_STABLE_DECAY:
+        raise SetupError("--max_minutes plans a warmup-stable-decay schedule: leave --lr_scheduler_type out "
+                         "(--decay_fraction 1 decays over the whole run, as cosine does)")
     if args.push_to_hub:
         from minigpt.hub import check_hub_access
 
@@ -466,7 +479,7 @@ def check_gpt2_shape(model_args: ModelArguments, args: MiniGPTTrainingArguments)
 _NOT_COMPARED = {"attn_implementation", "preprocessing_num_workers", "overwrite_cache", "sample_prompts",
                  "max_dataset_mb"}
 TRAINING_SETTINGS = (
-    "seed", "data_seed", "max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "seed", "data_seed", "max_steps", "max_minutes", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
     "world_size", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
     "adam_epsilon", "lr_scheduler_kwargs", "decay_fraction", "max_grad_norm", "optim", "optim_args",
     "muon_learning_rate", "early_stopping_patience", "label_smoothing_factor", "neftune_noise_alpha",
@@ -483,6 +496,8 @@ def run_settings(model_args: ModelArguments, data_args: DataArguments, args: Min
     settings.update({name: getattr(args, name) for name in TRAINING_SETTINGS})
     settings["optim"] = args.optimizer_name
     settings["config_overrides"] = normalised_overrides(model_args)
+    if args.max_minutes is not None:  # the time plan decides the steps
+        settings["max_steps"] = settings["num_train_epochs"] = None
     for name in _PATHS & settings.keys():  # the same file, however the command spells it
         if settings[name] and os.path.exists(settings[name]):
             settings[name] = os.path.realpath(settings[name])

@@ -148,15 +148,21 @@ print(tokenizer.decode(output[0], skip_special_tokens=True))"""
 def hyperparameters(settings: dict, used: dict) -> list[tuple[str, object]]:
     """The card's table: the run's settings as run_settings.json records them (those set, and the length that
     counted: steps or epochs), then what the run made of them (`used`: its block size, precision and scheduler
-    arguments, e.g. the decay steps of warmup_stable_decay)."""
+    arguments, e.g. the decay steps of warmup_stable_decay; the time plan of a --max_minutes run)."""
     started_from = settings["model_name_or_path"]
     rows = [("preset", settings["preset"])] if not started_from else [("started from", _shown(started_from))]
     if settings["config_overrides"] and not started_from:  # what changed the preset
         rows.append(("config_overrides", settings["config_overrides"]))
     rows.append(("block_size", used["block_size"]))
-    unused = "num_train_epochs" if settings["max_steps"] > 0 else "max_steps"
+    unused = "num_train_epochs" if (settings["max_steps"] or 0) > 0 else "max_steps"
     rows += [(key, settings[key]) for key in TRAINING_SETTINGS if key != unused and settings[key] is not None]
     rows.append(("precision", used["precision"]))
+    plan = used.get("time_plan")
+    if plan:  # what the minutes bought
+        rows.append(("time plan", f"{plan['planned_steps']} steps ({plan['planned_tokens']:,} tokens): warmup "
+                                  f"{plan['warmup_steps']}, decay from step {plan['decay_start_step']}; "
+                                  f"{plan['setup_seconds']:g} s of setup, {plan['seconds_per_step']:g} s a step, "
+                                  f"re-planned {plan['plans'] - 1} times"))
     if used["lr_scheduler_kwargs"]:
         rows = [row for row in rows if row[0] != "lr_scheduler_kwargs"]
         rows.append(("lr_scheduler_kwargs", json.dumps(used["lr_scheduler_kwargs"])))

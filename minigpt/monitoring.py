@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, get_scheduler
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import PrinterCallback, ProgressCallback, SchedulerType, Trainer, TrainerCallback, get_scheduler
 
 from minigpt.errors import Diverged
 from minigpt.log_lines import LogLineCallback, TrainingBarCallback
@@ -22,6 +23,7 @@ from minigpt.number_format import fmt
 from minigpt.schedules import check_schedule, scheduler_kwargs
 from minigpt.teaching import default_sampling, describe_sampling
 from minigpt.throughput import mfu
+from minigpt.time_plan import TimePlan, TimePlanCallback
 
 logger = logging.getLogger("minigpt")
 
@@ -48,7 +50,9 @@ class MiniGPTTrainer(Trainer):
     every checkpoint's trainer_state.json and survive a resume.
     """
 
-    def __init__(self, *args, block_size: int, peak_flops: float | None = None, **kwargs):
+    def __init__(self, *args, block_size: int, peak_flops: float | None = None, deadline: float | None = None,
+                 **kwargs):
+        """deadline: with args.max_minutes, when (time.time()) the budget ends: the steps are planned to fit."""
         super().__init__(*args, **kwargs)
         # the console: compact lines in place of the printed dicts, no nested evaluation bar (minigpt.log_lines)
         if self.pop_callback(PrinterCallback):
@@ -60,6 +64,16 @@ class MiniGPTTrainer(Trainer):
         self.clock = TrainingClock()
         self.add_callback(self.clock)
         self.scheduler_kwargs = self.args.lr_scheduler_kwargs  # what the scheduler was made with (the model card)
+        self.time_plan = None
+        if self.args.max_minutes is not None:
+            budget = 60 * self.args.max_minutes
+            self.time_plan = TimePlan(self.args.warmup_steps, self.args.decay_fraction,
+                                      (self.args.lr_scheduler_kwargs or {}).get("decay_type", "cosine"))
+            weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+            self.add_callback(TimePlanCallback(
+                self.time_plan, time.time() + budget if deadline is None else deadline, budget, self.clock,
+                self.tokens_per_step, eval_tokens=len(self.eval_dataset) * block_size if self.eval_dataset else 0,
+                checkpoint_bytes=3 * weights, score_after=self.args.do_eval, on_plan=self._show_planned_steps))
 
     @property
     def tokens_per_step(self) -> int:
@@ -79,7 +93,8 @@ class MiniGPTTrainer(Trainer):
         try:
             return super().evaluate(*args, **kwargs)
         finally:
-            self.clock.eval_seconds += time.perf_counter() - start
+            self.clock.last_eval_seconds = time.perf_counter() - start
+            self.clock.eval_seconds += self.clock.last_eval_seconds
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         # the tokens the batches held (the Trainer counts them, include_num_input_tokens_seen): a short last batch
@@ -98,10 +113,21 @@ class MiniGPTTrainer(Trainer):
             logs["eval_perplexity"] = round(perplexity(logs["eval_loss"]), 3)
         super().log(logs, start_time)
 
+    def _show_planned_steps(self, steps: int) -> None:
+        """The progress bar's length: the planned steps (a time-planned run)."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+                callback.training_bar.total = steps
+                callback.training_bar.refresh()
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """warmup_stable_decay needs the length of its decay: the last `decay_fraction` of the steps, unless
         lr_scheduler_kwargs gives num_decay_steps. Computed here, where the number of steps is known, and kept in
-        `scheduler_kwargs` (the arguments stay as they were given)."""
+        `scheduler_kwargs` (the arguments stay as they were given). A time-planned run (--max_minutes) follows its
+        TimePlan, whose steps are laid out once training has measured its speed."""
+        if self.lr_scheduler is None and self.time_plan is not None:
+            self.scheduler_kwargs = None
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.time_plan)
         if self.lr_scheduler is None:
             check_schedule(self.args, num_training_steps)  # again: with --num_train_epochs, steps are known now
             self.scheduler_kwargs = scheduler_kwargs(self.args, num_training_steps)
@@ -119,6 +145,7 @@ class TrainingClock(TrainerCallback):
     def __init__(self):
         self.start: tuple[float, int] | None = None  # (time, tokens seen) of the previous lap
         self.eval_seconds = 0.0
+        self.last_eval_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start, self.eval_seconds = (time.perf_counter(), state.num_input_tokens_seen), 0.0
@@ -321,19 +348,4 @@ class StopOnEventCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.event.is_set():
-            control.should_training_stop = True
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """End training once `seconds` of wall time have passed since it began (quality-per-minute benchmarks)."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.start = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.start >= self.seconds:
             control.should_training_stop = True

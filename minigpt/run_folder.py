@@ -29,6 +29,7 @@ from minigpt.errors import SetupError
 logger = logging.getLogger("minigpt")
 
 RUN_SETTINGS_FILE = "run_settings.json"
+TIME_PLAN_KEY = "time_plan"  # in run_settings.json: what a --max_minutes run made of its budget (a record)
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
 _MIN_FREE_BYTES = 16 * 2**20
 
@@ -216,11 +217,15 @@ def _recorded_settings(trainer_state: dict) -> dict | None:
 
 
 def finished_settings(output_dir) -> dict | None:
-    """The settings of the finished run in output_dir, or None when there is none."""
+    """The settings of the finished run in output_dir, or None when there is none (without the time plan that
+    run_settings.json also records: what the run made of its settings, not one of them)."""
     try:
-        return json.loads((Path(output_dir) / RUN_SETTINGS_FILE).read_text())
+        settings = json.loads((Path(output_dir) / RUN_SETTINGS_FILE).read_text())
     except (OSError, ValueError):
         return None
+    if isinstance(settings, dict):
+        settings.pop(TIME_PLAN_KEY, None)
+    return settings
 
 
 def describe_difference(saved: dict, wanted: dict, limit: int = 3) -> str:

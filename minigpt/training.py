@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ from minigpt.precision import SpeedPlan, peak_flops, plan_training, precision_of
 from minigpt.ranks import main_first
 from minigpt.run_folder import (
     RUN_SETTINGS_FILE,
+    TIME_PLAN_KEY,
     OutputDirLock,
     RunPlan,
     RunSettingsCallback,
@@ -81,6 +83,7 @@ from minigpt.run_folder import (
 )
 from minigpt.scoring import blocks_bits_per_byte
 from minigpt.teaching import default_sampling
+from minigpt.time_plan import STEPS_UPPER_BOUND
 from minigpt.tokenizer_training import train_tokenizer
 from modeling_minigpt import MiniGPTForCausalLM
 
@@ -141,6 +144,7 @@ def run_training(
     stop_event: threading.Event | None = None,
     on_sample: Callable[[dict], None] | None = None,
     on_data_progress: ProgressHook | None = None,
+    started_at: float | None = None,
 ) -> RunResult:
     """Train (or only evaluate) and write the finished model to args.output_dir. Raises SetupError/CorpusError
     on bad input before anything is written; the output folder is locked while the run lasts. Under torchrun or
@@ -150,7 +154,9 @@ def run_training(
     callbacks: extra TrainerCallbacks (the app's progress reporting); stop_event: set it to end training at the
     next step and still save a usable model; on_sample: called with each evaluation's sample text;
     on_data_progress: called with a minigpt.data_progress.DataProgress (MB done, MB/s) while the tokenizer is
-    trained and the corpus tokenized."""
+    trained and the corpus tokenized; started_at: when (time.time()) the budget of --max_minutes began (train.py:
+    its process's start), else now."""
+    started_at = time.time() if started_at is None else started_at
     settings = run_settings(model_args, data_args, args)
     made_here = not os.path.exists(args.output_dir)
     with contextlib.ExitStack() as folder:  # the main process's lock on output_dir, held until the end
@@ -160,7 +166,7 @@ def run_training(
             return RunResult(args.output_dir, finished_metrics, [], None, already_finished=True)
         try:
             return _run(model_args, data_args, args, settings, plan, list(callbacks), stop_event, on_sample,
-                        on_data_progress)
+                        on_data_progress, started_at)
         except Exception as error:  # a full disk, a read-only folder: one line, not a traceback
             cause = os_error_behind(error)  # datasets wraps the OSError of a full cache in its own error
             if cause is None:
@@ -270,7 +276,8 @@ def prepare_blocks(raw, tokenizer, block_size: int, data_args: DataArguments, ca
     return blocks
 
 
-def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress) -> RunResult:
+def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress,
+         started_at) -> RunResult:
     set_seed(args.seed)  # before the model is built: its initial weights are part of the run
     show = not args.disable_tqdm
     cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
@@ -309,8 +316,9 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
     if stop_event is not None:
         callbacks.append(StopOnEventCallback(stop_event))
 
+    deadline = started_at + 60 * args.max_minutes if args.max_minutes is not None else None
     trainer = build_trainer(model, tokenizer, args, chunks["train"] if args.do_train else None, chunks["validation"],
-                            block_size, callbacks)
+                            block_size, callbacks, deadline=deadline)
 
     with full_disk_is_one_line(args.output_dir, checkpoint_bytes(model)):  # checkpoints and the final save
         metrics = {}
@@ -337,9 +345,15 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             # the card shows the run's settings as recorded, and what the Trainer made of them
             used = {"block_size": block_size, "precision": precision_of(trainer.args),
                     "lr_scheduler_kwargs": trainer.scheduler_kwargs}
+            if trainer.time_plan is not None:  # what the budget bought: a record beside the settings, not a setting
+                used["time_plan"] = trainer.time_plan.record(trainer.tokens_per_step)
+                settings = {**settings, TIME_PLAN_KEY: used["time_plan"]}
             card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
                     "tokenizer": tokenizer, "prompt": prompts[0]}
             save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
+            if trainer.time_plan is not None:
+                logger.info("time plan: saved after %.1f s of the %.1f s budget", time.time() - started_at,
+                            60 * args.max_minutes)
             if args.push_to_hub:
                 from minigpt.hub import push_folder, push_gpt2
 
@@ -380,7 +394,11 @@ def train(trainer: MiniGPTTrainer, resume_from: str | None) -> dict:
             if trainer.is_world_process_zero() else None
         resume = f"; {Path(kept).name}, from before, is kept" if kept else ""
         raise SetupError(f"{error}{resume}") from None
-    return {**result.metrics, "train_tokens": trainer.state.num_input_tokens_seen}
+    metrics = {**result.metrics, "train_tokens": trainer.state.num_input_tokens_seen}
+    if trainer.time_plan is not None:  # the Trainer counts the samples of its own max_steps, not those trained
+        samples = metrics["train_tokens"] / trainer.block_size
+        metrics["train_samples_per_second"] = round(samples / metrics["train_runtime"], 3)
+    return metrics
 
 
 def final_evaluation(trainer: MiniGPTTrainer) -> dict:
@@ -406,11 +424,12 @@ class FullBlockCollator(DataCollatorForLanguageModeling):
 
 
 def build_trainer(model, tokenizer, args: MiniGPTTrainingArguments, train_dataset, eval_dataset, block_size: int,
-                  callbacks=()) -> MiniGPTTrainer:
+                  callbacks=(), deadline: float | None = None) -> MiniGPTTrainer:
     """The Trainer every MiniGPT run uses (also for GPT-2 in the benchmarks): labels = input_ids, shifted inside
     the model's loss; MFU measured against this device's matmul peak. It gets its own copy of `args`, made with the
     speed plan for this model and without pushing (the Trainer would push every checkpoint, and a pickle:
-    run_training pushes the finished folder once)."""
+    run_training pushes the finished folder once). deadline: where args.max_minutes is set, when (time.time()) its
+    budget ends (default: that many minutes from now)."""
     plan = plan_training(args, model.config, block_size)
     trainer_args = trainer_arguments(args, plan)
     if trainer_args.device.type == "cuda":
@@ -432,13 +451,16 @@ def build_trainer(model, tokenizer, args: MiniGPTTrainingArguments, train_datase
         block_size=block_size,
         peak_flops=peak,
         optimizer_cls_and_kwargs=muon_optimizer_cls_and_kwargs(args) if args.muon else None,
+        deadline=deadline,
     )
 
 
 def trainer_arguments(args: MiniGPTTrainingArguments, plan: SpeedPlan) -> MiniGPTTrainingArguments:
-    """The Trainer's copy of `args`: the speed plan's precision and compilation, and no pushing."""
+    """The Trainer's copy of `args`: the speed plan's precision and compilation, and no pushing; with
+    --max_minutes, steps enough that the time plan (minigpt.time_plan) ends training, not the Trainer."""
+    steps = {"max_steps": STEPS_UPPER_BOUND} if args.max_minutes is not None else {}
     return args.replaced(precision=plan.precision, compile="true" if plan.torch_compile else "false",
-                         push_to_hub=False)
+                         push_to_hub=False, **steps)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -48,9 +48,10 @@ class TrainForm:
     preset: str = "tiny"
     tokenizer_type: str = "bpe"
     vocab_size: int = 2048
-    length_unit: str = "steps"  # or "epochs"
+    length_unit: str = "minutes"  # or "steps", "epochs"
     max_steps: int = 400
     epochs: float = 1.0
+    minutes: float = 1.0
     batch_size: int = 16
     learning_rate: float = 3e-3
     block_size: int = 128
@@ -62,6 +63,7 @@ FORM_SETTINGS = {
     "vocab_size": (ModelArguments, "vocab_size", int),
     "max_steps": (MiniGPTTrainingArguments, "max_steps", int),
     "epochs": (MiniGPTTrainingArguments, "num_train_epochs", float),
+    "minutes": (MiniGPTTrainingArguments, "max_minutes", float),
     "batch_size": (MiniGPTTrainingArguments, "per_device_train_batch_size", int),
     "learning_rate": (MiniGPTTrainingArguments, "learning_rate", float),
     "block_size": (DataArguments, "block_size", int),
@@ -74,6 +76,7 @@ SPACE_LIMITS = {
     "vocab_size": Bound(300, 32768),
     "max_steps": Bound(1, 100_000),
     "num_train_epochs": Bound(0.01, 100),
+    "max_minutes": Bound(0.1),  # and at most MINIGPT_APP_MAX_MINUTES (checked_numbers)
     "per_device_train_batch_size": Bound(1, 512),
     "learning_rate": Bound(0, 1, above=True),
     "block_size": Bound(8, 1024),
@@ -82,14 +85,16 @@ FORM_CHOICES = {
     "corpus_source": OneOf((*BUILTIN_CORPORA, "upload", "hub")),
     "preset": OneOf(APP_PRESETS),
     "tokenizer_type": bound_of(ModelArguments, "tokenizer_type"),
-    "length_unit": OneOf(("steps", "epochs")),
+    "length_unit": OneOf(("minutes", "steps", "epochs")),
 }
 
 
-def form_bound(name: str) -> Bound:
-    """The bound the app checks a number of the form against: the library's, narrowed by the Space's limits."""
+def form_bound(name: str, max_minutes: float | None = None) -> Bound:
+    """The bound the app checks a number of the form against: the library's, narrowed by the Space's limits (for
+    minutes, `max_minutes` too: MINIGPT_APP_MAX_MINUTES)."""
     cls, setting, _ = FORM_SETTINGS[name]
-    return (bound_of(cls, setting) or Bound()) & SPACE_LIMITS.get(setting, Bound())
+    bound = (bound_of(cls, setting) or Bound()) & SPACE_LIMITS.get(setting, Bound())
+    return bound & Bound(high=max_minutes) if name == "minutes" and max_minutes is not None else bound
 
 
 def sanitize_filename(name: str) -> str:
@@ -98,9 +103,9 @@ def sanitize_filename(name: str) -> str:
     return stem[:80]
 
 
-def _checked_number(lang: str, name: str, value):
+def _checked_number(lang: str, name: str, value, max_minutes: float | None = None):
     """A number of the form as its setting's type, within form_bound(name); else a visible error."""
-    bound, cast = form_bound(name), FORM_SETTINGS[name][2]
+    bound, cast = form_bound(name, max_minutes), FORM_SETTINGS[name][2]
     refusal = app_error(lang, msg(lang, "bad_value", what=WHAT[lang][name], rule=rule_text(bound, lang), value=value))
     try:
         number = cast(value)
@@ -192,12 +197,13 @@ def _check_choices(lang: str, form: TrainForm) -> None:
                                       value=value))
 
 
-def checked_numbers(lang: str, form: TrainForm) -> dict:
-    """The form's numbers as the settings they are ({setting: value}); the length in the unit chosen (steps, or
-    epochs with max_steps -1)."""
-    names = ["vocab_size", "max_steps" if form.length_unit == "steps" else "epochs", "batch_size", "learning_rate",
-             "block_size", "seed"]
-    numbers = {FORM_SETTINGS[name][1]: _checked_number(lang, name, getattr(form, name)) for name in names}
+def checked_numbers(lang: str, form: TrainForm, max_minutes: float | None = None) -> dict:
+    """The form's numbers as the settings they are ({setting: value}); the length in the unit chosen (minutes, at
+    most `max_minutes`; steps; or epochs with max_steps -1)."""
+    length = {"minutes": "minutes", "steps": "max_steps", "epochs": "epochs"}[form.length_unit]
+    names = ["vocab_size", length, "batch_size", "learning_rate", "block_size", "seed"]
+    numbers = {FORM_SETTINGS[name][1]: _checked_number(lang, name, getattr(form, name), max_minutes)
+               for name in names}
     if form.length_unit == "epochs":
         numbers["max_steps"] = -1
     return numbers
@@ -206,7 +212,7 @@ def checked_numbers(lang: str, form: TrainForm) -> dict:
 def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "local") -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
     _check_choices(lang, form)
-    numbers = checked_numbers(lang, form)
+    numbers = checked_numbers(lang, form, ctx.limits.max_minutes)
     batch_size, block_size, vocab_size = (numbers["per_device_train_batch_size"], numbers["block_size"],
                                           numbers["vocab_size"])
     cost = check_memory(ctx, lang, form.preset, vocab_size, block_size, batch_size)
@@ -230,8 +236,9 @@ def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "loca
         data.update(dataset_name=name, max_dataset_mb=ctx.limits.max_hub_mb)  # refused before any download
         corpus = name
     training = dict(
-        output_dir=str(ctx.runs_dir / run_name), max_steps=numbers["max_steps"],
-        num_train_epochs=numbers.get("num_train_epochs", 1.0), per_device_train_batch_size=batch_size,
+        output_dir=str(ctx.runs_dir / run_name), max_steps=numbers.get("max_steps", -1),
+        num_train_epochs=numbers.get("num_train_epochs", 1.0), max_minutes=numbers.get("max_minutes"),
+        per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size(batch_size, block_size, vocab_size),
         learning_rate=numbers["learning_rate"], seed=numbers["seed"],
         eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points

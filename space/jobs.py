@@ -87,8 +87,8 @@ def shown_settings(arguments: RunArguments, corpus: str) -> dict:
     training = arguments.training
     return {"corpus": corpus, "preset": arguments.model.preset, "tokenizer_type": arguments.model.tokenizer_type,
             "vocab_size": arguments.model.vocab_size, "block_size": arguments.data.block_size,
-            **{name: training[name] for name in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
-                                                 "learning_rate", "seed")}}
+            **{name: training.get(name) for name in ("max_steps", "num_train_epochs", "max_minutes",
+                                                     "per_device_train_batch_size", "learning_rate", "seed")}}
 
 
 class TrainingJob:
@@ -199,19 +199,26 @@ class TrainingJob:
         self._update(state="failed", ended=time.time(), error=error)
 
 
+PLANNED_SLACK = 1.1  # a run in minutes plans to end within its budget: stopped only when it is this much over
+
+
 def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool) -> dict:
     """Run `job` in a child process of `context` (space/lifeline.py) and follow it until it ends: progress and
     samples into the job, Stop and the wall-time budget to the child. The budget counts from the job's start
     (TrainingJob.begin, when the line starts it), preparing the data included: a child still preparing when the
     budget ends, or when Stop is pressed, is ended at once (the pipeline looks at Stop between training steps
-    only). Returns the child's last word: {"done": {...}} or {"error": (kind, text)}; kind: setup | crash | killed
+    only). A run in minutes (max_minutes, at most the budget) plans its steps to end in time from the same start,
+    its learning rate decayed: the budget stops it only if it overruns. Returns the child's last word:
+    {"done": {...}} or {"error": (kind, text)}; kind: setup | crash | killed
     | time_budget | stopped. Never raises for what happens in the child."""
     events, stop = context.Queue(), context.Event()
     private_cache = str(job.cleanup / "datasets_cache") if job.private_corpus and job.cleanup else None
     job.output_dir.parent.mkdir(parents=True, exist_ok=True)
     running_mark(job.output_dir).touch()
+    started = job.snapshot().started
+    planned = job.arguments.training.get("max_minutes") is not None  # the child plans its steps to end in time
     child = context.Process(target=train_in_child, name=f"minigpt-train-{job.id}", daemon=True,
-                            args=(job.arguments, events, stop, private_cache, on_space, os.getpid()))
+                            args=(job.arguments, events, stop, private_cache, on_space, os.getpid(), started))
     child.start()
     watched = psutil.Process(child.pid)
     last_word, stop_sent_at, training = None, None, False
@@ -241,7 +248,7 @@ def run_in_process(job: TrainingJob, context, max_seconds: float, on_space: bool
                 pass
             if last_word is not None:
                 break
-            over_budget = time.time() - job.snapshot().started > max_seconds
+            over_budget = time.time() - started > max_seconds * (PLANNED_SLACK if planned else 1)
             if not training and (over_budget or job.stop_event.is_set()):
                 child.kill()
                 last_word = {"error": ("time_budget" if over_budget else "stopped", "")}

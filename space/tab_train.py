@@ -91,7 +91,7 @@ def refusal(ctx: AppContext, lang: str, error: Exception) -> gr.Error:
 
 
 def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit,
-          max_steps, epochs, batch_size, learning_rate, block_size, seed, browser_id: str | None = None,
+          max_steps, epochs, minutes, batch_size, learning_rate, block_size, seed, browser_id: str | None = None,
           request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Queue a training and answer at once: the panel shows it starting, or your place in line and an estimated
     start (one training runs at a time for the whole app), or an error that says why not. Follow it with
@@ -100,7 +100,8 @@ def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_
     visitor = visitor_id(request, profile, browser_id)
     form = TrainForm(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                      tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit,
-                     max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                     max_steps=max_steps, epochs=epochs, minutes=minutes, batch_size=batch_size,
+                     learning_rate=learning_rate,
                      block_size=block_size, seed=seed)  # Gradio passes the form's inputs in order: named here, once
     try:
         mine = ctx.line.job_of(visitor)
@@ -213,11 +214,12 @@ def _settings_column() -> dict:
         tokenizer_type = gr.Radio([(T("tok_bpe"), "bpe"), (T("tok_char"), "char")], value=d.tokenizer_type,
                                   label=T("tokenizer_type"))
     with gr.Accordion(T("hyper"), open=True):
-        length_unit = gr.Radio([(T("unit_steps"), "steps"), (T("unit_epochs"), "epochs")], value=d.length_unit,
-                               label=T("length_unit"))
+        length_unit = gr.Radio([(T("unit_minutes"), "minutes"), (T("unit_steps"), "steps"),
+                                (T("unit_epochs"), "epochs")], value=d.length_unit, label=T("length_unit"))
         with gr.Row():
-            max_steps = gr.Number(d.max_steps, precision=0, label=T("max_steps"))
-            epochs = gr.Number(d.epochs, label=T("epochs"), visible=False)
+            max_steps = gr.Number(d.max_steps, precision=0, label=T("max_steps"), visible=d.length_unit == "steps")
+            epochs = gr.Number(d.epochs, label=T("epochs"), visible=d.length_unit == "epochs")
+            minutes = gr.Number(d.minutes, label=T("minutes"), step=0.5, visible=d.length_unit == "minutes")
             batch_size = gr.Number(d.batch_size, precision=0, label=T("batch_size"))
         with gr.Row():
             learning_rate = gr.Number(d.learning_rate, label=T("learning_rate"), step=0.0001)
@@ -227,11 +229,12 @@ def _settings_column() -> dict:
             seed = gr.Number(d.seed, precision=0, label=T("seed"))
     corpus_source.change(lambda s: (gr.File(visible=s == "upload"), gr.Textbox(visible=s == "hub")),
                          corpus_source, [files, hub_dataset], api_visibility="private", queue=False)
-    length_unit.change(lambda u: (gr.Number(visible=u == "steps"), gr.Number(visible=u == "epochs")),
-                       length_unit, [max_steps, epochs], api_visibility="private", queue=False)
+    length_unit.change(lambda u: tuple(gr.Number(visible=u == unit) for unit in ("steps", "epochs", "minutes")),
+                       length_unit, [max_steps, epochs, minutes], api_visibility="private", queue=False)
     return dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                 tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit, max_steps=max_steps,
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, block_size=block_size, seed=seed)
+                epochs=epochs, minutes=minutes, batch_size=batch_size, learning_rate=learning_rate,
+                block_size=block_size, seed=seed)
 
 
 def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> SimpleNamespace:

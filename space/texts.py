@@ -58,10 +58,13 @@ def _ui_texts() -> tuple[dict, dict]:
     add("vocab_size", "BPE vocabulary size", "Tamanho do vocabulário BPE")
     add("hyper", "Hyperparameters", "Hiperparâmetros")
     add("length_unit", "Train for", "Treinar por")
+    add("unit_minutes", "minutes", "minutos")
     add("unit_steps", "steps", "passos")
     add("unit_epochs", "epochs", "épocas")
     add("max_steps", "Steps (optimizer updates)", "Passos (atualizações do otimizador)")
     add("epochs", "Epochs (passes over the corpus)", "Épocas (passadas pelo corpus)")
+    add("minutes", "Minutes (the steps are planned to fit, the learning rate's decay included)",
+        "Minutos (os passos são planejados para caber, com o decaimento da taxa de aprendizado)")
     add("batch_size", "Batch size (sequences per step)", "Tamanho do lote (sequências por passo)")
     add("learning_rate", "Learning rate", "Taxa de aprendizado")
     add("block_size", "Block size (context, tokens)", "Tamanho do bloco (contexto, tokens)")
@@ -461,11 +464,12 @@ DATA_STAGES = {
 }
 
 WHAT = {  # parameter names in messages
-    "en": {"max_steps": "Steps", "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
+    "en": {"max_steps": "Steps", "epochs": "Epochs", "minutes": "Minutes", "batch_size": "Batch size",
+           "learning_rate": "Learning rate",
            "block_size": "Block size", "vocab_size": "Vocabulary size", "seed": "Seed", "preset": "Model size",
            "tokenizer_type": "Tokenizer", "corpus_source": "Corpus", "length_unit": "Train for", "prompt": "The prompt", "text": "The text",
            "repo_id": "The repository name"},
-    "pt": {"max_steps": "Passos", "epochs": "Épocas", "batch_size": "Tamanho do lote",
+    "pt": {"max_steps": "Passos", "epochs": "Épocas", "minutes": "Minutos", "batch_size": "Tamanho do lote",
            "learning_rate": "Taxa de aprendizado", "block_size": "Tamanho do bloco",
            "vocab_size": "Tamanho do vocabulário", "seed": "Semente", "preset": "Tamanho do modelo",
            "tokenizer_type": "Tokenizador", "corpus_source": "Corpus", "length_unit": "Treinar por", "prompt": "O prompt", "text": "O texto",

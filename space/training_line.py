@@ -101,7 +101,10 @@ class TrainingLine:
     # -- the line moves ---------------------------------------------------------------------------------------
 
     def _estimate(self, job: TrainingJob) -> float:
-        """Seconds `job` will take: its steps at the last run's pace, never over the wall-time budget."""
+        """Seconds `job` will take: its minutes, or its steps at the last run's pace; never over the wall-time
+        budget."""
+        if job.arguments.training.get("max_minutes"):
+            return min(self.max_seconds, 60 * job.arguments.training["max_minutes"])
         steps = job.arguments.training["max_steps"]
         if self._seconds_per_step is None or steps <= 0:
             return self.max_seconds

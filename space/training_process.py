@@ -22,6 +22,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from minigpt.time_plan import STEPS_UPPER_BOUND
 from space.lifeline import die_with_parent, exit_when_gone
 
 logger = logging.getLogger("minigpt.app")
@@ -37,7 +38,9 @@ class QueueProgressCallback(TrainerCallback):
         self.tokens_per_step = tokens_per_step
 
     def _send(self, state, logs=None):
-        self.events.put(("progress", {"step": state.global_step, "max_steps": state.max_steps,
+        # a run in minutes: its steps are known once planned (after its first steps), not the Trainer's bound
+        max_steps = None if state.max_steps >= STEPS_UPPER_BOUND else state.max_steps
+        self.events.put(("progress", {"step": state.global_step, "max_steps": max_steps,
                                       "epoch": float(state.epoch or 0.0), "logs": dict(logs or {}),
                                       "tokens_seen": state.global_step * self.tokens_per_step}))
 
@@ -61,9 +64,10 @@ def hide_owner_token() -> None:
     huggingface_hub.constants.HF_HUB_DISABLE_IMPLICIT_TOKEN = True  # read at import, in the fork server
 
 
-def train_in_child(arguments, events, stop, private_cache: str | None, on_space: bool, app_pid: int) -> None:
+def train_in_child(arguments, events, stop, private_cache: str | None, on_space: bool, app_pid: int,
+                   started_at: float | None = None) -> None:
     """The child's whole life: make the run's TrainingArguments (minigpt.arguments.RunArguments), run the
-    pipeline, report. Never raises."""
+    pipeline, report. Never raises. started_at: when the job started (a budget in minutes counts from there)."""
     die_with_parent()
     exit_when_gone(app_pid)
     logging.basicConfig(format="%(asctime)s %(name)s %(message)s", level=logging.INFO)
@@ -87,7 +91,8 @@ def train_in_child(arguments, events, stop, private_cache: str | None, on_space:
         reporter = QueueProgressCallback(events, tokens_per_step(training_args, arguments.data.block_size))
         result = run_training(arguments.model, arguments.data, training_args, callbacks=[reporter],
                               stop_event=stop, on_sample=lambda sample: events.put(("sample", dict(sample))),
-                              on_data_progress=lambda progress: events.put(("data", asdict(progress))))
+                              on_data_progress=lambda progress: events.put(("data", asdict(progress))),
+                              started_at=started_at)
         events.put(("done", {"eval_loss": result.metrics.get("eval_loss"),
                              "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
     except (SetupError, CorpusError, HubError) as error:

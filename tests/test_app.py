@@ -28,10 +28,11 @@ from space.registry import APP_RUN_FILE, ModelError, load_model_dir  # noqa: E40
 
 # A few seconds per run on 2 CPU cores: small model, short blocks, small vocabulary.
 TINY = dict(corpus_source="python-reference", files=[], hub_dataset="", preset="tiny", tokenizer_type="bpe", vocab_size=300,
-            length_unit="steps", max_steps=40, epochs=1, batch_size=8, learning_rate=3e-3, block_size=32, seed=1)
+            length_unit="steps", max_steps=40, epochs=1, minutes=1, batch_size=8, learning_rate=3e-3, block_size=32,
+            seed=1)
 PROMPT = "The value of"
 WHAT_EN = {"learning_rate": "Learning rate", "batch_size": "Batch size", "block_size": "Block size", "seed": "Seed",
-           "max_steps": "Steps", "epochs": "Epochs"}
+           "max_steps": "Steps", "epochs": "Epochs", "minutes": "Minutes"}
 
 
 @pytest.fixture(scope="module")
@@ -427,3 +428,25 @@ def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):
                                                           "hub_dataset": "someone/some-text"}))
     data = job.arguments.data
     assert (data.dataset_name, data.max_dataset_mb) == ("someone/some-text", 12.0)
+
+
+def test_minutes_are_the_visitors_default_unit_planned_within_the_spaces_limit(tmp_path, monkeypatch):
+    """A run in minutes is a planned budget (max_minutes: the schedule decays before it ends), at most
+    MINIGPT_APP_MAX_MINUTES; over it, a message that says the limit."""
+    import gradio as gr
+
+    from space.context import AppContext
+    from space.job_inputs import TrainForm, prepare_job
+
+    monkeypatch.setenv("MINIGPT_APP_MAX_MINUTES", "3")
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    assert TrainForm().length_unit == "minutes"
+    job = prepare_job(ctx, "en", "visitor", TrainForm(**{**TINY, "length_unit": "minutes", "minutes": 2.5}))
+    assert job.arguments.training["max_minutes"] == 2.5 and job.arguments.training["max_steps"] == -1
+    assert job.arguments.training_arguments().max_minutes == 2.5
+    for lang, words in (("en", "Minutes must be between 0.1 and 3; got 4"), ("pt", "Minutos")):
+        with pytest.raises(gr.Error) as refused:
+            prepare_job(ctx, lang, "visitor", TrainForm(**{**TINY, "length_unit": "minutes", "minutes": 4}))
+        assert words in refused.value.message
+    steps = prepare_job(ctx, "en", "visitor", TrainForm(**TINY))  # steps stay steps
+    assert steps.arguments.training["max_minutes"] is None and steps.arguments.training["max_steps"] == 40

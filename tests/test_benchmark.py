@@ -73,9 +73,3 @@ def test_stream_bits_per_byte_refuses_a_tokenizer_that_loses_text():
     model = tiny_model_for(tokenizer)
     with pytest.raises(ValueError, match="round-trip"):
         text_bits_per_byte(model, tokenizer, "abc xyz")  # x, y, z are unknown: <|unk|>
-
-
-def test_step_clock_measures_the_steady_speed_without_the_first_steps():
-    clock = benchmark.StepClock(skip=2)
-    clock.times = [0.0, 5.0, 6.0, 6.5, 7.0, 7.5]  # two slow first steps (allocation, warm-up), then 0.5 s each
-    assert clock.steady_steps_per_second() == pytest.approx(2.0)

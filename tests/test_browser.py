@@ -72,6 +72,7 @@ def train_on_upload(page, corpus: Path, steps: int) -> str:
     shown_name = page.get_by_text(corpus.name).or_(page.get_by_text(corpus.name.replace(" ", "_")))
     expect(shown_name.first).to_be_visible()
     page.get_by_label("caracteres (como no livro)", exact=True).check()
+    page.get_by_label("passos", exact=True).check()  # minutes are the default unit
     page.get_by_label("Passos (atualizações do otimizador)").fill(str(steps))
     page.get_by_label("Tamanho do lote (sequências por passo)").fill("4")
     page.get_by_label("Tamanho do bloco (contexto, tokens)").fill("16")
@@ -138,7 +139,7 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
     corpus = tmp_path / "notes.txt"
     corpus.write_text("\n\n".join(f"line {i} of a small private text" for i in range(80)))
     other = Client(url, verbose=False, analytics_enabled=False)
-    other.predict("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 4, 3e-3, 16, 1,
+    other.predict("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 1, 4, 3e-3, 16, 1,
                   api_name="/train")
     expect = sync_api.expect
     try:

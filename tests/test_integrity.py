@@ -350,6 +350,7 @@ BAD_VALUES = [
     ("--learning_rate", "-1"), ("--learning_rate", "nan"), ("--per_device_train_batch_size", "0"),
     ("--per_device_eval_batch_size", "0"), ("--gradient_accumulation_steps", "0"), ("--max_steps", "0"),
     ("--adam_beta2", "1.5"), ("--weight_decay", "-0.1"), ("--seed", "-1"), ("--save_steps", "0"),
+    ("--max_minutes", "0"), ("--max_minutes", "-2"),
 ]
 
 
