@@ -29,6 +29,7 @@ from minigpt.errors import SetupError
 logger = logging.getLogger("minigpt")
 
 RUN_SETTINGS_FILE = "run_settings.json"
+INITIAL_DIR = "step-0"  # a finished folder's sub-folder: the model before training (weights, config, tokenizer)
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
 _MIN_FREE_BYTES = 16 * 2**20
 
