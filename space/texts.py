@@ -108,10 +108,10 @@ def _ui_texts() -> tuple[dict, dict]:
     add("generate", "Generate", "Gerar")
     add("output", "Text", "Texto")
     # Compare
-    add("cmp_help", "One prompt, one set of settings, two models side by side. By default: the model **before** "
-        "training (random weights) and the **latest trained** one.",
-        "Um prompt, um conjunto de configurações, dois modelos lado a lado. Por padrão: o modelo **antes** do "
-        "treino (pesos aleatórios) e o **último treinado**.")
+    add("cmp_help", "One prompt, one set of settings, two models side by side. By default: your latest run "
+        "**before** training (step 0: its random initial weights, its tokenizer) and **after** it.",
+        "Um prompt, um conjunto de configurações, dois modelos lado a lado. Por padrão: o seu treino mais recente "
+        "**antes** do treino (passo 0: os pesos aleatórios iniciais, o tokenizador dele) e **depois** dele.")
     add("model_a", "Model A (before)", "Modelo A (antes)")
     add("model_b", "Model B (after)", "Modelo B (depois)")
     add("compare", "Compare", "Comparar")
@@ -274,14 +274,21 @@ MESSAGES = {
         "stop_preparing": "Stopped while preparing the data: no model is saved.",
         "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
         "preparing_data": "Preparing the corpus: {stage}, {done}{total} MB, {rate} MB/s",
-        "label_untrained": "untrained: random weights ({size})", "label_val_loss": "val loss {loss}",
+        "label_untrained": "untrained: random weights, {corpus} tokenizer ({size})", "label_val_loss": "val loss {loss}",
         "label_pretrained": "pre-trained GPT-2: {name} ({size} parameters)",
-        "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all.",
+        "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all ({corpus} "
+                           "tokenizer).",
+        "label_initial": "{name}: before training (step 0)",
+        "facts_initial": "**{name}, step 0**: {size} parameters, the random weights this run started from, with "
+                         "its tokenizer ({corpus}).",
+        "label_latest_initial": "before training (step 0): your latest run ({name})",
+        "label_latest_initial_none": "before training (step 0): your latest run (none yet)",
+        "no_trained_side": "No trained model yet: train one in the Train tab.",
         "facts_run": "**{name}**: {size} parameters, trained on {tokens} tokens ({corpus}).",
         "facts_pretrained": "**{name}**: {size} parameters, pre-trained on {data}.",
         "facts_unknown_data": "a corpus named in its model card",
-        "label_stopped": "stopped early", "label_dir": "dir", "label_latest": "latest trained",
-        "label_latest_none": "latest trained (none yet)",
+        "label_stopped": "stopped early", "label_dir": "dir", "label_latest": "after training: your latest run",
+        "label_latest_none": "after training: your latest run (none yet)",
         "need_hub": "Type a Hub dataset name such as karpathy/tiny_shakespeare.",
         "bad_hub": "{name!r} is not a Hub dataset name: use owner/name (letters, digits, - _ .).",
         "not_txt": "{name}: only .txt files can be uploaded (plain UTF-8 text).",
@@ -290,7 +297,6 @@ MESSAGES = {
         "empty_file": "{name} holds no text.",
         "bad_value": "{what} must be {rule}; got {value}.",
         "setup_error": "Cannot start: {error}",
-        "no_trained": "No trained model yet: train one in the Train tab. Showing model A only.",
         "clipped": "The prompt ({prompt} tokens) + {asked} new tokens exceed the context of {context}: "
                    "generating {given} tokens.",
         "no_token": "Pushing needs a Hugging Face token: set HF_TOKEN or run `hf auth login` on this machine.",
@@ -377,7 +383,6 @@ MESSAGES = {
         "empty_file": "{name} não tem texto.",
         "bad_value": "{what} deve ser {rule}; veio {value}.",
         "setup_error": "Não foi possível começar: {error}",
-        "no_trained": "Ainda não há modelo treinado: treine um na aba Treinar. Mostrando só o modelo A.",
         "clipped": "O prompt ({prompt} tokens) + {asked} tokens novos passam do contexto de {context}: "
                    "gerando {given} tokens.",
         "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina HF_TOKEN ou rode `hf auth login` nesta máquina.",
@@ -394,14 +399,21 @@ MESSAGES = {
                             "{ubits} bits). {n} tokens.",
         "truncated": " Só os primeiros {n} tokens cabem no contexto.",
         "preparing_data": "Preparando o corpus: {stage}, {done}{total} MB, {rate} MB/s",
-        "label_untrained": "não treinado: pesos aleatórios ({size})", "label_val_loss": "perda val. {loss}",
+        "label_untrained": "não treinado: pesos aleatórios, tokenizador de {corpus} ({size})", "label_val_loss": "perda val. {loss}",
         "label_pretrained": "GPT-2 pré-treinado: {name} ({size} parâmetros)",
-        "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum.",
+        "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum "
+                           "(tokenizador de {corpus}).",
+        "label_initial": "{name}: antes do treino (passo 0)",
+        "facts_initial": "**{name}, passo 0**: {size} parâmetros, os pesos aleatórios com que este treino começou, "
+                         "com o tokenizador dele ({corpus}).",
+        "label_latest_initial": "antes do treino (passo 0): seu treino mais recente ({name})",
+        "label_latest_initial_none": "antes do treino (passo 0): seu treino mais recente (nenhum ainda)",
+        "no_trained_side": "Ainda não há modelo treinado: treine um na aba Treinar.",
         "facts_run": "**{name}**: {size} parâmetros, treinado em {tokens} tokens ({corpus}).",
         "facts_pretrained": "**{name}**: {size} parâmetros, pré-treinado em {data}.",
         "facts_unknown_data": "um corpus descrito no seu model card",
-        "label_stopped": "interrompido", "label_dir": "pasta", "label_latest": "o mais recente treinado",
-        "label_latest_none": "o mais recente treinado (nenhum ainda)",
+        "label_stopped": "interrompido", "label_dir": "pasta", "label_latest": "depois do treino: seu treino mais recente",
+        "label_latest_none": "depois do treino: seu treino mais recente (nenhum ainda)",
         "col_token": "token", "col_p_before": "p antes", "col_p_after": "p depois", "col_kept": "mantido",
         "col_logit": "logit", "col_rank": "posição", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
         "col_position": "posição", "probability": "probabilidade", "col_step": "passo",
@@ -453,6 +465,7 @@ WHAT = {  # parameter names in messages
 
 # What the visitor sees first, by language: the built-in corpus of that language and a prompt that fits it.
 VISITOR_CORPUS = {"pt": "machado", "en": "python-reference"}
+CORPUS_SHORT = {"machado": "Machado de Assis", "python-reference": "Python Language Reference"}  # built-in corpora
 VISITOR_PROMPT = {"pt": "Era uma vez", "en": "The value of"}
 
 # The pre-trained GPT-2s the app suggests (default: one per language), with what their model cards say.

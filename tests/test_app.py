@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -75,7 +76,8 @@ def test_every_action_has_an_api_name_and_generate_needs_only_a_prompt(api):
     parameters = info["/generate"]["parameters"]
     assert parameters[0]["parameter_name"] == "prompt"
     assert all(p["parameter_has_default"] for p in parameters[1:])
-    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained", "pretrained/tiny-gpt2"]
+    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained/machado", "untrained/python-reference",
+                                                                  "pretrained/tiny-gpt2"]
 
 
 def test_generate_streams_and_the_same_seed_gives_the_same_text(api):
@@ -202,10 +204,17 @@ def test_training_runs_while_another_client_generates(served, api):
         config = json.loads(archive.read(next(n for n in archive.namelist() if n.endswith("/config.json"))))
         assert config["model_type"] == "gpt2" and not any(n.endswith(".py") for n in archive.namelist())
     assert api.predict(PROMPT, model=run_key, max_new_tokens=10, api_name="/generate").startswith(PROMPT)
+    # Compare's default: this run before training (its step 0, its own tokenizer) and after it
     before, after = api.predict(PROMPT, strategy="greedy", max_new_tokens=20, api_name="/compare")
     assert before.startswith(PROMPT) and after.startswith(PROMPT) and before != after
-    assert tuple(api.predict(PROMPT, "untrained", run_key, strategy="greedy", max_new_tokens=20,
+    initial_key = f"step-0/{run_key.split('/', 1)[1]}"
+    assert models[initial_key]["kind"] == "initial"
+    assert tuple(api.predict(PROMPT, initial_key, run_key, strategy="greedy", max_new_tokens=20,
                              api_name="/compare")) == (before, after)
+    (_, initial, initial_tokenizer), (_, trained, tokenizer) = (served.ctx.registry.get(key)
+                                                                for key in (initial_key, run_key))
+    assert initial_tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert not torch.equal(initial.lm_head.weight, trained.lm_head.weight)
     info = json.loads((served.ctx.runs_dir / run_key.split("/", 1)[1] / APP_RUN_FILE).read_text())
     assert info["steps"] == 60 and info["stopped"] is False
 
@@ -358,7 +367,6 @@ def test_model_folders_load_from_safetensors_only(served, tmp_path):
 
 
 def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
-    import torch
     from transformers import GPT2LMHeadModel
 
     from minigpt.loading import count_parameters
