@@ -248,8 +248,25 @@ def prepare_blocks(raw, tokenizer, block_size: int, data_args: DataArguments, ca
     return blocks
 
 
-def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress) -> RunResult:
-    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
+@dataclass
+class RunStart:
+    """What a run starts from: the corpus's splits, the model (new, saved or resumed), its tokenizer, the block
+    size and the blocks of token ids ({"train", "validation"})."""
+
+    raw: datasets.DatasetDict
+    model: MiniGPTForCausalLM
+    tokenizer: object
+    block_size: int
+    chunks: dict
+
+
+def prepare_run(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments,
+                model_source: str | None = None, corpus_files: dict | None = None,
+                on_data_progress: ProgressHook | None = None) -> RunStart:
+    """The corpus read and split, the tokenizer trained (or loaded), the model made (or loaded from
+    `model_source`), the blocks tokenized: the same work for a run and for anything that looks at its start
+    (minigpt.one_step). corpus_files: the run's recorded fingerprints of its files, checked once they are read."""
+    set_seed(args.seed)
     show = not args.disable_tqdm
     cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
     with contextlib.nullcontext() if show else datasets_progress_bars_off():
@@ -261,16 +278,23 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             builtin_corpus_name=data_args.builtin_corpus, max_dataset_mb=data_args.max_dataset_mb,
             streaming=data_args.streaming, stream_head_mb=data_args.tokenizer_sample_mb,
         ))
-        if corpus_fingerprints(data_args) != settings["corpus_files"]:
+        if corpus_files is not None and corpus_fingerprints(data_args) != corpus_files:
             raise SetupError("a corpus file changed while the run was starting; run the command again")
-        if plan.resume_from:
-            logger.info("Resuming from %s", plan.resume_from)
         progress = {"show_progress": show, "on_progress": on_data_progress}
         model, tokenizer, block_size = load_model_and_tokenizer(
-            model_args, data_args, args, plan.resume_from or model_args.model_name_or_path, raw, cache_dir=cache_dir,
-            **progress)
+            model_args, data_args, args, model_source, raw, cache_dir=cache_dir, **progress)
         chunks = main_first(args, lambda: prepare_blocks(  # the others load what the main process cached
             raw, tokenizer, block_size, data_args, cache_dir=cache_dir, **progress))
+    return RunStart(raw, model, tokenizer, block_size, chunks)
+
+
+def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress) -> RunResult:
+    if plan.resume_from:
+        logger.info("Resuming from %s", plan.resume_from)
+    start = prepare_run(model_args, data_args, args, plan.resume_from or model_args.model_name_or_path,
+                        settings["corpus_files"], on_data_progress)
+    raw, model, tokenizer, block_size, chunks = (start.raw, start.model, start.tokenizer, start.block_size,
+                                                 start.chunks)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
     prompts = default_prompts(data_args, raw)
