@@ -184,7 +184,7 @@ def check_memory(ctx, lang: str, preset: str, vocab_size: int, block_size: int, 
     return float(estimate.parameters * batch_size * block_size)
 
 
-def _check_choices(lang: str, form: TrainForm) -> None:
+def check_choices(lang: str, form: TrainForm) -> None:
     for name, choices in FORM_CHOICES.items():
         value = getattr(form, name)
         if not choices.allows(value):
@@ -205,7 +205,7 @@ def checked_numbers(lang: str, form: TrainForm) -> dict:
 
 def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "local") -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
-    _check_choices(lang, form)
+    check_choices(lang, form)
     numbers = checked_numbers(lang, form)
     batch_size, block_size, vocab_size = (numbers["per_device_train_batch_size"], numbers["block_size"],
                                           numbers["vocab_size"])

@@ -19,6 +19,7 @@ from space.hub_push import push_run
 from space.job_inputs import APP_PRESETS, TrainForm, forget_uploads, prepare_job
 from space.job_views import error_text, md_inline, plot_frames, samples_html, status_html
 from space.jobs import JobSnapshot
+from space.one_step_panel import build_one_step_panel
 from space.registry import LATEST, ModelError
 from space.run_files import RunsFull, check_room, make_zip
 from space.texts import MESSAGES, UI_EN, VISITOR_CORPUS, T, app_error, msg, request_lang
@@ -239,6 +240,7 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
                 start_btn = gr.Button(T("start"), variant="primary", elem_id="start-training")
                 stop_btn = gr.Button(T("stop"), variant="stop", elem_id="stop-training")
             stop_note = gr.Markdown()
+            build_one_step_panel(ctx, form)
         with gr.Column(scale=3, min_width=360):
             status = gr.HTML(f'<div class="mg-status"><p>{md_inline(UI_EN["no_job"])}</p></div>',
                              label=T("train_status"), elem_id="train-status")

@@ -107,6 +107,16 @@ def _ui_texts() -> tuple[dict, dict]:
     add("num_beams", "Beams (beam search)", "Feixes (beam search)")
     add("generate", "Generate", "Gerar")
     add("output", "Text", "Texto")
+    add("one_step", "One training step, by hand", "Um passo de treino, à mão")
+    add("one_step_help", "What the Trainer repeats at every step, written out in plain PyTorch on one batch of the "
+        "corpus chosen above, with the model and settings of the form (at most 16 sequences): the forward pass, "
+        "the cross entropy of the batch, `loss.backward()`, `optimizer.step()`, and the loss on the same batch "
+        "again. The model starts from the same random weights as a training with these settings (step 0).",
+        "O que o Trainer repete a cada passo, escrito em PyTorch puro sobre um lote do corpus escolhido acima, com o "
+        "modelo e as configurações do formulário (no máximo 16 sequências): a passagem para a frente, a entropia "
+        "cruzada do lote, `loss.backward()`, `optimizer.step()` e a perda no mesmo lote de novo. O modelo começa "
+        "dos mesmos pesos aleatórios de um treino com essas configurações (passo 0).")
+    add("one_step_button", "Take one step", "Dar um passo")
     # Compare
     add("cmp_help", "One prompt, one set of settings, two models side by side. By default: your latest run "
         "**before** training (step 0: its random initial weights, its tokenizer) and **after** it.",
@@ -279,6 +289,24 @@ MESSAGES = {
         "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all ({corpus} "
                            "tokenizer).",
         "label_initial": "{name}: before training (step 0)",
+        "one_step_builtin_only": "One step by hand works on a built-in corpus: choose Machado de Assis or the "
+                                 "Python Language Reference above.",
+        "os_read": "the model read …", "os_target": "true next token", "os_logit": "its logit",
+        "os_p": "its probability", "os_top": "the model's top guesses", "os_layer": "layer",
+        "os_grad": "gradient norm", "os_moved": "‖Δw‖ (how far it moved)", "os_relative": "‖Δw‖ / ‖w‖",
+        "os_forward": "<b>1. Forward pass.</b> A batch of {batch} sequences × {tokens} tokens goes through the "
+                      "model: out comes a score (logit) for each of the {vocab} tokens of the vocabulary, at every "
+                      "position. A few positions of the first sequence:",
+        "os_loss": "<b>2. Cross entropy of the batch:</b> {loss} nats/token, by hand "
+                   "(<code>F.cross_entropy</code> of the logits against the next tokens); the model's own loss: "
+                   "{model_loss}; a uniform guess, ln V: {uniform}.",
+        "os_backward": "<b>3. <code>loss.backward()</code></b> gives every weight its gradient: the direction in "
+                       "which the loss grows. Total norm {total}, clipped to {clip} (max_grad_norm) as the "
+                       "Trainer does.",
+        "os_update": "<b>4. <code>optimizer.step()</code></b> (AdamW, learning rate {lr}: the peak; in training "
+                     "the warmup starts lower) moves every weight against its gradient. Per layer:",
+        "os_after": "<b>5. The same batch again:</b> loss {loss} → {after}. Training repeats this step with a new "
+                    "batch each time; the Trainer's first step gives the same loss (tests/test_one_step.py).",
         "facts_initial": "**{name}, step 0**: {size} parameters, the random weights this run started from, with "
                          "its tokenizer ({corpus}).",
         "label_latest_initial": "before training (step 0): your latest run ({name})",
@@ -404,6 +432,23 @@ MESSAGES = {
         "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum "
                            "(tokenizador de {corpus}).",
         "label_initial": "{name}: antes do treino (passo 0)",
+        "one_step_builtin_only": "O passo à mão funciona com um corpus embutido: escolha Machado de Assis ou a "
+                                 "Python Language Reference acima.",
+        "os_read": "o modelo leu …", "os_target": "próximo token de verdade", "os_logit": "logit dele",
+        "os_p": "probabilidade dele", "os_top": "palpites do modelo", "os_layer": "camada",
+        "os_grad": "norma do gradiente", "os_moved": "‖Δw‖ (quanto andou)", "os_relative": "‖Δw‖ / ‖w‖",
+        "os_forward": "<b>1. Passagem para a frente.</b> Um lote de {batch} sequências × {tokens} tokens passa pelo "
+                      "modelo: sai uma pontuação (logit) para cada um dos {vocab} tokens do vocabulário, em cada "
+                      "posição. Algumas posições da primeira sequência:",
+        "os_loss": "<b>2. Entropia cruzada do lote:</b> {loss} nats/token, à mão (<code>F.cross_entropy</code> "
+                   "dos logits contra os próximos tokens); a perda do próprio modelo: {model_loss}; um chute "
+                   "uniforme, ln V: {uniform}.",
+        "os_backward": "<b>3. <code>loss.backward()</code></b> dá a cada peso o seu gradiente: a direção em que a "
+                       "perda cresce. Norma total {total}, cortada em {clip} (max_grad_norm), como o Trainer faz.",
+        "os_update": "<b>4. <code>optimizer.step()</code></b> (AdamW, taxa de aprendizado {lr}: a de pico; no "
+                     "treino o aquecimento começa mais baixo) move cada peso contra o seu gradiente. Por camada:",
+        "os_after": "<b>5. O mesmo lote de novo:</b> perda {loss} → {after}. O treino repete esse passo, cada vez "
+                    "com um lote novo; o primeiro passo do Trainer dá a mesma perda (tests/test_one_step.py).",
         "facts_initial": "**{name}, passo 0**: {size} parâmetros, os pesos aleatórios com que este treino começou, "
                          "com o tokenizador dele ({corpus}).",
         "label_latest_initial": "antes do treino (passo 0): seu treino mais recente ({name})",

@@ -130,6 +130,24 @@ def test_messages_follow_the_browser_language_and_the_app_stays_up(served, api):
     assert api.predict(long_prompt, max_new_tokens=60, strategy="greedy", api_name="/generate").startswith(long_prompt)
 
 
+def test_one_training_step_by_hand_in_both_languages(served, api):
+    step = {k: TINY[k] for k in ("corpus_source", "preset", "tokenizer_type", "vocab_size", "batch_size",
+                                 "learning_rate", "block_size", "seed")}
+    report = api.predict(**step, api_name="/one_training_step")
+    for part in ("1. Forward pass", "2. Cross entropy", "loss.backward()", "optimizer.step()", "5. The same batch"):
+        assert part in report, part
+    assert report.count("<tr>") == 1 + 4 + 1 + 5  # 4 positions; token and position embeddings, 2 layers, final norm
+    before, after = (float(x) for x in re.search(r"loss (\d+\.\d+) → (\d+\.\d+)", report).groups())
+    assert math.log(300) - 0.5 < before < math.log(300) + 0.5 and after < before
+
+    portuguese = client(served, **{"Accept-Language": "pt-BR,pt;q=0.9"})
+    relatorio = portuguese.predict(**step, api_name="/one_training_step")
+    assert "Passagem para a frente" in relatorio and "Entropia cruzada do lote" in relatorio
+    assert re.search(r"perda \d,\d{4} → \d,\d{4}", relatorio)  # Portuguese numbers
+    with pytest.raises(AppError, match="corpus embutido"):
+        portuguese.predict(**{**step, "corpus_source": "upload"}, api_name="/one_training_step")
+
+
 def test_next_token_probabilities_mark_the_cut_tokens(api):
     before, after, summary, table = api.predict(PROMPT, temperature=0.8, top_k=4, top_p=1.0, n_bars=10,
                                                 api_name="/next_token_probabilities")
