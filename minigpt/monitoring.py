@@ -161,6 +161,20 @@ def write_samples(samples: list[dict], output_dir: str) -> None:
     (Path(output_dir) / SAMPLES_FILE).write_text("\n".join(lines))
 
 
+def overfitting_turn(evals: list[tuple[int, float]], train: list[tuple[int, float]]) -> int | None:
+    """The step at which validation loss turned up while training loss kept falling: the evaluation with the
+    lowest validation loss, where a later one is higher and the training loss last logged is lower than the one
+    logged at or before it; None otherwise. evals, train: (step, loss) in step order."""
+    if len(evals) < 2:
+        return None
+    best_step, best = min(evals, key=lambda e: e[1])
+    before = [loss for step, loss in train if step <= best_step]
+    after = [loss for step, loss in train if step > best_step]
+    if evals[-1][1] <= best or not before or not after or after[-1] >= before[-1]:
+        return None
+    return best_step
+
+
 def plot_losses(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -172,6 +186,12 @@ def plot_losses(rows: list[dict], path: Path) -> None:
         points = [(r["tokens_seen"], r[key]) for r in rows if r[key] != "" and r["tokens_seen"] != ""]
         if points:
             ax.plot(*zip(*points), style, label=label, markersize=4)
+    turn = overfitting_turn(*([(r["step"], r[key]) for r in rows if r[key] != ""]
+                              for key in ("eval_loss", "train_loss")))
+    turn_row = next((r for r in rows if r["step"] == turn and r["tokens_seen"] != ""), None)
+    if turn_row is not None:  # overfitting: mark where validation loss was lowest
+        ax.axvline(turn_row["tokens_seen"], color="gray", linestyle="--",
+                   label=f"lowest validation loss (step {turn}): overfitting after it")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.set_title("MiniGPT: train vs validation loss")

@@ -18,11 +18,12 @@ from minigpt.arguments import (
     RunArguments,
     bound_of,
 )
-from minigpt.corpus import BUILTIN_CORPORA
+from minigpt import overfitting
+from minigpt.corpus import BUILTIN_CORPORA, builtin_corpus
 from space.budget import estimate_training_memory, eval_batch_size, which_setting_to_lower
 from space.jobs import TrainingJob
 from space.run_files import new_run_name
-from space.texts import WHAT, app_error, fmt_int, msg, rule_text
+from space.texts import CORPUS_SHORT, WHAT, app_error, fmt_int, msg, rule_text
 
 UPLOAD_NAME = "upload.txt"  # an uploaded corpus's name on disk and in its model card: it names no content
 NEUTRAL_PROMPTS = {"en": "The", "pt": "O"}  # an uploaded corpus's sample prompts: never its own first words
@@ -55,6 +56,8 @@ class TrainForm:
     learning_rate: float = 3e-3
     block_size: int = 128
     seed: int = 42
+    overfit: bool = False  # "see overfitting": train on a small excerpt of the built-in corpus (minigpt.overfitting)
+    early_stopping: bool = False  # stop once validation loss has not improved for 3 evaluations; keep the best model
 
 
 # Each number of the form is a setting of the run: (the dataclass that declares its bound, its field, its type)
@@ -84,6 +87,15 @@ FORM_CHOICES = {
     "tokenizer_type": bound_of(ModelArguments, "tokenizer_type"),
     "length_unit": OneOf(("steps", "epochs")),
 }
+
+
+# "see overfitting" sets these values of the form (the visitor sees them, and may change them before starting)
+OVERFIT_FORM = {"tokenizer_type": "bpe", "preset": overfitting.MODEL["preset"],
+                "vocab_size": overfitting.MODEL["vocab_size"], "block_size": overfitting.DATA["block_size"],
+                "length_unit": "steps", "max_steps": overfitting.TRAINING["max_steps"],
+                "batch_size": overfitting.TRAINING["per_device_train_batch_size"],
+                "learning_rate": overfitting.TRAINING["learning_rate"]}
+EARLY_STOPPING_PATIENCE = 3  # evaluations without a better validation loss
 
 
 def form_bound(name: str) -> Bound:
@@ -229,14 +241,25 @@ def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "loca
             raise app_error(lang, msg(lang, "bad_hub", name=name[:200]))
         data.update(dataset_name=name, max_dataset_mb=ctx.limits.max_hub_mb)  # refused before any download
         corpus = name
+    evaluations = 8  # fractions of the run: 8 evaluations, ~50 points
+    if form.overfit:
+        if form.corpus_source not in BUILTIN_CORPORA:
+            raise app_error(lang, msg(lang, "overfit_builtin_only"))
+        train_file, validation_file = overfitting.excerpt_files(form.corpus_source, job_dir)
+        data = {"block_size": block_size, "train_file": str(train_file), "validation_file": str(validation_file),
+                "sample_prompts": "|".join(builtin_corpus(form.corpus_source).prompts)}
+        corpus = msg(lang, "excerpt_of", corpus=CORPUS_SHORT[form.corpus_source])
+        evaluations = overfitting.EVALUATIONS
+    # the app keeps the final model only (Stop saves it too); early stopping saves at each evaluation, to load the
+    # best one back at the end
+    stopping = {"early_stopping_patience": EARLY_STOPPING_PATIENCE, "save_total_limit": 1} if form.early_stopping \
+        else {"save_strategy": "no"}
     training = dict(
         output_dir=str(ctx.runs_dir / run_name), max_steps=numbers["max_steps"],
         num_train_epochs=numbers.get("num_train_epochs", 1.0), per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size(batch_size, block_size, vocab_size),
         learning_rate=numbers["learning_rate"], seed=numbers["seed"],
-        eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points
-        save_strategy="no",  # the app keeps the final model only (Stop saves it too)
-        report_to="none", dataloader_num_workers=0,
+        eval_steps=1 / evaluations, logging_steps=0.02, report_to="none", dataloader_num_workers=0, **stopping,
     )
     arguments = RunArguments(
         ModelArguments(preset=form.preset, tokenizer_type=form.tokenizer_type, vocab_size=vocab_size),

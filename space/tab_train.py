@@ -16,7 +16,7 @@ from minigpt.export_gpt2 import ExportError, export_gpt2
 from space.binding import bind
 from space.context import AppContext
 from space.hub_push import push_run
-from space.job_inputs import APP_PRESETS, TrainForm, forget_uploads, prepare_job
+from space.job_inputs import APP_PRESETS, OVERFIT_FORM, TrainForm, forget_uploads, prepare_job
 from space.job_views import error_text, md_inline, plot_frames, samples_html, status_html
 from space.jobs import JobSnapshot
 from space.one_step_panel import build_one_step_panel
@@ -36,7 +36,7 @@ def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
     """The training panel's four outputs: status HTML, loss plot, perplexity plot, samples."""
     frames = plot_frames(snap, lang)
     m = MESSAGES[lang]
-    curve_colors = {m["train"]: "#2563eb", m["validation"]: "#ea580c"}
+    curve_colors = {m["train"]: "#2563eb", m["validation"]: "#ea580c", m["turn"]: "#6b7280"}
     if frames is None:
         plots = (gr.skip(), gr.skip())
     else:
@@ -85,8 +85,8 @@ def refusal(ctx: AppContext, lang: str, error: Exception) -> gr.Error:
 
 
 def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit,
-          max_steps, epochs, batch_size, learning_rate, block_size, seed, browser_id: str | None = None,
-          request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+          max_steps, epochs, batch_size, learning_rate, block_size, seed, overfit=False, early_stopping=False,
+          browser_id: str | None = None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Queue a training and answer at once: the panel shows it starting, or your place in line and an estimated
     start (one training runs at a time for the whole app), or an error that says why not. Follow it with
     /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line)."""
@@ -95,7 +95,8 @@ def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_
     form = TrainForm(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                      tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit,
                      max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                     block_size=block_size, seed=seed)  # Gradio passes the form's inputs in order: named here, once
+                     block_size=block_size, seed=seed, overfit=bool(overfit), early_stopping=bool(early_stopping))
+    # (Gradio passes the form's inputs in order: named here, once)
     try:
         mine = ctx.line.job_of(visitor)
         if mine is not None and mine.active:
@@ -206,6 +207,10 @@ def _settings_column() -> dict:
         preset = gr.Radio(list(APP_PRESETS), value=d.preset, label=T("preset"))
         tokenizer_type = gr.Radio([(T("tok_bpe"), "bpe"), (T("tok_char"), "char")], value=d.tokenizer_type,
                                   label=T("tokenizer_type"))
+    with gr.Row():
+        overfit = gr.Checkbox(d.overfit, label=T("overfit"), info=T("overfit_info"), elem_id="overfit")
+        early_stopping = gr.Checkbox(d.early_stopping, label=T("early_stopping"), info=T("early_stopping_info"),
+                                     elem_id="early-stopping")
     with gr.Accordion(T("hyper"), open=True):
         length_unit = gr.Radio([(T("unit_steps"), "steps"), (T("unit_epochs"), "epochs")], value=d.length_unit,
                                label=T("length_unit"))
@@ -223,9 +228,19 @@ def _settings_column() -> dict:
                          corpus_source, [files, hub_dataset], api_visibility="private", queue=False)
     length_unit.change(lambda u: (gr.Number(visible=u == "steps"), gr.Number(visible=u == "epochs")),
                        length_unit, [max_steps, epochs], api_visibility="private", queue=False)
-    return dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
+    form = dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                 tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit, max_steps=max_steps,
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, block_size=block_size, seed=seed)
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, block_size=block_size, seed=seed,
+                overfit=overfit, early_stopping=early_stopping)
+    preset_fields = [form[name] for name in OVERFIT_FORM]
+    overfit.change(overfit_values, overfit, preset_fields, api_visibility="private", queue=False)
+    return form
+
+
+def overfit_values(on: bool) -> list:
+    """"See overfitting" fills the form with its settings (minigpt.overfitting); unticked, the form's defaults."""
+    values = OVERFIT_FORM if on else {name: getattr(TrainForm(), name) for name in OVERFIT_FORM}
+    return list(values.values())
 
 
 def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> SimpleNamespace:

@@ -107,6 +107,18 @@ def _ui_texts() -> tuple[dict, dict]:
     add("num_beams", "Beams (beam search)", "Feixes (beam search)")
     add("generate", "Generate", "Gerar")
     add("output", "Text", "Texto")
+    add("overfit", "See overfitting", "Ver o sobreajuste")
+    add("overfit_info", "a small excerpt of the built-in corpus (20,000 characters), many passes over it and a model "
+        "that memorises it: within about two minutes the validation loss turns up while the training loss keeps "
+        "falling; the plot marks the turn",
+        "um trecho pequeno do corpus embutido (20.000 caracteres), muitas passadas por ele e um modelo que o decora: "
+        "em uns dois minutos a perda de validação volta a subir enquanto a de treino continua caindo; o gráfico "
+        "marca a virada")
+    add("early_stopping", "Stop early and keep the best model", "Parar cedo e guardar o melhor modelo")
+    add("early_stopping_info", "ends training once the validation loss has not improved for 3 evaluations, and "
+        "keeps the model of the best one (EarlyStoppingCallback, load_best_model_at_end)",
+        "encerra o treino quando a perda de validação não melhora por 3 avaliações e guarda o modelo da melhor "
+        "(EarlyStoppingCallback, load_best_model_at_end)")
     add("one_step", "One training step, by hand", "Um passo de treino, à mão")
     add("one_step_help", "What the Trainer repeats at every step, written out in plain PyTorch on one batch of the "
         "corpus chosen above, with the model and settings of the form (at most 16 sequences): the forward pass, "
@@ -289,6 +301,12 @@ MESSAGES = {
         "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all ({corpus} "
                            "tokenizer).",
         "label_initial": "{name}: before training (step 0)",
+        "overfit_builtin_only": "See overfitting trains on an excerpt of a built-in corpus: choose Machado de Assis "
+                                "or the Python Language Reference.",
+        "excerpt_of": "an excerpt of {corpus}",
+        "turn": "lowest validation loss",
+        "turn_note": "<b>Overfitting:</b> the validation loss was lowest at step {step} and has risen since, while "
+                     "the training loss kept falling: the model is memorising its training text.",
         "one_step_builtin_only": "One step by hand works on a built-in corpus: choose Machado de Assis or the "
                                  "Python Language Reference above.",
         "os_read": "the model read …", "os_target": "true next token", "os_logit": "its logit",
@@ -432,6 +450,12 @@ MESSAGES = {
         "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum "
                            "(tokenizador de {corpus}).",
         "label_initial": "{name}: antes do treino (passo 0)",
+        "overfit_builtin_only": "Ver o sobreajuste treina num trecho de um corpus embutido: escolha Machado de Assis "
+                                "ou a Python Language Reference.",
+        "excerpt_of": "um trecho de {corpus}",
+        "turn": "menor perda de validação",
+        "turn_note": "<b>Sobreajuste:</b> a perda de validação foi a menor no passo {step} e subiu desde então, "
+                     "enquanto a de treino continuou caindo: o modelo está decorando o texto de treino.",
         "one_step_builtin_only": "O passo à mão funciona com um corpus embutido: escolha Machado de Assis ou a "
                                  "Python Language Reference acima.",
         "os_read": "o modelo leu …", "os_target": "próximo token de verdade", "os_logit": "logit dele",
