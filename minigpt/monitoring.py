@@ -128,7 +128,7 @@ def history_rows(log_history: list[dict]) -> list[dict]:
                                               "train_loss": "", "eval_loss": "", "eval_perplexity": ""})
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
-        if "eval_loss" in entry:
+        if "eval_loss" in entry and row["eval_loss"] == "":  # a second one at a step: the best model, loaded back
             row["eval_loss"] = entry["eval_loss"]
             row["eval_perplexity"] = entry.get("eval_perplexity", perplexity(entry["eval_loss"]))
     return [rows[step] for step in sorted(rows)]
@@ -164,7 +164,9 @@ def write_samples(samples: list[dict], output_dir: str) -> None:
 def overfitting_turn(evals: list[tuple[int, float]], train: list[tuple[int, float]]) -> int | None:
     """The step at which validation loss turned up while training loss kept falling: the evaluation with the
     lowest validation loss, where a later one is higher and the training loss last logged is lower than the one
-    logged at or before it; None otherwise. evals, train: (step, loss) in step order."""
+    logged at or before it; None otherwise. evals, train: (step, loss) in step order; of two evaluations at one
+    step, the first counts (the second is the best model evaluated again, after early stopping loaded it back)."""
+    evals = list({step: loss for step, loss in reversed(evals)}.items())[::-1]
     if len(evals) < 2:
         return None
     best_step, best = min(evals, key=lambda e: e[1])
