@@ -435,6 +435,41 @@ def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
     assert job.arguments.data.builtin_corpus == "python-reference"
 
 
+def test_see_overfitting_trains_on_an_excerpt_and_the_panel_marks_the_turn(tmp_path):
+    from gradio import Error
+
+    from space.context import AppContext
+    from space.job_inputs import OVERFIT_FORM, TrainForm, prepare_job
+    from space.job_views import plot_frames
+    from space.tab_train import overfit_values
+
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    chosen = {**TINY, **dict(zip(OVERFIT_FORM, overfit_values(True))), "corpus_source": "machado", "overfit": True,
+              "early_stopping": True}
+    job = prepare_job(ctx, "pt", "visitor", TrainForm(**chosen))
+    data, training = job.arguments.data, job.arguments.training
+    assert data.builtin_corpus is None and 20_000 <= Path(data.train_file).stat().st_size < 30_000
+    assert Path(data.validation_file).read_text().strip() not in Path(data.train_file).read_text()
+    assert (job.arguments.model.preset, data.block_size, training["max_steps"]) == ("tiny", 64, 200)
+    assert training["eval_steps"] == 1 / 20 and training["early_stopping_patience"] == 3
+    assert job.settings["corpus"] == "um trecho de Machado de Assis"
+    with pytest.raises(Error, match="trecho de um corpus embutido"):
+        prepare_job(ctx, "pt", "visitor", TrainForm(**{**chosen, "corpus_source": "hub", "hub_dataset": "a/b"}))
+
+    # validation lowest at step 60, higher since, while training falls: the plot's line and the status say so
+    losses = {20: (4.0, 4.2), 40: (3.5, 3.9), 60: (3.0, 3.7), 80: (2.5, 3.8), 100: (2.0, 4.0)}
+    points = [{"step": step, "tokens_seen": step * 1024, "curve": curve, "loss": loss, "perplexity": math.exp(loss)}
+              for step, pair in losses.items() for curve, loss in zip(("train", "validation"), pair)]
+    snap = replace(job.snapshot(), points=points, state="running", step=100)
+    loss_frame, _ = plot_frames(snap, "pt")
+    line = loss_frame[loss_frame.curve == "menor perda de validação"]
+    assert set(line.step) == {60} and (line.value.min(), line.value.max()) == (2.0, 4.2)
+    assert "<b>Sobreajuste:</b> a perda de validação foi a menor no passo 60" in status_html(snap, "pt")
+    healthy = replace(snap, points=[p for p in points if p["step"] <= 60])
+    assert plot_frames(healthy, "en")[0].query("curve == 'lowest validation loss'").value.isna().all()
+    assert "Overfitting" not in status_html(healthy, "en")
+
+
 def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):
     from space.context import AppContext
     from space.job_inputs import TrainForm, prepare_job

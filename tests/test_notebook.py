@@ -1,6 +1,7 @@
 """The chapter's notebook runs top to bottom (MINIGPT_NOTEBOOK_FAST=1: tiny settings, CPU, offline)."""
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -28,6 +29,12 @@ def test_notebook_executes_without_errors(path, tmp_path, monkeypatch):
     loss_line, resume_line = PRINTED[path.name]
     assert loss_line in text and resume_line in text  # the cross-entropy and resume cells printed
     assert (tmp_path / "runs" / "minigpt" / "model.safetensors").is_file()
+    # one step by hand gives the loss of the Trainer's first step; the overfitting run finds its turn
+    number = r"(\d+[.,]\d+)"
+    by_hand = re.search(rf"(?:entropia cruzada do lote|cross entropy of the batch): {number}", text)
+    trainer = re.search(rf"(?:primeiro passo do Trainer|the Trainer's first step, its loss): {number}", text)
+    assert by_hand and trainer and abs(float(by_hand[1].replace(",", ".")) - float(trainer[1].replace(",", "."))) < 1e-3
+    assert re.search(r"(?:menor perda de validação no passo|lowest validation loss at step) \d+", text)
 
 
 def test_notebook_cells_call_the_project_not_a_copy():

@@ -38,7 +38,7 @@ def test_a_small_excerpt_overfits_the_plot_marks_the_turn_and_early_stopping_kee
     best_step, best = min(evals, key=lambda e: e[1])
     assert turn == best_step < evals[-1][0] < 200  # validation turned up, and early stopping ended the run
     assert evals[-1][1] > best + 0.02, evals
-    assert train[-1][1] < min(loss for step, loss in train if step <= turn) - 0.3, train  # training kept falling
+    assert train[-1][1] < min(loss for step, loss in train if step <= turn) - 0.1, train  # training kept falling
     assert result.metrics["eval_loss"] == pytest.approx(best, abs=1e-4)  # the best model, kept and evaluated again
     assert (out / "loss_plot.png").stat().st_size > 0
 
