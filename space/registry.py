@@ -33,8 +33,8 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from configuration_minigpt import PRESETS
-from minigpt.errors import SetupError
 from minigpt.corpus import BUILTIN_CORPORA, DEFAULT_BUILTIN_CORPUS
+from minigpt.errors import SetupError
 from minigpt.loading import count_parameters, load_pretrained, untrained_model
 from minigpt.run_folder import INITIAL_DIR, RUN_SETTINGS_FILE
 from minigpt.tokenizer_training import builtin_tokenizer
