@@ -108,10 +108,10 @@ def _ui_texts() -> tuple[dict, dict]:
     add("generate", "Generate", "Gerar")
     add("output", "Text", "Texto")
     add("overfit", "See overfitting", "Ver o sobreajuste")
-    add("overfit_info", "a small excerpt of the built-in corpus (20,000 characters), many passes over it and a model "
+    add("overfit_info", "a small excerpt of the built-in corpus (12,000 characters), many passes over it and a model "
         "that memorises it: within about two minutes the validation loss turns up while the training loss keeps "
         "falling; the plot marks the turn",
-        "um trecho pequeno do corpus embutido (20.000 caracteres), muitas passadas por ele e um modelo que o decora: "
+        "um trecho pequeno do corpus embutido (12.000 caracteres), muitas passadas por ele e um modelo que o decora: "
         "em uns dois minutos a perda de validação volta a subir enquanto a de treino continua caindo; o gráfico "
         "marca a virada")
     add("early_stopping", "Stop early and keep the best model", "Parar cedo e guardar o melhor modelo")

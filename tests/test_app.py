@@ -448,9 +448,9 @@ def test_see_overfitting_trains_on_an_excerpt_and_the_panel_marks_the_turn(tmp_p
               "early_stopping": True}
     job = prepare_job(ctx, "pt", "visitor", TrainForm(**chosen))
     data, training = job.arguments.data, job.arguments.training
-    assert data.builtin_corpus is None and 20_000 <= Path(data.train_file).stat().st_size < 30_000
+    assert data.builtin_corpus is None and 12_000 <= Path(data.train_file).stat().st_size < 20_000
     assert Path(data.validation_file).read_text().strip() not in Path(data.train_file).read_text()
-    assert (job.arguments.model.preset, data.block_size, training["max_steps"]) == ("tiny", 64, 200)
+    assert (job.arguments.model.preset, data.block_size, training["max_steps"]) == ("tiny", 64, 150)
     assert training["eval_steps"] == 1 / 20 and training["early_stopping_patience"] == 3
     assert job.settings["corpus"] == "um trecho de Machado de Assis"
     with pytest.raises(Error, match="trecho de um corpus embutido"):
