@@ -106,7 +106,8 @@ def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_pat
             expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
             page.locator("#surprise-btn").click()
             expect(page.locator("text=Entropia cruzada >> visible=true").last).to_be_visible()
-            expect(page.locator("#surprise-out")).to_contain_text("statement")
+            # the untrained model has the Machado tokenizer for a Portuguese visitor: the text in its pieces
+            expect(page.locator("#surprise-out")).to_contain_text(re.compile(r"Surpresa por token\s+\S+\s+\S+"))
             save(page, tmp_path, "pt_probabilidades.png")
         finally:
             browser.close()
