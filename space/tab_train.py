@@ -89,14 +89,16 @@ def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_
           browser_id: str | None = None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Queue a training and answer at once: the panel shows it starting, or your place in line and an estimated
     start (one training runs at a time for the whole app), or an error that says why not. Follow it with
-    /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line)."""
+    /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line).
+    overfit: train on a small excerpt of the built-in corpus until validation loss turns up (minigpt.overfitting);
+    early_stopping: stop once validation loss has not improved for 3 evaluations and keep the best model."""
     lang = request_lang(request)
     visitor = visitor_id(request, profile, browser_id)
+    # Gradio passes the form's inputs in order: named here, once
     form = TrainForm(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                      tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit,
                      max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      block_size=block_size, seed=seed, overfit=bool(overfit), early_stopping=bool(early_stopping))
-    # (Gradio passes the form's inputs in order: named here, once)
     try:
         mine = ctx.line.job_of(visitor)
         if mine is not None and mine.active:
