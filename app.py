@@ -39,7 +39,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from space.binding import bind  # noqa: E402
 from space.context import AppContext  # noqa: E402
 from space.job_views import CSS  # noqa: E402
-from space.refresh import MODEL_DROPDOWNS, list_models, on_load, poll  # noqa: E402
+from space.refresh import MODEL_DROPDOWNS, list_models, on_load, poll, untrained_for_corpus  # noqa: E402
 from space.request_limit import BodyLimit, QueueShare  # noqa: E402
 from space.tab_generate import build_compare_tab, build_generate_tab, prompts_for_visitor  # noqa: E402
 from space.tab_glossary import build_glossary_tab  # noqa: E402
@@ -98,6 +98,9 @@ def build_demo(ctx: AppContext) -> gr.Blocks:
         demo.load(texts_for_visitor, None, prob_texts, api_visibility="private", queue=False)
         if logins:
             demo.load(logins_for_visitor, None, logins, api_visibility="private", queue=False)
+        follows_corpus = [gen_model, *cmp_models, prob_model]  # an untrained model has the chosen corpus's tokenizer
+        train_tab.corpus_source.change(untrained_for_corpus, [train_tab.corpus_source, *follows_corpus], follows_corpus,
+                                       api_visibility="private", queue=False)
 
     # Every listener sets its own concurrency id and limit: nothing waits behind a training (no handler runs for
     # one) or behind generations. api_open=False: no call skips the queue and its limits (/run/<api_name>).

@@ -128,6 +128,23 @@ def builtin_corpus(name: str | None = None) -> BuiltinCorpus:
     return BUILTIN_CORPORA[name]
 
 
+def write_excerpt(name: str, folder, train_chars: int, validation_chars: int) -> tuple[Path, Path]:
+    """A small excerpt of the built-in corpus `name` as two .txt files in `folder` (made if missing): its first
+    `train_chars` characters, to the end of that paragraph, to train on; the paragraphs that follow, about
+    `validation_chars` characters, to validate on. Returns (train file, validation file)."""
+    text = "\n\n".join(builtin_corpus(name).documents())
+    train_end = text.find("\n\n", train_chars)
+    validation_end = text.find("\n\n", train_end + 2 + validation_chars)
+    if train_end < 0 or validation_end < 0:
+        raise CorpusError(f"the built-in corpus {name!r} is shorter than the excerpt asked for")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = folder / f"{name}-excerpt-train.txt", folder / f"{name}-excerpt-validation.txt"
+    for path, part in zip(paths, (text[:train_end], text[train_end + 2:validation_end])):
+        path.write_text(part + "\n", encoding="utf-8")
+    return paths
+
+
 # ---------------------------------------------------------------------------
 # Loading text into DatasetDict(train, validation)
 # ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from minigpt.arguments import TRAINING_SETTINGS
 from minigpt.corpus import DEFAULT_BUILTIN_CORPUS
 from minigpt.monitoring import PLOT_FILE, history_rows, logged_samples
-from minigpt.run_folder import RUN_SETTINGS_FILE
+from minigpt.run_folder import INITIAL_DIR, RUN_SETTINGS_FILE
 
 TEMPLATE = """---
 {{ card_data }}
@@ -203,6 +203,9 @@ def write_model_card(folder, *, name, model, tokenizer, settings, used, source, 
         step = evals[-1]["step"] if evals else "?"
         results.append(f"| after training (step {step}) | {metrics['eval_loss']:.4f} | "
                        f"{metrics['eval_perplexity']:.2f} |")
+    if (Path(folder) / INITIAL_DIR).is_dir():
+        results.append(f"\nThe model before training (step 0) is in `{INITIAL_DIR}/`: "
+                       f"`from_pretrained(..., subfolder=\"{INITIAL_DIR}\")`.")
     if "eval_bits_per_byte" in metrics:
         results.append(f"\nValidation bits per byte: {metrics['eval_bits_per_byte']:.4f} (every validation token "
                        "predicted once, over the exact bytes they spell).")

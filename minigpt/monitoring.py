@@ -171,7 +171,7 @@ def history_rows(log_history: list[dict]) -> list[dict]:
                                               "train_loss": "", "eval_loss": "", "eval_perplexity": ""})
         if "loss" in entry:
             row["train_loss"] = entry["loss"]
-        if "eval_loss" in entry:
+        if "eval_loss" in entry and row["eval_loss"] == "":  # a second one at a step: the best model, loaded back
             row["eval_loss"] = entry["eval_loss"]
             row["eval_perplexity"] = entry.get("eval_perplexity", perplexity(entry["eval_loss"]))
     return [rows[step] for step in sorted(rows)]
@@ -206,9 +206,11 @@ def write_samples(samples: list[dict], output_dir: str) -> None:
 
 PLOT_WORDS = {
     "en": {"train": "train", "validation": "validation", "x": "tokens seen", "y": "cross-entropy loss (nats/token)",
-           "title": "MiniGPT: train vs validation loss"},
+           "title": "MiniGPT: train vs validation loss",
+           "turn": "lowest validation loss (step {step}): overfitting after it"},
     "pt": {"train": "treino", "validation": "validação", "x": "tokens vistos",
-           "y": "perda de entropia cruzada (nats/token)", "title": "MiniGPT: perda de treino e de validação"},
+           "y": "perda de entropia cruzada (nats/token)", "title": "MiniGPT: perda de treino e de validação",
+           "turn": "menor perda de validação (passo {step}): sobreajuste depois dele"},
 }
 
 
@@ -217,6 +219,22 @@ def read_history(output_dir: str) -> list[dict]:
     with (Path(output_dir) / HISTORY_FILE).open(newline="") as f:
         return [{key: (float(value) if value != "" else "") for key, value in row.items()}
                 for row in csv.DictReader(f)]
+
+
+def overfitting_turn(evals: list[tuple[int, float]], train: list[tuple[int, float]]) -> int | None:
+    """The step at which validation loss turned up while training loss kept falling: the evaluation with the
+    lowest validation loss, where a later one is higher and the training loss last logged is lower than the one
+    logged at or before it; None otherwise. evals, train: (step, loss) in step order; of two evaluations at one
+    step, the first counts (the second is the best model evaluated again, after early stopping loaded it back)."""
+    evals = list({step: loss for step, loss in reversed(evals)}.items())[::-1]
+    if len(evals) < 2:
+        return None
+    best_step, best = min(evals, key=lambda e: e[1])
+    before = [loss for step, loss in train if step <= best_step]
+    after = [loss for step, loss in train if step > best_step]
+    if evals[-1][1] <= best or not before or not after or after[-1] >= before[-1]:
+        return None
+    return best_step
 
 
 def plot_losses(rows: list[dict], path: Path, lang: str = "en") -> None:
@@ -233,6 +251,11 @@ def plot_losses(rows: list[dict], path: Path, lang: str = "en") -> None:
         points = [(r["tokens_seen"], r[key]) for r in rows if r[key] != "" and r["tokens_seen"] != ""]
         if points:
             ax.plot(*zip(*points), style, label=words[curve], markersize=4)
+    turn = overfitting_turn(*([(r["step"], r[key]) for r in rows if r[key] != ""]
+                              for key in ("eval_loss", "train_loss")))
+    turn_row = next((r for r in rows if r["step"] == turn and r["tokens_seen"] != ""), None)
+    if turn_row is not None:  # overfitting: mark where validation loss was lowest
+        ax.axvline(turn_row["tokens_seen"], color="gray", linestyle="--", label=words["turn"].format(step=turn))
     ax.set_xlabel(words["x"])
     ax.set_ylabel(words["y"])
     ax.set_title(words["title"])

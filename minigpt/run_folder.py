@@ -30,6 +30,7 @@ logger = logging.getLogger("minigpt")
 
 RUN_SETTINGS_FILE = "run_settings.json"
 TIME_PLAN_KEY = "time_plan"  # in run_settings.json: what a --max_minutes run made of its budget (a record)
+INITIAL_DIR = "step-0"  # a finished folder's sub-folder: the model before training (weights, config, tokenizer)
 _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
 _MIN_FREE_BYTES = 16 * 2**20
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import torch
 from transformers import (
     AutoTokenizer,
     DataCollatorForLanguageModeling,
@@ -63,6 +64,7 @@ from minigpt.portable import make_readable, save_tokenizer
 from minigpt.precision import SpeedPlan, peak_flops, plan_training, precision_of, set_tf32_matmul
 from minigpt.ranks import main_first
 from minigpt.run_folder import (
+    INITIAL_DIR,
     RUN_SETTINGS_FILE,
     TIME_PLAN_KEY,
     OutputDirLock,
@@ -103,12 +105,16 @@ class RunResult:
 # Model and tokenizer
 
 
-def build_model(model_args: ModelArguments, tokenizer, block_size: int) -> MiniGPTForCausalLM:
-    """A fresh MiniGPT sized by the preset, the overrides, the tokenizer's vocabulary and the block size."""
+def build_model(model_args: ModelArguments, tokenizer, block_size: int, seed: int) -> MiniGPTForCausalLM:
+    """A fresh MiniGPT sized by the preset, the overrides, the tokenizer's vocabulary and the block size. Its
+    initial weights come from `seed` alone (the global RNG is left as it was): the same call makes the same model,
+    which is how a resumed run still saves its step-0 weights (save_run)."""
     config = model_config(model_args, block_size, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     kwargs = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-    return MiniGPTForCausalLM._from_config(config, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MiniGPTForCausalLM._from_config(config, **kwargs)
 
 
 def sampling_generation_config(model, tokenizer) -> GenerationConfig:
@@ -216,7 +222,7 @@ def load_model_and_tokenizer(model_args: ModelArguments, data_args: DataArgument
         model = main_first(args, lambda: load_pretrained(model_source, model_args.attn_implementation))
     tokenizer = main_first(args, lambda: load_tokenizer(model_args, data_args, model_source, raw, **tokenizer_kwargs),
                            share=True)
-    model, block_size = main_first(args, lambda: fit_model(model, tokenizer, model_args, data_args))
+    model, block_size = main_first(args, lambda: fit_model(model, tokenizer, model_args, data_args, args.seed))
     return model, tokenizer, block_size
 
 
@@ -241,14 +247,14 @@ def load_tokenizer(model_args: ModelArguments, data_args: DataArguments, model_s
     return tokenizer
 
 
-def fit_model(model, tokenizer, model_args: ModelArguments, data_args: DataArguments):
-    """The loaded model, or a new one sized for the tokenizer; checked against block_size. Returns (model,
-    block_size)."""
+def fit_model(model, tokenizer, model_args: ModelArguments, data_args: DataArguments, seed: int):
+    """The loaded model, or a new one sized for the tokenizer (initial weights from `seed`); checked against
+    block_size. Returns (model, block_size)."""
     if model is not None:
         block_size = data_args.block_size or model.config.max_position_embeddings
     else:
         block_size = data_args.block_size or PRESETS[model_args.preset]["max_position_embeddings"]
-        model = build_model(model_args, tokenizer, block_size)
+        model = build_model(model_args, tokenizer, block_size, seed)
     if block_size > model.config.max_position_embeddings:
         raise SetupError(f"--block_size {block_size} exceeds the model's context of "
                          f"{model.config.max_position_embeddings}; lower --block_size")
@@ -276,9 +282,25 @@ def prepare_blocks(raw, tokenizer, block_size: int, data_args: DataArguments, ca
     return blocks
 
 
-def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress,
-         started_at) -> RunResult:
-    set_seed(args.seed)  # before the model is built: its initial weights are part of the run
+@dataclass
+class RunStart:
+    """What a run starts from: the corpus's splits, the model (new, saved or resumed), its tokenizer, the block
+    size and the blocks of token ids ({"train", "validation"})."""
+
+    raw: datasets.DatasetDict
+    model: MiniGPTForCausalLM
+    tokenizer: object
+    block_size: int
+    chunks: dict
+
+
+def prepare_run(model_args: ModelArguments, data_args: DataArguments, args: MiniGPTTrainingArguments,
+                model_source: str | None = None, corpus_files: dict | None = None,
+                on_data_progress: ProgressHook | None = None) -> RunStart:
+    """The corpus read and split, the tokenizer trained (or loaded), the model made (or loaded from
+    `model_source`), the blocks tokenized: the same work for a run and for anything that looks at its start
+    (minigpt.one_step). corpus_files: the run's recorded fingerprints of its files, checked once they are read."""
+    set_seed(args.seed)
     show = not args.disable_tqdm
     cache_dir = os.path.join(datasets.config.HF_DATASETS_CACHE, "minigpt")
     with contextlib.nullcontext() if show else datasets_progress_bars_off():
@@ -290,15 +312,12 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             builtin_corpus_name=data_args.builtin_corpus, max_dataset_mb=data_args.max_dataset_mb,
             streaming=data_args.streaming, stream_head_mb=data_args.tokenizer_sample_mb,
         ))
-        if corpus_fingerprints(data_args) != settings["corpus_files"]:
+        if corpus_files is not None and corpus_fingerprints(data_args) != corpus_files:
             raise SetupError("a corpus file changed while the run was starting; run the command again")
-        model_source = plan.resume_from or model_args.model_name_or_path
         known_block = data_args.block_size or (None if model_source else
                                                PRESETS[model_args.preset]["max_position_embeddings"])
         if known_block:  # a loaded model's own context is known once it is loaded (fit_model checks it)
             check_text_fits(raw, known_block, args.per_device_train_batch_size if args.do_train else 0)
-        if plan.resume_from:
-            logger.info("Resuming from %s", plan.resume_from)
         progress = {"show_progress": show, "on_progress": on_data_progress}
         model, tokenizer, block_size = load_model_and_tokenizer(
             model_args, data_args, args, model_source, raw, cache_dir=cache_dir, **progress)
@@ -306,6 +325,17 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
             raw, tokenizer, block_size, data_args, cache_dir=cache_dir, **progress))
         if args.do_train and not data_args.streaming:
             check_batch_fits(len(chunks["train"]), args.per_device_train_batch_size)
+    return RunStart(raw, model, tokenizer, block_size, chunks)
+
+
+def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_sample, on_data_progress,
+         started_at) -> RunResult:
+    if plan.resume_from:
+        logger.info("Resuming from %s", plan.resume_from)
+    start = prepare_run(model_args, data_args, args, plan.resume_from or model_args.model_name_or_path,
+                        settings["corpus_files"], on_data_progress)
+    raw, model, tokenizer, block_size, chunks = (start.raw, start.model, start.tokenizer, start.block_size,
+                                                 start.chunks)
 
     model.generation_config = sampling_generation_config(model, tokenizer)
     prompts = default_prompts(data_args, raw)
@@ -350,7 +380,11 @@ def _run(model_args, data_args, args, settings, plan, callbacks, stop_event, on_
                 settings = {**settings, TIME_PLAN_KEY: used["time_plan"]}
             card = {"name": repo_id if args.push_to_hub else Path(args.output_dir).name, "used": used, "source": source,
                     "tokenizer": tokenizer, "prompt": prompts[0]}
-            save_run(trainer, tokenizer, args.output_dir, settings, metrics, card)
+            # the weights before training, rebuilt from the seed (also for a resumed run); a run that started from
+            # saved weights has them where it started
+            initial = None if model_args.model_name_or_path else \
+                (lambda: build_model(model_args, tokenizer, block_size, args.seed))
+            save_run(trainer, tokenizer, args.output_dir, settings, metrics, card, initial)
             if trainer.time_plan is not None:
                 logger.info("time plan: saved after %.1f s of the %.1f s budget", time.time() - started_at,
                             60 * args.max_minutes)
@@ -491,15 +525,23 @@ def write_eval_only(output_dir: str, metrics: dict, *, model: str, corpus: str) 
     tmp.replace(out / EVAL_ONLY_FILE)
 
 
-def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict, card: dict) -> None:
+def save_run(trainer, tokenizer, output_dir: str, settings: dict, metrics: dict, card: dict,
+             initial_model: Callable[[], MiniGPTForCausalLM] | None = None) -> None:
     """The finished folder (weights, config, tokenizer, generation config, history, plot, samples, results, run
-    settings, model card), built beside output_dir and swapped in whole: see minigpt.run_folder."""
+    settings, model card), built beside output_dir and swapped in whole: see minigpt.run_folder. initial_model:
+    makes the model as it was before its first step, saved with the tokenizer in INITIAL_DIR (step-0/), the
+    chapter's "before" beside the trained model."""
     staging = staging_dir(output_dir)
     try:
         model = trainer.accelerator.unwrap_model(trainer.model)
         model.config.use_cache = True  # the Trainer turns the KV cache off for training; generate() wants it
         model.save_pretrained(staging)
         save_tokenizer(tokenizer, staging)
+        if initial_model is not None:
+            initial = initial_model()
+            initial.generation_config = model.generation_config
+            initial.save_pretrained(staging / INITIAL_DIR)
+            save_tokenizer(tokenizer, staging / INITIAL_DIR)
         log_history = trainer.state.log_history
         write_history(log_history, staging)
         if logged_samples(log_history):

@@ -18,11 +18,12 @@ from minigpt.arguments import (
     RunArguments,
     bound_of,
 )
-from minigpt.corpus import BUILTIN_CORPORA
+from minigpt import overfitting
+from minigpt.corpus import BUILTIN_CORPORA, builtin_corpus
 from space.budget import estimate_training_memory, eval_batch_size, which_setting_to_lower
 from space.jobs import TrainingJob
 from space.run_files import new_run_name
-from space.texts import WHAT, app_error, fmt_int, msg, rule_text
+from space.texts import CORPUS_SHORT, WHAT, app_error, fmt_int, msg, rule_text
 
 UPLOAD_NAME = "upload.txt"  # an uploaded corpus's name on disk and in its model card: it names no content
 NEUTRAL_PROMPTS = {"en": "The", "pt": "O"}  # an uploaded corpus's sample prompts: never its own first words
@@ -56,6 +57,8 @@ class TrainForm:
     learning_rate: float = 3e-3
     block_size: int = 128
     seed: int = 42
+    overfit: bool = False  # "see overfitting": train on a small excerpt of the built-in corpus (minigpt.overfitting)
+    early_stopping: bool = False  # stop once validation loss has not improved for 3 evaluations; keep the best model
 
 
 # Each number of the form is a setting of the run: (the dataclass that declares its bound, its field, its type)
@@ -87,6 +90,15 @@ FORM_CHOICES = {
     "tokenizer_type": bound_of(ModelArguments, "tokenizer_type"),
     "length_unit": OneOf(("minutes", "steps", "epochs")),
 }
+
+
+# "see overfitting" sets these values of the form (the visitor sees them, and may change them before starting)
+OVERFIT_FORM = {"tokenizer_type": "bpe", "preset": overfitting.MODEL["preset"],
+                "vocab_size": overfitting.MODEL["vocab_size"], "block_size": overfitting.DATA["block_size"],
+                "length_unit": "steps", "max_steps": overfitting.TRAINING["max_steps"],
+                "batch_size": overfitting.TRAINING["per_device_train_batch_size"],
+                "learning_rate": overfitting.TRAINING["learning_rate"]}
+EARLY_STOPPING_PATIENCE = 3  # evaluations without a better validation loss
 
 
 def form_bound(name: str, max_minutes: float | None = None) -> Bound:
@@ -189,7 +201,7 @@ def check_memory(ctx, lang: str, preset: str, vocab_size: int, block_size: int, 
     return float(estimate.parameters * batch_size * block_size)
 
 
-def _check_choices(lang: str, form: TrainForm) -> None:
+def check_choices(lang: str, form: TrainForm) -> None:
     for name, choices in FORM_CHOICES.items():
         value = getattr(form, name)
         if not choices.allows(value):
@@ -211,7 +223,7 @@ def checked_numbers(lang: str, form: TrainForm, max_minutes: float | None = None
 
 def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "local") -> TrainingJob:
     """Check every input (gr.Error with what to change) and build the job; nothing runs yet."""
-    _check_choices(lang, form)
+    check_choices(lang, form)
     numbers = checked_numbers(lang, form, ctx.limits.max_minutes)
     batch_size, block_size, vocab_size = (numbers["per_device_train_batch_size"], numbers["block_size"],
                                           numbers["vocab_size"])
@@ -235,15 +247,26 @@ def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "loca
             raise app_error(lang, msg(lang, "bad_hub", name=name[:200]))
         data.update(dataset_name=name, max_dataset_mb=ctx.limits.max_hub_mb)  # refused before any download
         corpus = name
+    evaluations = 8  # fractions of the run: 8 evaluations, ~50 points
+    if form.overfit:
+        if form.corpus_source not in BUILTIN_CORPORA:
+            raise app_error(lang, msg(lang, "overfit_builtin_only"))
+        train_file, validation_file = overfitting.excerpt_files(form.corpus_source, job_dir)
+        data = {"block_size": block_size, "train_file": str(train_file), "validation_file": str(validation_file),
+                "sample_prompts": "|".join(builtin_corpus(form.corpus_source).prompts)}
+        corpus = msg(lang, "excerpt_of", corpus=CORPUS_SHORT[form.corpus_source])
+        evaluations = overfitting.EVALUATIONS
+    # the app keeps the final model only (Stop saves it too); early stopping saves at each evaluation, to load the
+    # best one back at the end
+    stopping = {"early_stopping_patience": EARLY_STOPPING_PATIENCE, "save_total_limit": 1} if form.early_stopping \
+        else {"save_strategy": "no"}
     training = dict(
         output_dir=str(ctx.runs_dir / run_name), max_steps=numbers.get("max_steps", -1),
         num_train_epochs=numbers.get("num_train_epochs", 1.0), max_minutes=numbers.get("max_minutes"),
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=eval_batch_size(batch_size, block_size, vocab_size),
         learning_rate=numbers["learning_rate"], seed=numbers["seed"],
-        eval_steps=0.125, logging_steps=0.02,  # fractions of the run: 8 evaluations, ~50 points
-        save_strategy="no",  # the app keeps the final model only (Stop saves it too)
-        report_to="none", dataloader_num_workers=0,
+        eval_steps=1 / evaluations, logging_steps=0.02, report_to="none", dataloader_num_workers=0, **stopping,
     )
     arguments = RunArguments(
         ModelArguments(preset=form.preset, tokenizer_type=form.tokenizer_type, vocab_size=vocab_size),

@@ -8,6 +8,7 @@ from html import escape
 
 import pandas as pd
 
+from minigpt.monitoring import overfitting_turn
 from space.jobs import JobSnapshot
 from space.texts import (
     DATA_STAGES,
@@ -25,13 +26,20 @@ from space.texts import (
 def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Long-format frames (step, value, curve) for the loss and perplexity plots; None before the first point.
 
-    Both curves are always present (a NaN point stands in for one not logged yet): the browser's plot fixes its
-    colour domain from the first data it gets, and would never draw a curve that was missing then."""
+    Every curve is always present (a NaN point stands in for one not logged yet): the browser's plot fixes its
+    colour domain from the first data it gets, and would never draw a curve that was missing then. The third,
+    "turn", is a vertical line at the step of the lowest validation loss once it has turned up while the training
+    loss fell (minigpt.monitoring.overfitting_turn): overfitting."""
     if snap is None or not snap.points:
         return None
     m = MESSAGES[lang]
-    names = {"train": m["train"], "validation": m["validation"]}
+    names = {"train": m["train"], "validation": m["validation"], "turn": m["turn"]}
     points = list(snap.points)
+    turn = validation_turn(snap)
+    if turn is not None:
+        losses = [p["loss"] for p in points if not math.isnan(p["loss"])]
+        points += [{"step": turn, "curve": "turn", "loss": loss, "perplexity": math.exp(loss)}
+                   for loss in (min(losses), max(losses))]
     for curve in names:
         if not any(p["curve"] == curve for p in points):
             points.append({"step": points[0]["step"], "curve": curve, "loss": math.nan, "perplexity": math.nan})
@@ -41,6 +49,13 @@ def plot_frames(snap: JobSnapshot | None, lang: str) -> tuple[pd.DataFrame, pd.D
     ppl = pd.DataFrame([{"step": p["step"], "value": round(min(p["perplexity"], 1e6), 1), "curve": names[p["curve"]]}
                         for p in points])
     return loss, ppl
+
+
+def validation_turn(snap: JobSnapshot) -> int | None:
+    """The step after which validation loss rose while training loss fell (None: no such turn yet)."""
+    curves = {curve: [(p["step"], p["loss"]) for p in snap.points if p["curve"] == curve and not math.isnan(p["loss"])]
+              for curve in ("validation", "train")}
+    return overfitting_turn(curves["validation"], curves["train"])
 
 
 def error_text(error: str | None, lang: str) -> str:
@@ -101,6 +116,9 @@ def status_html(snap: JobSnapshot | None, lang: str, note: str | None = None) ->
                         f"({m['perplexity']} {fmt_num(p['perplexity'], lang, 1)})")
     if bits:
         parts.append(f"<p>{' · '.join(bits)}</p>")
+    turn = validation_turn(snap)
+    if turn is not None:
+        parts.append(f"<p>{m['turn_note'].format(step=fmt_int(turn, lang))}</p>")
     parts.append(f'<p class="mg-settings">{escape(settings_text(snap.settings, lang), quote=False)}</p></div>')
     return "".join(parts)
 

@@ -4,7 +4,9 @@ page load (their own job, or another visitor's progress without its text), and t
 
 import gradio as gr
 
+from minigpt.corpus import BUILTIN_CORPORA
 from space.context import AppContext
+from space.registry import UNTRAINED, untrained_key
 from space.tab_train import job_view, panel_for, run_choices, seen
 from space.texts import request_lang
 from space.visitors import BROWSER_ID, new_browser_id, visitor_id
@@ -24,6 +26,15 @@ def model_updates(ctx: AppContext, lang: str, viewer: str | None, select_run: st
                "compare_b": gr.Dropdown(choices=with_latest), "probabilities": gr.Dropdown(choices=plain, **pick),
                "runs": gr.Dropdown(choices=run_choices(ctx, lang, viewer), **pick)}
     return [updates[name] for name in MODEL_DROPDOWNS]
+
+
+def untrained_for_corpus(corpus, *values) -> tuple:
+    """The model dropdowns (their values) that show an untrained model follow the Train tab's corpus: the
+    untrained model with that corpus's tokenizer, never one of another language beside it. An upload or a Hub
+    corpus changes nothing (its tokenizer does not exist before its run)."""
+    follow = corpus in BUILTIN_CORPORA
+    return tuple(untrained_key(corpus) if follow and str(value or "").startswith(UNTRAINED) else gr.skip()
+                 for value in values)
 
 
 def poll(ctx: AppContext, seen_job, seen_models, browser_id, request: gr.Request,

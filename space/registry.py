@@ -1,9 +1,12 @@
 """The models the app offers, and a thread-safe cache of the loaded ones.
 
-    untrained    a random MiniGPT with a BPE tokenizer trained on the built-in corpus: ready at start, no training
+    untrained/<corpus>  a random MiniGPT with a BPE tokenizer trained on that built-in corpus: ready at start, no
+                 training ("untrained": the default corpus's; the app picks the one of the visitor's chosen corpus)
     run/<name>   a finished training run in the app's runs folder (found at start, added when a run ends)
     dir/<name>   a saved model folder named when the app was launched (`python app.py --model DIR`)
+    step-0/<name>  that run's model before its first step (its step-0/ folder, its tokenizer)
     latest       the newest finished run (Compare's default "after training"); None while there is none
+    latest-step-0  the newest run before training (Compare's default "before training")
     pretrained/<name>  a pre-trained GPT-2 (a Hub name, or a local GPT-2 folder) converted with from_gpt2 when first
                  chosen: the chapter's foundation model beside the visitor's tiny one (needs the network for a Hub name)
 
@@ -30,17 +33,28 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from configuration_minigpt import PRESETS
+from minigpt.corpus import BUILTIN_CORPORA, DEFAULT_BUILTIN_CORPUS
 from minigpt.errors import SetupError
 from minigpt.loading import count_parameters, load_pretrained, untrained_model
-from minigpt.run_folder import RUN_SETTINGS_FILE
+from minigpt.run_folder import INITIAL_DIR, RUN_SETTINGS_FILE
 from minigpt.tokenizer_training import builtin_tokenizer
-from space.texts import PRETRAINED_PARAMETERS, fmt, format_parameters, msg, preset_shown
+from space.texts import CORPUS_SHORT, PRETRAINED_PARAMETERS, fmt, format_parameters, msg, preset_shown
 
 logger = logging.getLogger("minigpt.app")
 
-UNTRAINED = "untrained"
+UNTRAINED = "untrained"  # the default built-in corpus's untrained model (untrained_key)
 LATEST = "latest"
+LATEST_INITIAL = "latest-step-0"
 APP_RUN_FILE = "app_run.json"  # what the app knows about a run it trained (owner, steps, stopped, corpus)
+
+
+def untrained_key(corpus: str | None) -> str:
+    """The untrained model with the tokenizer of `corpus` (a built-in corpus; else the default one's)."""
+    return f"{UNTRAINED}/{corpus if corpus in BUILTIN_CORPORA else DEFAULT_BUILTIN_CORPUS}"
+
+
+def initial_key(run_name: str) -> str:
+    return f"{INITIAL_DIR}/{run_name}"
 
 
 class ModelError(ValueError):
@@ -50,7 +64,7 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class ModelEntry:
     key: str
-    kind: str  # untrained | run | dir | pretrained
+    kind: str  # untrained | run | initial (a run's step 0) | dir | pretrained
     name: str
     path: str | None
     created: float
@@ -60,7 +74,9 @@ class ModelEntry:
         s = self.summary
         size = preset_shown(s.get("size", ""), lang)
         if self.kind == "untrained":
-            return msg(lang, "label_untrained", size=size)
+            return msg(lang, "label_untrained", size=size, corpus=CORPUS_SHORT.get(s.get("corpus"), ""))
+        if self.kind == "initial":
+            return msg(lang, "label_initial", name=self.name, size=size)
         bits = [size] if size else []
         if s.get("eval_loss") is not None:
             bits.append(msg(lang, "label_val_loss", loss=fmt(s["eval_loss"], lang, ".2f")))
@@ -175,13 +191,17 @@ class ModelRegistry:
         self.version = 0  # grows whenever the list of models changes: the app refreshes its dropdowns then
 
         start = time.perf_counter()
-        tokenizer = builtin_tokenizer(untrained_vocab_size)
-        model = untrained_model(untrained_preset, tokenizer)
-        self._untrained = (model, tokenizer)
-        self._add(ModelEntry(UNTRAINED, "untrained", UNTRAINED, None, 0.0,
-                             {"size": untrained_preset, "context": model.config.max_position_embeddings,
-                              "vocab_size": model.config.vocab_size, "parameters": model.num_parameters()}))
-        logger.info("untrained %s model ready in %.1fs", untrained_preset, time.perf_counter() - start)
+        self._untrained = {}  # key -> (model, tokenizer): one per built-in corpus, its tokenizer beside it
+        for corpus in BUILTIN_CORPORA.values():
+            tokenizer = builtin_tokenizer(untrained_vocab_size, corpus.name)
+            model = untrained_model(untrained_preset, tokenizer)
+            key = untrained_key(corpus.name)
+            self._untrained[key] = (model, tokenizer)
+            self._add(ModelEntry(key, "untrained", UNTRAINED, None, 0.0,
+                                 {"size": untrained_preset, "context": model.config.max_position_embeddings,
+                                  "vocab_size": model.config.vocab_size, "parameters": model.num_parameters(),
+                                  "corpus": corpus.name}))
+        logger.info("untrained %s models ready in %.1fs", untrained_preset, time.perf_counter() - start)
         for folder in model_dirs:
             self.add_dir(folder)
         for name in pretrained:
@@ -230,8 +250,12 @@ class ModelRegistry:
             raise ModelError(f"{path.name}: the run did not leave a complete model")
         if not (path / APP_RUN_FILE).is_file():
             raise ModelError(f"{path.name}: not a run of this app (no {APP_RUN_FILE})")
-        return self._add(ModelEntry(f"run/{path.name}", "run", path.name, str(path), path.stat().st_mtime,
-                                    summarize_model_dir(path)))
+        summary = summarize_model_dir(path)
+        entry = self._add(ModelEntry(f"run/{path.name}", "run", path.name, str(path), path.stat().st_mtime, summary))
+        if is_finished_model_dir(path / INITIAL_DIR):  # runs trained before step 0 was kept have none
+            self._add(ModelEntry(initial_key(path.name), "initial", path.name, str(path / INITIAL_DIR),
+                                 entry.created, {**summary, "eval_loss": None, "train_tokens": 0}))
+        return entry
 
     def scan_runs(self) -> None:
         """Register every finished run the app recorded in the runs folder (earlier app sessions)."""
@@ -244,17 +268,22 @@ class ModelRegistry:
 
     def remove_run(self, key: str) -> None:
         with self._lock:
-            if self._entries.pop(key, None) is not None:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
                 self._loaded.pop(key, None)
+                self._entries.pop(initial_key(entry.name), None)
+                self._loaded.pop(initial_key(entry.name), None)
                 self.version += 1
 
     def entries(self, viewer: str | None = None) -> list[ModelEntry]:
-        """untrained first, then runs (newest first), then launch-time folders; those `viewer` may see."""
+        """untrained first, then runs (newest first, each followed by its step 0), then launch-time folders; those
+        `viewer` may see."""
         with self._lock:
             entries = [e for e in self._entries.values()
                        if viewer is None or e.summary.get("owner") in (None, viewer)]
-        order = {"untrained": 0, "run": 1, "dir": 2, "pretrained": 3}
-        return sorted(entries, key=lambda e: (order[e.kind], -e.created if e.kind == "run" else 0, e.name))
+        order = {"untrained": 0, "run": 1, "initial": 1, "dir": 2, "pretrained": 3}
+        return sorted(entries, key=lambda e: (order[e.kind], -e.created if order[e.kind] == 1 else 0, e.name,
+                                              e.kind == "initial", e.key))
 
     def runs(self, viewer: str | None = None) -> list[ModelEntry]:
         return [e for e in self.entries(viewer) if e.kind == "run"]
@@ -264,11 +293,21 @@ class ModelRegistry:
         return runs[0] if runs else None
 
     def resolve(self, key: str, viewer: str | None = None) -> ModelEntry | None:
-        """The entry for `key` ('latest': the newest run, None while there is none); ModelError if unknown (or
-        another visitor's)."""
+        """The entry for `key` ('latest': the newest run, 'latest-step-0' that run before training, None while
+        there is none; 'untrained': the default corpus's); ModelError if unknown (or another visitor's)."""
         key = (key or "").strip()
         if key == LATEST:
             return self.latest_run(viewer)
+        if key == LATEST_INITIAL:
+            latest = self.latest_run(viewer)
+            if latest is None:
+                return None
+            key = initial_key(latest.name)
+            if key not in self._entries:
+                raise ModelError(f"{latest.name} kept no weights of step 0 (it was trained before runs kept them); "
+                                 "choose another model")
+        if key == UNTRAINED:
+            key = untrained_key(None)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:  # a run's bare folder name is accepted too (API convenience)
@@ -283,8 +322,13 @@ class ModelRegistry:
         pairs = [(e.label(lang), e.key) for e in self.entries(viewer)]
         if with_latest:
             latest = self.latest_run(viewer)
-            label = f"{msg(lang, 'label_latest')} ({latest.name})" if latest else msg(lang, "label_latest_none")
-            pairs.insert(1, (label, LATEST))
+            if latest:
+                pairs[len(self._untrained):len(self._untrained)] = [
+                    (msg(lang, "label_latest_initial", name=latest.name), LATEST_INITIAL),
+                    (f"{msg(lang, 'label_latest')} ({latest.name})", LATEST)]
+            else:
+                pairs[len(self._untrained):len(self._untrained)] = [
+                    (msg(lang, "label_latest_initial_none"), LATEST_INITIAL), (msg(lang, "label_latest_none"), LATEST)]
         return pairs
 
     # -- loading ----------------------------------------------------------------------------------------------
@@ -295,7 +339,7 @@ class ModelRegistry:
         if entry is None:
             raise ModelError("no trained model yet: train one first")
         if entry.kind == "untrained":
-            return (entry, *self._untrained)
+            return (entry, *self._untrained[entry.key])
         with self._lock:
             if entry.key in self._loaded:
                 self._loaded.move_to_end(entry.key)
@@ -316,4 +360,5 @@ class ModelRegistry:
             return entry, model, tokenizer
 
 
-__all__ = ["ModelRegistry", "ModelEntry", "ModelError", "UNTRAINED", "LATEST", "load_model_dir", "is_finished_model_dir"]
+__all__ = ["ModelRegistry", "ModelEntry", "ModelError", "UNTRAINED", "LATEST", "LATEST_INITIAL", "untrained_key",
+           "load_model_dir", "is_finished_model_dir"]

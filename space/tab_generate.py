@@ -14,8 +14,9 @@ from minigpt.teaching import STRATEGY_KNOBS, DecodingSettings
 from space.binding import bind
 from space.context import AppContext, get_model
 from space.generation import check_length, checked_settings, generation_slot, prepare_prompt, stream_generate
-from space.registry import LATEST, UNTRAINED, ModelError
+from space.registry import LATEST, LATEST_INITIAL, UNTRAINED, ModelError, untrained_key
 from space.texts import (
+    CORPUS_SHORT,
     PRETRAINED_DATA,
     VISITOR_PROMPT,
     T,
@@ -51,12 +52,13 @@ def generate(ctx: AppContext, prompt, model=UNTRAINED, strategy=D["strategy"], t
             yield prompt + text
 
 
-def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy=D["strategy"],
+def compare(ctx: AppContext, prompt, model_a=LATEST_INITIAL, model_b=LATEST, strategy=D["strategy"],
             temperature=D["temperature"], top_k=D["top_k"], top_p=D["top_p"],
             repetition_penalty=D["repetition_penalty"], max_new_tokens=D["max_new_tokens"], seed=D["seed"],
             num_beams=D["num_beams"], browser_id: str | None = None, request: gr.Request = None,
             profile: gr.OAuthProfile | None = None):
-    """The same prompt and settings through two models, side by side (default: untrained vs latest trained)."""
+    """The same prompt and settings through two models, side by side (default: your latest run before training,
+    step 0, and after it)."""
     lang = request_lang(request)
     prompt = check_length(lang, prompt, ctx.limits.max_prompt_chars)
     viewer = ctx.viewer(request, profile, browser_id)
@@ -71,14 +73,15 @@ def compare(ctx: AppContext, prompt, model_a=UNTRAINED, model_b=LATEST, strategy
             except ModelError as error:
                 raise app_error(lang, str(error)) from None
             if entry is None:
-                warn(lang, msg(lang, "no_trained"))
-                texts[index] = msg(lang, "no_trained")
+                texts[index] = msg(lang, "no_trained_side")
                 continue
             _, lm, tokenizer = get_model(ctx, entry.key, lang, viewer)
             settings = replace(base)  # each side its own copy: prepare_prompt may clip its max_new_tokens
             ids = prepare_prompt(lang, tokenizer, lm, prompt, settings)
             sides.append((index, lm, tokenizer, ids, settings))
             texts[index] = prompt
+        if len(sides) < 2:
+            warn(lang, msg(lang, "no_trained_side"))
         yield tuple(texts)
         yield from _stream_sides(lang, prompt, sides, texts)
 
@@ -108,7 +111,10 @@ def model_facts(ctx: AppContext, *keys_then_visitor, request: gr.Request = None,
         s = entry.summary
         size = format_parameters(s.get("parameters"), lang)
         if entry.kind == "untrained":
-            lines.append(msg(lang, "facts_untrained", name=entry.name, size=size))
+            lines.append(msg(lang, "facts_untrained", name=entry.name, size=size,
+                             corpus=CORPUS_SHORT.get(s.get("corpus"), "")))
+        elif entry.kind == "initial":
+            lines.append(msg(lang, "facts_initial", name=entry.name, size=size, corpus=s.get("corpus") or "–"))
         elif entry.kind == "pretrained":
             data = PRETRAINED_DATA.get(entry.name, {}).get(lang) or msg(lang, "facts_unknown_data")
             lines.append(msg(lang, "facts_pretrained", name=entry.name, size=size, data=data))
@@ -197,7 +203,8 @@ def build_generate_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Dropdown,
     """The Generate tab; returns its model dropdown (the app refreshes it when runs are added) and its prompt.
     `visitor`: the page's visitor id (app.py)."""
     gr.Markdown(T("gen_help"))
-    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
+    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=untrained_key(None),
+                        label=T("model"),
                         allow_custom_value=True, elem_id="gen-model")
     facts = gr.Markdown(elem_id="gen-facts")
     model.change(bind(facts_of_model, ctx), [model, visitor], facts, api_visibility="private", queue=False)
@@ -219,7 +226,7 @@ def build_compare_tab(ctx: AppContext, visitor: gr.State) -> tuple[list[gr.Dropd
     gr.Markdown(T("cmp_help"))
     choices = ctx.registry.choices("en", with_latest=True, viewer=ctx.viewer(None))
     with gr.Row():
-        model_a = gr.Dropdown(choices, value=UNTRAINED, label=T("model_a"), allow_custom_value=True,
+        model_a = gr.Dropdown(choices, value=LATEST_INITIAL, label=T("model_a"), allow_custom_value=True,
                               elem_id="cmp-model-a")
         model_b = gr.Dropdown(choices, value=LATEST, label=T("model_b"), allow_custom_value=True,
                               elem_id="cmp-model-b")

@@ -8,7 +8,7 @@ from minigpt.teaching import TeachingError, next_token_distribution, token_surpr
 from space.binding import bind
 from space.context import AppContext, get_model
 from space.generation import check_length, generation_slot
-from space.registry import UNTRAINED
+from space.registry import UNTRAINED, untrained_key
 from space.tab_generate import DEFAULT_PROMPT, GENERATE_CONCURRENCY
 from space.texts import (
     MESSAGES,
@@ -114,7 +114,8 @@ def build_probabilities_tab(ctx: AppContext, visitor: gr.State) -> tuple[gr.Drop
     """The Probabilities tab; returns its model dropdown and its two texts (the prompt, the text to measure).
     `visitor`: the page's visitor id (app.py)."""
     gr.Markdown(T("probs_help"))
-    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=UNTRAINED, label=T("model"),
+    model = gr.Dropdown(ctx.registry.choices("en", viewer=ctx.viewer(None)), value=untrained_key(None),
+                        label=T("model"),
                         allow_custom_value=True)
     prompt = gr.Textbox(DEFAULT_PROMPT, label=T("prompt"), lines=1)
     with gr.Row():

@@ -16,9 +16,10 @@ from minigpt.export_gpt2 import ExportError, export_gpt2
 from space.binding import bind
 from space.context import AppContext
 from space.hub_push import push_run
-from space.job_inputs import APP_PRESETS, TrainForm, forget_uploads, prepare_job
+from space.job_inputs import APP_PRESETS, OVERFIT_FORM, TrainForm, forget_uploads, prepare_job
 from space.job_views import error_text, md_inline, plot_frames, samples_html, status_html
 from space.jobs import JobSnapshot
+from space.one_step_panel import build_one_step_panel
 from space.registry import LATEST, ModelError
 from space.run_files import RunsFull, check_room, make_zip
 from space.texts import MESSAGES, UI_EN, VISITOR_CORPUS, T, app_error, msg, request_lang
@@ -35,7 +36,7 @@ def job_view(snap: JobSnapshot | None, lang: str, note: str | None = None):
     """The training panel's four outputs: status HTML, loss plot, perplexity plot, samples."""
     frames = plot_frames(snap, lang)
     m = MESSAGES[lang]
-    curve_colors = {m["train"]: "#2563eb", m["validation"]: "#ea580c"}
+    curve_colors = {m["train"]: "#2563eb", m["validation"]: "#ea580c", m["turn"]: "#6b7280"}
     if frames is None:
         plots = (gr.skip(), gr.skip())
     else:
@@ -91,18 +92,21 @@ def refusal(ctx: AppContext, lang: str, error: Exception) -> gr.Error:
 
 
 def train(ctx: AppContext, corpus_source, files, hub_dataset, preset, tokenizer_type, vocab_size, length_unit,
-          max_steps, epochs, minutes, batch_size, learning_rate, block_size, seed, browser_id: str | None = None,
-          request: gr.Request = None, profile: gr.OAuthProfile | None = None):
+          max_steps, epochs, minutes, batch_size, learning_rate, block_size, seed, overfit=False, early_stopping=False,
+          browser_id: str | None = None, request: gr.Request = None, profile: gr.OAuthProfile | None = None):
     """Queue a training and answer at once: the panel shows it starting, or your place in line and an estimated
     start (one training runs at a time for the whole app), or an error that says why not. Follow it with
-    /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line)."""
+    /training_status (a waiting training whose visitor stops looking for a few minutes leaves the line).
+    overfit: train on a small excerpt of the built-in corpus until validation loss turns up (minigpt.overfitting);
+    early_stopping: stop once validation loss has not improved for 3 evaluations and keep the best model."""
     lang = request_lang(request)
     visitor = visitor_id(request, profile, browser_id)
+    # Gradio passes the form's inputs in order: named here, once
     form = TrainForm(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                      tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit,
                      max_steps=max_steps, epochs=epochs, minutes=minutes, batch_size=batch_size,
-                     learning_rate=learning_rate,
-                     block_size=block_size, seed=seed)  # Gradio passes the form's inputs in order: named here, once
+                     learning_rate=learning_rate, block_size=block_size, seed=seed, overfit=bool(overfit),
+                     early_stopping=bool(early_stopping))
     try:
         mine = ctx.line.job_of(visitor)
         if mine is not None and mine.active:
@@ -213,6 +217,10 @@ def _settings_column() -> dict:
         preset = gr.Radio([(T(f"preset_{p}"), p) for p in APP_PRESETS], value=d.preset, label=T("preset"))
         tokenizer_type = gr.Radio([(T("tok_bpe"), "bpe"), (T("tok_char"), "char")], value=d.tokenizer_type,
                                   label=T("tokenizer_type"))
+    with gr.Row():
+        overfit = gr.Checkbox(d.overfit, label=T("overfit"), info=T("overfit_info"), elem_id="overfit")
+        early_stopping = gr.Checkbox(d.early_stopping, label=T("early_stopping"), info=T("early_stopping_info"),
+                                     elem_id="early-stopping")
     with gr.Accordion(T("hyper"), open=True):
         length_unit = gr.Radio([(T("unit_minutes"), "minutes"), (T("unit_steps"), "steps"),
                                 (T("unit_epochs"), "epochs")], value=d.length_unit, label=T("length_unit"))
@@ -231,10 +239,19 @@ def _settings_column() -> dict:
                          corpus_source, [files, hub_dataset], api_visibility="private", queue=False)
     length_unit.change(lambda u: tuple(gr.Number(visible=u == unit) for unit in ("steps", "epochs", "minutes")),
                        length_unit, [max_steps, epochs, minutes], api_visibility="private", queue=False)
-    return dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
+    form = dict(corpus_source=corpus_source, files=files, hub_dataset=hub_dataset, preset=preset,
                 tokenizer_type=tokenizer_type, vocab_size=vocab_size, length_unit=length_unit, max_steps=max_steps,
                 epochs=epochs, minutes=minutes, batch_size=batch_size, learning_rate=learning_rate,
-                block_size=block_size, seed=seed)
+                block_size=block_size, seed=seed, overfit=overfit, early_stopping=early_stopping)
+    preset_fields = [form[name] for name in OVERFIT_FORM]
+    overfit.change(overfit_values, overfit, preset_fields, api_visibility="private", queue=False)
+    return form
+
+
+def overfit_values(on: bool) -> list:
+    """"See overfitting" fills the form with its settings (minigpt.overfitting); unticked, the form's defaults."""
+    values = OVERFIT_FORM if on else {name: getattr(TrainForm(), name) for name in OVERFIT_FORM}
+    return list(values.values())
 
 
 def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> SimpleNamespace:
@@ -249,6 +266,7 @@ def build_train_tab(ctx: AppContext, seen_job: gr.State, visitor: gr.State) -> S
                 start_btn = gr.Button(T("start"), variant="primary", elem_id="start-training")
                 stop_btn = gr.Button(T("stop"), variant="stop", elem_id="stop-training")
             stop_note = gr.Markdown()
+            build_one_step_panel(ctx, form)
         with gr.Column(scale=3, min_width=360):
             status = gr.HTML(f'<div class="mg-status"><p>{md_inline(UI_EN["no_job"])}</p></div>',
                              label=T("train_status"), elem_id="train-status")

@@ -119,11 +119,33 @@ def _ui_texts() -> tuple[dict, dict]:
     add("num_beams", "Beams (beam search)", "Feixes (busca em feixe)")
     add("generate", "Generate", "Gerar")
     add("output", "Text", "Texto")
+    add("overfit", "See overfitting", "Ver o sobreajuste")
+    add("overfit_info", "a small excerpt of the built-in corpus (12,000 characters), many passes over it and a model "
+        "that memorises it: within about two minutes the validation loss turns up while the training loss keeps "
+        "falling; the plot marks the turn",
+        "um trecho pequeno do corpus embutido (12.000 caracteres), muitas passadas por ele e um modelo que o decora: "
+        "em uns dois minutos a perda de validação volta a subir enquanto a de treino continua caindo; o gráfico "
+        "marca a virada")
+    add("early_stopping", "Stop early and keep the best model", "Parar cedo e guardar o melhor modelo")
+    add("early_stopping_info", "ends training once the validation loss has not improved for 3 evaluations, and "
+        "keeps the model of the best one (EarlyStoppingCallback, load_best_model_at_end)",
+        "encerra o treino quando a perda de validação não melhora por 3 avaliações e guarda o modelo da melhor "
+        "(EarlyStoppingCallback, load_best_model_at_end)")
+    add("one_step", "One training step, by hand", "Um passo de treino, à mão")
+    add("one_step_help", "What the Trainer repeats at every step, written out in plain PyTorch on one batch of the "
+        "corpus chosen above, with the model and settings of the form (at most 16 sequences): the forward pass, "
+        "the cross entropy of the batch, `loss.backward()`, `optimizer.step()`, and the loss on the same batch "
+        "again. The model starts from the same random weights as a training with these settings (step 0).",
+        "O que o Trainer repete a cada passo, escrito em PyTorch puro sobre um lote do corpus escolhido acima, com o "
+        "modelo e as configurações do formulário (no máximo 16 sequências): a passagem para a frente, a entropia "
+        "cruzada do lote, `loss.backward()`, `optimizer.step()` e a perda no mesmo lote de novo. O modelo começa "
+        "dos mesmos pesos aleatórios de um treino com essas configurações (passo 0).")
+    add("one_step_button", "Take one step", "Dar um passo")
     # Compare
-    add("cmp_help", "One prompt, one set of settings, two models side by side. By default: the model **before** "
-        "training (random weights) and the **latest trained** one.",
-        "Um prompt, um conjunto de configurações, dois modelos lado a lado. Por padrão: o modelo **antes** do "
-        "treino (pesos aleatórios) e o **último treinado**.")
+    add("cmp_help", "One prompt, one set of settings, two models side by side. By default: your latest run "
+        "**before** training (step 0: its random initial weights, its tokenizer) and **after** it.",
+        "Um prompt, um conjunto de configurações, dois modelos lado a lado. Por padrão: o seu treino mais recente "
+        "**antes** do treino (passo 0: os pesos aleatórios iniciais, o tokenizador dele) e **depois** dele.")
     add("model_a", "Model A (before)", "Modelo A (antes)")
     add("model_b", "Model B (after)", "Modelo B (depois)")
     add("compare", "Compare", "Comparar")
@@ -296,14 +318,45 @@ MESSAGES = {
         "stop_preparing": "Stopped while preparing the data: no model is saved.",
         "need_files": "Choose one or more .txt files to upload, or pick another corpus.",
         "preparing_data": "Preparing the corpus: {stage}, {done}{total} MB, {rate} MB/s",
-        "label_untrained": "untrained: random weights ({size})", "label_val_loss": "val loss {loss}",
+        "label_untrained": "untrained: random weights, {corpus} tokenizer ({size})", "label_val_loss": "val loss {loss}",
         "label_pretrained": "pre-trained GPT-2: {name} ({size} parameters)",
-        "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all.",
+        "facts_untrained": "**{name}**: {size} parameters, random weights: trained on no text at all ({corpus} "
+                           "tokenizer).",
+        "label_initial": "{name}: before training (step 0)",
+        "overfit_builtin_only": "See overfitting trains on an excerpt of a built-in corpus: choose Machado de Assis "
+                                "or the Python Language Reference.",
+        "excerpt_of": "an excerpt of {corpus}",
+        "turn": "lowest validation loss",
+        "turn_note": "<b>Overfitting:</b> the validation loss was lowest at step {step} and has risen since, while "
+                     "the training loss kept falling: the model is memorising its training text.",
+        "one_step_builtin_only": "One step by hand works on a built-in corpus: choose Machado de Assis or the "
+                                 "Python Language Reference above.",
+        "os_read": "the model read …", "os_target": "true next token", "os_logit": "its logit",
+        "os_p": "its probability", "os_top": "the model's top guesses", "os_layer": "layer",
+        "os_grad": "gradient norm", "os_moved": "‖Δw‖ (how far it moved)", "os_relative": "‖Δw‖ / ‖w‖",
+        "os_forward": "<b>1. Forward pass.</b> A batch of {batch} sequences × {tokens} tokens goes through the "
+                      "model: out comes a score (logit) for each of the {vocab} tokens of the vocabulary, at every "
+                      "position. A few positions of the first sequence:",
+        "os_loss": "<b>2. Cross entropy of the batch:</b> {loss} nats/token, by hand "
+                   "(<code>F.cross_entropy</code> of the logits against the next tokens); the model's own loss: "
+                   "{model_loss}; a uniform guess, ln V: {uniform}.",
+        "os_backward": "<b>3. <code>loss.backward()</code></b> gives every weight its gradient: the direction in "
+                       "which the loss grows. Total norm {total}, clipped to {clip} (max_grad_norm) as the "
+                       "Trainer does.",
+        "os_update": "<b>4. <code>optimizer.step()</code></b> (AdamW, learning rate {lr}: the peak; in training "
+                     "the warmup starts lower) moves every weight against its gradient. Per layer:",
+        "os_after": "<b>5. The same batch again:</b> loss {loss} → {after}. Training repeats this step with a new "
+                    "batch each time; the Trainer's first step gives the same loss (tests/test_one_step.py).",
+        "facts_initial": "**{name}, step 0**: {size} parameters, the random weights this run started from, with "
+                         "its tokenizer ({corpus}).",
+        "label_latest_initial": "before training (step 0): your latest run ({name})",
+        "label_latest_initial_none": "before training (step 0): your latest run (none yet)",
+        "no_trained_side": "No trained model yet: train one in the Train tab.",
         "facts_run": "**{name}**: {size} parameters, trained on {tokens} tokens ({corpus}).",
         "facts_pretrained": "**{name}**: {size} parameters, pre-trained on {data}.",
         "facts_unknown_data": "a corpus named in its model card",
-        "label_stopped": "stopped early", "label_dir": "dir", "label_latest": "latest trained",
-        "label_latest_none": "latest trained (none yet)",
+        "label_stopped": "stopped early", "label_dir": "dir", "label_latest": "after training: your latest run",
+        "label_latest_none": "after training: your latest run (none yet)",
         "need_hub": "Type a Hub dataset name such as karpathy/tiny_shakespeare.",
         "bad_hub": "{name!r} is not a Hub dataset name: use owner/name (letters, digits, - _ .).",
         "not_txt": "{name}: only .txt files can be uploaded (plain UTF-8 text).",
@@ -312,7 +365,6 @@ MESSAGES = {
         "empty_file": "{name} holds no text.",
         "bad_value": "{what} must be {rule}; got {value}.",
         "setup_error": "Cannot start: {error}",
-        "no_trained": "No trained model yet: train one in the Train tab. Showing model A only.",
         "clipped": "The prompt ({prompt} tokens) + {asked} new tokens exceed the context of {context}: "
                    "generating {given} tokens.",
         "no_token": "Pushing needs a Hugging Face token: set HF_TOKEN or run `hf auth login` on this machine.",
@@ -402,7 +454,6 @@ MESSAGES = {
         "empty_file": "{name} não tem texto.",
         "bad_value": "{what} deve ser {rule}; veio {value}.",
         "setup_error": "Não foi possível começar: {error}",
-        "no_trained": "Ainda não há modelo treinado: treine um na aba Treinar. Mostrando só o modelo A.",
         "clipped": "O prompt ({prompt} tokens) + {asked} tokens novos passam do contexto de {context}: "
                    "gerando {given} tokens.",
         "no_token": "Enviar ao Hub precisa de um token da Hugging Face: defina HF_TOKEN ou rode `hf auth login` nesta máquina.",
@@ -419,14 +470,44 @@ MESSAGES = {
                             "{ubits} bits). {n} tokens.",
         "truncated": " Só os primeiros {n} tokens cabem no contexto.",
         "preparing_data": "Preparando o corpus: {stage}, {done}{total} MB, {rate} MB/s",
-        "label_untrained": "não treinado: pesos aleatórios ({size})", "label_val_loss": "perda val. {loss}",
+        "label_untrained": "não treinado: pesos aleatórios, tokenizador de {corpus} ({size})", "label_val_loss": "perda val. {loss}",
         "label_pretrained": "GPT-2 pré-treinado: {name} ({size} parâmetros)",
-        "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum.",
+        "facts_untrained": "**{name}**: {size} parâmetros, pesos aleatórios: não treinou em texto nenhum "
+                           "(tokenizador de {corpus}).",
+        "label_initial": "{name}: antes do treino (passo 0)",
+        "overfit_builtin_only": "Ver o sobreajuste treina num trecho de um corpus embutido: escolha Machado de Assis "
+                                "ou a Python Language Reference.",
+        "excerpt_of": "um trecho de {corpus}",
+        "turn": "menor perda de validação",
+        "turn_note": "<b>Sobreajuste:</b> a perda de validação foi a menor no passo {step} e subiu desde então, "
+                     "enquanto a de treino continuou caindo: o modelo está decorando o texto de treino.",
+        "one_step_builtin_only": "O passo à mão funciona com um corpus embutido: escolha Machado de Assis ou a "
+                                 "Python Language Reference acima.",
+        "os_read": "o modelo leu …", "os_target": "próximo token de verdade", "os_logit": "logit dele",
+        "os_p": "probabilidade dele", "os_top": "palpites do modelo", "os_layer": "camada",
+        "os_grad": "norma do gradiente", "os_moved": "‖Δw‖ (quanto andou)", "os_relative": "‖Δw‖ / ‖w‖",
+        "os_forward": "<b>1. Passagem para a frente.</b> Um lote de {batch} sequências × {tokens} tokens passa pelo "
+                      "modelo: sai uma pontuação (logit) para cada um dos {vocab} tokens do vocabulário, em cada "
+                      "posição. Algumas posições da primeira sequência:",
+        "os_loss": "<b>2. Entropia cruzada do lote:</b> {loss} nats/token, à mão (<code>F.cross_entropy</code> "
+                   "dos logits contra os próximos tokens); a perda do próprio modelo: {model_loss}; um chute "
+                   "uniforme, ln V: {uniform}.",
+        "os_backward": "<b>3. <code>loss.backward()</code></b> dá a cada peso o seu gradiente: a direção em que a "
+                       "perda cresce. Norma total {total}, cortada em {clip} (max_grad_norm), como o Trainer faz.",
+        "os_update": "<b>4. <code>optimizer.step()</code></b> (AdamW, taxa de aprendizado {lr}: a de pico; no "
+                     "treino o aquecimento começa mais baixo) move cada peso contra o seu gradiente. Por camada:",
+        "os_after": "<b>5. O mesmo lote de novo:</b> perda {loss} → {after}. O treino repete esse passo, cada vez "
+                    "com um lote novo; o primeiro passo do Trainer dá a mesma perda (tests/test_one_step.py).",
+        "facts_initial": "**{name}, passo 0**: {size} parâmetros, os pesos aleatórios com que este treino começou, "
+                         "com o tokenizador dele ({corpus}).",
+        "label_latest_initial": "antes do treino (passo 0): seu treino mais recente ({name})",
+        "label_latest_initial_none": "antes do treino (passo 0): seu treino mais recente (nenhum ainda)",
+        "no_trained_side": "Ainda não há modelo treinado: treine um na aba Treinar.",
         "facts_run": "**{name}**: {size} parâmetros, treinado em {tokens} tokens ({corpus}).",
         "facts_pretrained": "**{name}**: {size} parâmetros, pré-treinado em {data}.",
         "facts_unknown_data": "um corpus descrito no seu model card",
-        "label_stopped": "interrompido", "label_dir": "pasta", "label_latest": "o mais recente treinado",
-        "label_latest_none": "o mais recente treinado (nenhum ainda)",
+        "label_stopped": "interrompido", "label_dir": "pasta", "label_latest": "depois do treino: seu treino mais recente",
+        "label_latest_none": "depois do treino: seu treino mais recente (nenhum ainda)",
         "col_token": "token", "col_p_before": "p antes", "col_p_after": "p depois", "col_kept": "mantido",
         "col_logit": "logit", "col_rank": "posição", "col_prob": "p", "col_nats": "nats", "col_bits": "bits",
         "col_position": "posição", "probability": "probabilidade", "col_step": "passo",
@@ -479,6 +560,7 @@ WHAT = {  # parameter names in messages
 
 # What the visitor sees first, by language: the built-in corpus of that language and a prompt that fits it.
 VISITOR_CORPUS = {"pt": "machado", "en": "python-reference"}
+CORPUS_SHORT = {"machado": "Machado de Assis", "python-reference": "Python Language Reference"}  # built-in corpora
 VISITOR_PROMPT = {"pt": "Era uma vez", "en": "The value of"}
 # The text whose surprise the Probabilities tab measures first: a sentence of that language's built-in corpus.
 VISITOR_TEXT = {"pt": "Uma noite destas, vindo da cidade para o Engenho Novo, encontrei no trem da Central um rapaz "

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -77,7 +78,8 @@ def test_every_action_has_an_api_name_and_generate_needs_only_a_prompt(api):
     parameters = info["/generate"]["parameters"]
     assert parameters[0]["parameter_name"] == "prompt"
     assert all(p["parameter_has_default"] for p in parameters[1:])
-    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained", "pretrained/tiny-gpt2"]
+    assert [m["key"] for m in api.predict(api_name="/models")] == ["untrained/machado", "untrained/python-reference",
+                                                                  "pretrained/tiny-gpt2"]
 
 
 def test_generate_streams_and_the_same_seed_gives_the_same_text(api):
@@ -128,6 +130,24 @@ def test_messages_follow_the_browser_language_and_the_app_stays_up(served, api):
     # a prompt longer than the room left: fewer new tokens (a warning), not an error
     long_prompt = "word " * 120
     assert api.predict(long_prompt, max_new_tokens=60, strategy="greedy", api_name="/generate").startswith(long_prompt)
+
+
+def test_one_training_step_by_hand_in_both_languages(served, api):
+    step = {k: TINY[k] for k in ("corpus_source", "preset", "tokenizer_type", "vocab_size", "batch_size",
+                                 "learning_rate", "block_size", "seed")}
+    report = api.predict(**step, api_name="/one_training_step")
+    for part in ("1. Forward pass", "2. Cross entropy", "loss.backward()", "optimizer.step()", "5. The same batch"):
+        assert part in report, part
+    assert report.count("<tr>") == 1 + 4 + 1 + 5  # 4 positions; token and position embeddings, 2 layers, final norm
+    before, after = (float(x) for x in re.search(r"loss (\d+\.\d+) → (\d+\.\d+)", report).groups())
+    assert math.log(300) - 0.5 < before < math.log(300) + 0.5 and after < before
+
+    portuguese = client(served, **{"Accept-Language": "pt-BR,pt;q=0.9"})
+    relatorio = portuguese.predict(**step, api_name="/one_training_step")
+    assert "Passagem para a frente" in relatorio and "Entropia cruzada do lote" in relatorio
+    assert re.search(r"perda \d,\d{4} → \d,\d{4}", relatorio)  # Portuguese numbers
+    with pytest.raises(AppError, match="corpus embutido"):
+        portuguese.predict(**{**step, "corpus_source": "upload"}, api_name="/one_training_step")
 
 
 def test_next_token_probabilities_mark_the_cut_tokens(api):
@@ -211,10 +231,17 @@ def test_training_runs_while_another_client_generates(served, api):
         config = json.loads(archive.read(next(n for n in archive.namelist() if n.endswith("/config.json"))))
         assert config["model_type"] == "gpt2" and not any(n.endswith(".py") for n in archive.namelist())
     assert api.predict(PROMPT, model=run_key, max_new_tokens=10, api_name="/generate").startswith(PROMPT)
+    # Compare's default: this run before training (its step 0, its own tokenizer) and after it
     before, after = api.predict(PROMPT, strategy="greedy", max_new_tokens=20, api_name="/compare")
     assert before.startswith(PROMPT) and after.startswith(PROMPT) and before != after
-    assert tuple(api.predict(PROMPT, "untrained", run_key, strategy="greedy", max_new_tokens=20,
+    initial_key = f"step-0/{run_key.split('/', 1)[1]}"
+    assert models[initial_key]["kind"] == "initial"
+    assert tuple(api.predict(PROMPT, initial_key, run_key, strategy="greedy", max_new_tokens=20,
                              api_name="/compare")) == (before, after)
+    (_, initial, initial_tokenizer), (_, trained, tokenizer) = (served.ctx.registry.get(key)
+                                                                for key in (initial_key, run_key))
+    assert initial_tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert not torch.equal(initial.lm_head.weight, trained.lm_head.weight)
     info = json.loads((served.ctx.runs_dir / run_key.split("/", 1)[1] / APP_RUN_FILE).read_text())
     assert info["steps"] == 60 and info["stopped"] is False
 
@@ -367,7 +394,6 @@ def test_model_folders_load_from_safetensors_only(served, tmp_path):
 
 
 def test_a_pretrained_gpt2_is_a_model_choice_with_gpt2s_own_logits(served, api):
-    import torch
     from transformers import GPT2LMHeadModel
 
     from minigpt.loading import count_parameters
@@ -416,6 +442,41 @@ def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
         assert job.arguments.data.builtin_corpus == corpus and job.settings["corpus"] == f"{corpus} (built-in)"
     job = prepare_job(ctx, "pt", "visitor", TrainForm(**TINY))  # the visitor can switch
     assert job.arguments.data.builtin_corpus == "python-reference"
+
+
+def test_see_overfitting_trains_on_an_excerpt_and_the_panel_marks_the_turn(tmp_path):
+    from gradio import Error
+
+    from space.context import AppContext
+    from space.job_inputs import OVERFIT_FORM, TrainForm, prepare_job
+    from space.job_views import plot_frames
+    from space.tab_train import overfit_values
+
+    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    chosen = {**TINY, **dict(zip(OVERFIT_FORM, overfit_values(True))), "corpus_source": "machado", "overfit": True,
+              "early_stopping": True}
+    job = prepare_job(ctx, "pt", "visitor", TrainForm(**chosen))
+    data, training = job.arguments.data, job.arguments.training
+    assert data.builtin_corpus is None and 12_000 <= Path(data.train_file).stat().st_size < 20_000
+    assert Path(data.validation_file).read_text().strip() not in Path(data.train_file).read_text()
+    assert (job.arguments.model.preset, data.block_size, training["max_steps"]) == ("tiny", 64, 150)
+    assert training["eval_steps"] == 1 / 20 and training["early_stopping_patience"] == 3
+    assert job.settings["corpus"] == "um trecho de Machado de Assis"
+    with pytest.raises(Error, match="trecho de um corpus embutido"):
+        prepare_job(ctx, "pt", "visitor", TrainForm(**{**chosen, "corpus_source": "hub", "hub_dataset": "a/b"}))
+
+    # validation lowest at step 60, higher since, while training falls: the plot's line and the status say so
+    losses = {20: (4.0, 4.2), 40: (3.5, 3.9), 60: (3.0, 3.7), 80: (2.5, 3.8), 100: (2.0, 4.0)}
+    points = [{"step": step, "tokens_seen": step * 1024, "curve": curve, "loss": loss, "perplexity": math.exp(loss)}
+              for step, pair in losses.items() for curve, loss in zip(("train", "validation"), pair)]
+    snap = replace(job.snapshot(), points=points, state="running", step=100)
+    loss_frame, _ = plot_frames(snap, "pt")
+    line = loss_frame[loss_frame.curve == "menor perda de validação"]
+    assert set(line.step) == {60} and (line.value.min(), line.value.max()) == (2.0, 4.2)
+    assert "<b>Sobreajuste:</b> a perda de validação foi a menor no passo 60" in status_html(snap, "pt")
+    healthy = replace(snap, points=[p for p in points if p["step"] <= 60])
+    assert plot_frames(healthy, "en")[0].query("curve == 'lowest validation loss'").value.isna().all()
+    assert "Overfitting" not in status_html(healthy, "en")
 
 
 def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):

@@ -84,6 +84,12 @@ def test_notebook_runs_and_its_numbers_agree(executed, name):
     # The session that died after its first checkpoint resumes from it.
     assert Path(printed_value(text, resumed)).name == "checkpoint-10"
     assert (folder / "runs" / "minigpt" / "model.safetensors").is_file()
+    # one step by hand gives the loss of the Trainer's first step; the overfitting run finds its turn
+    number = r"(\d+[.,]\d+)"
+    by_hand = re.search(rf"(?:entropia cruzada do lote|cross entropy of the batch): {number}", text)
+    trainer = re.search(rf"(?:primeiro passo do Trainer|the Trainer's first step, its loss): {number}", text)
+    assert by_hand and trainer and abs(float(by_hand[1].replace(",", ".")) - float(trainer[1].replace(",", "."))) < 1e-3
+    assert re.search(r"(?:menor perda de validação no passo|lowest validation loss at step) \d+", text)
 
 
 def test_notebook_cells_call_the_project_not_a_copy():

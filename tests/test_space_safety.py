@@ -110,6 +110,9 @@ def trained(client, corpus, **overrides) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+UNTRAINED_KEYS = {"untrained/machado", "untrained/python-reference"}  # one per built-in corpus, offered to everybody
+
+
 def visible_models(client) -> set[str]:
     """The model keys a visitor is offered, less the pre-trained GPT-2s that every visitor is offered."""
     return {m["key"] for m in client.predict(api_name="/models") if m["kind"] != "pretrained"}
@@ -145,7 +148,7 @@ def test_only_the_owner_stops_a_run_and_the_next_visitor_waits_in_line(served, c
     run_a, run_c = state_of(a)["model"], status_c["model"]
     models_a = {m["key"] for m in a.predict(api_name="/models")}
     assert run_a in models_a and run_c not in models_a
-    assert visible_models(b) == {"untrained"}
+    assert visible_models(b) == UNTRAINED_KEYS
     with pytest.raises(AppError, match="unknown model"):
         b.predict(PROMPT, model=run_a, max_new_tokens=5, api_name="/generate")
     with pytest.raises(AppError, match="unknown model"):
@@ -367,7 +370,7 @@ def test_pushes_use_the_visitors_own_login_never_the_owners_token(tmp_path, monk
         anonymous = Client(url, verbose=False, analytics_enabled=False)
         alice = Client(url, verbose=False, analytics_enabled=False,
                        headers={"Cookie": signed_in_cookie("alice", "hf_alice_oauth")})
-        assert visible_models(alice) == {"untrained", "run/alice-run"}
+        assert visible_models(alice) == {*UNTRAINED_KEYS, "run/alice-run"}
         with pytest.raises(AppError, match="unknown model"):
             anonymous.predict("run/alice-run", "alice/minigpt", api_name="/push_to_hub")
         ctx.public_runs = True  # even where the run is visible, an anonymous visitor cannot push
@@ -474,7 +477,7 @@ def test_killing_the_app_leaves_no_process_and_no_model(tmp_path, corpus, monkey
     with launched_app(tmp_path) as (ctx, url):
         assert [p.name for p in (tmp_path / "runs").iterdir()] == [".app_secret"]  # the cut-off run is gone
         assert list(temp.glob("minigpt-app-*")) == [ctx.tmp_dir]  # and the killed app's temp folder
-        assert visible_models(Client(url, verbose=False, analytics_enabled=False)) == {"untrained"}
+        assert visible_models(Client(url, verbose=False, analytics_enabled=False)) == UNTRAINED_KEYS
 
 
 def answering(process, url: str) -> bool:

@@ -11,11 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import run_without_project
+from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 import train
 from minigpt.monitoring import OverfittingCallback
-from minigpt.run_folder import checkpoint_is_complete, find_resumable_checkpoint
+from minigpt.hub import shared_files
+from minigpt.run_folder import INITIAL_DIR, checkpoint_is_complete, find_resumable_checkpoint
+from minigpt.training import DataArguments, MiniGPTTrainingArguments, ModelArguments, run_training
+from modeling_minigpt import MiniGPTForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAKESPEARE = ROOT / "minigpt" / "data" / "tinyshakespeare.txt"
@@ -82,6 +88,31 @@ def test_end_to_end_on_a_written_corpus_loss_falls_and_output_loads_elsewhere(tm
         print(type(model).__name__, out.shape[1] > ids.input_ids.shape[1], repr(tokenizer.decode(out[0])))
     """), tmp_path)
     assert stdout.startswith("MiniGPTForCausalLM True"), stdout
+
+
+class _FirstWeights(TrainerCallback):
+    """The model's weights as the Trainer starts training."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def test_step_0_holds_the_weights_training_started_from(tmp_path):
+    out, first = tmp_path / "run", _FirstWeights()
+    run_training(ModelArguments(preset="tiny", config_overrides="n_embd=32,n_layer=1,n_head=2", vocab_size=300),
+                 DataArguments(train_file=str(corpus_file(tmp_path)), block_size=32),
+                 MiniGPTTrainingArguments(output_dir=str(out), max_steps=4, eval_steps=4, report_to="none",
+                                          per_device_train_batch_size=4, disable_tqdm=True, seed=3),
+                 callbacks=[first])
+    initial = MiniGPTForCausalLM.from_pretrained(out, subfolder=INITIAL_DIR, use_safetensors=True)
+    trained = MiniGPTForCausalLM.from_pretrained(out, use_safetensors=True)
+    saved = initial.state_dict()
+    assert all(torch.equal(saved[name], first.weights[name]) for name in first.weights)
+    assert not torch.equal(trained.state_dict()["lm_head.weight"], saved["lm_head.weight"])
+    assert (out / INITIAL_DIR / "tokenizer.json").read_text() == (out / "tokenizer.json").read_text()
+    assert f"`{INITIAL_DIR}/`" in (out / "README.md").read_text()
+    shared = {path.relative_to(out).as_posix() for path in shared_files(out)}  # a push, a download
+    assert f"{INITIAL_DIR}/model.safetensors" in shared and f"{INITIAL_DIR}/tokenizer.json" in shared
 
 
 def test_tiny_shakespeare_char_level(tmp_path):
@@ -208,6 +239,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, caplog):
                       / "trainer_state.json")
     assert state["global_step"] == 20
     assert len(list(killed.glob("checkpoint-*"))) <= 2  # save_total_limit
+    # the resumed run never held its initial weights in memory: it saves the same step-0 as the uninterrupted run
+    initial, reference_initial = (load_file(run / INITIAL_DIR / "model.safetensors") for run in (killed, reference))
+    assert initial.keys() == reference_initial.keys()
+    assert all(torch.equal(initial[name], reference_initial[name]) for name in initial)
 
 
 def test_half_written_checkpoint_is_never_picked(tmp_path):
