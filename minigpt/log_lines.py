@@ -110,3 +110,15 @@ def close_training_bar(trainer) -> None:
         if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
             callback.training_bar.close()
             callback.training_bar = None
+
+
+class _SameSecondCheckpoints(logging.Filter):
+    """Drops transformers' "mtime may not be reliable on this filesystem" warning. The Trainer orders checkpoints by
+    modification time when it rotates them and, when they were written within one second (a small model saves
+    that fast on any disk), orders them by step instead: what a run wants. The warning asks nothing of the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "mtime may not be reliable" not in record.getMessage()
+
+
+logging.getLogger("transformers.trainer_utils").addFilter(_SameSecondCheckpoints())

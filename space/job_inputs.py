@@ -254,7 +254,7 @@ def prepare_job(ctx, lang: str, owner: str, form: TrainForm, client: str = "loca
         train_file, validation_file = overfitting.excerpt_files(form.corpus_source, job_dir)
         data = {"block_size": block_size, "train_file": str(train_file), "validation_file": str(validation_file),
                 "sample_prompts": "|".join(builtin_corpus(form.corpus_source).prompts)}
-        corpus = msg(lang, "excerpt_of", corpus=CORPUS_SHORT[form.corpus_source])
+        corpus = msg(lang, "excerpt_of", corpus=CORPUS_SHORT[lang][form.corpus_source])
         evaluations = overfitting.EVALUATIONS
     # the app keeps the final model only (Stop saves it too); early stopping saves at each evaluation, to load the
     # best one back at the end

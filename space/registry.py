@@ -74,7 +74,7 @@ class ModelEntry:
         s = self.summary
         size = preset_shown(s.get("size", ""), lang)
         if self.kind == "untrained":
-            return msg(lang, "label_untrained", size=size, corpus=CORPUS_SHORT.get(s.get("corpus"), ""))
+            return msg(lang, "label_untrained", size=size, corpus=CORPUS_SHORT[lang].get(s.get("corpus"), ""))
         if self.kind == "initial":
             return msg(lang, "label_initial", name=self.name, size=size)
         bits = [size] if size else []

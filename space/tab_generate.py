@@ -112,7 +112,7 @@ def model_facts(ctx: AppContext, *keys_then_visitor, request: gr.Request = None,
         size = format_parameters(s.get("parameters"), lang)
         if entry.kind == "untrained":
             lines.append(msg(lang, "facts_untrained", name=entry.name, size=size,
-                             corpus=CORPUS_SHORT.get(s.get("corpus"), "")))
+                             corpus=CORPUS_SHORT[lang].get(s.get("corpus"), "")))
         elif entry.kind == "initial":
             lines.append(msg(lang, "facts_initial", name=entry.name, size=size, corpus=s.get("corpus") or "–"))
         elif entry.kind == "pretrained":

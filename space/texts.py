@@ -129,8 +129,7 @@ def _ui_texts() -> tuple[dict, dict]:
     add("early_stopping", "Stop early and keep the best model", "Parar cedo e guardar o melhor modelo")
     add("early_stopping_info", "ends training once the validation loss has not improved for 3 evaluations, and "
         "keeps the model of the best one (EarlyStoppingCallback, load_best_model_at_end)",
-        "encerra o treino quando a perda de validação não melhora por 3 avaliações e guarda o modelo da melhor "
-        "(EarlyStoppingCallback, load_best_model_at_end)")
+        "encerra o treino quando a perda de validação não melhora por 3 avaliações e guarda o modelo da melhor")
     add("one_step", "One training step, by hand", "Um passo de treino, à mão")
     add("one_step_help", "What the Trainer repeats at every step, written out in plain PyTorch on one batch of the "
         "corpus chosen above, with the model and settings of the form (at most 16 sequences): the forward pass, "
@@ -476,13 +475,13 @@ MESSAGES = {
                            "(tokenizador de {corpus}).",
         "label_initial": "{name}: antes do treino (passo 0)",
         "overfit_builtin_only": "Ver o sobreajuste treina num trecho de um corpus embutido: escolha Machado de Assis "
-                                "ou a Python Language Reference.",
+                                "ou a referência da linguagem Python.",
         "excerpt_of": "um trecho de {corpus}",
         "turn": "menor perda de validação",
         "turn_note": "<b>Sobreajuste:</b> a perda de validação foi a menor no passo {step} e subiu desde então, "
                      "enquanto a de treino continuou caindo: o modelo está decorando o texto de treino.",
         "one_step_builtin_only": "O passo à mão funciona com um corpus embutido: escolha Machado de Assis ou a "
-                                 "Python Language Reference acima.",
+                                 "referência da linguagem Python acima.",
         "os_read": "o modelo leu …", "os_target": "próximo token de verdade", "os_logit": "logit dele",
         "os_p": "probabilidade dele", "os_top": "palpites do modelo", "os_layer": "camada",
         "os_grad": "norma do gradiente", "os_moved": "‖Δw‖ (quanto andou)", "os_relative": "‖Δw‖ / ‖w‖",
@@ -560,7 +559,10 @@ WHAT = {  # parameter names in messages
 
 # What the visitor sees first, by language: the built-in corpus of that language and a prompt that fits it.
 VISITOR_CORPUS = {"pt": "machado", "en": "python-reference"}
-CORPUS_SHORT = {"machado": "Machado de Assis", "python-reference": "Python Language Reference"}  # built-in corpora
+CORPUS_SHORT = {  # the built-in corpora, by language
+    "en": {"machado": "Machado de Assis", "python-reference": "Python Language Reference"},
+    "pt": {"machado": "Machado de Assis", "python-reference": "Referência da Linguagem Python"},
+}
 VISITOR_PROMPT = {"pt": "Era uma vez", "en": "The value of"}
 # The text whose surprise the Probabilities tab measures first: a sentence of that language's built-in corpus.
 VISITOR_TEXT = {"pt": "Uma noite destas, vindo da cidade para o Engenho Novo, encontrei no trem da Central um rapaz "

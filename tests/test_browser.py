@@ -245,7 +245,7 @@ MODEL_OUTPUT = ["#chart-before", "#chart-after", "#probs-summary code", "#surpri
 
 
 def words(text: str) -> set[str]:
-    return {w.lower() for w in re.findall(r"[A-Za-zÀ-ÿ]+(?:-[A-Za-z0-9]+)*", text)}
+    return {w.lower() for w in re.findall(r"[A-Za-zÀ-ÖØ-öø-ÿ]+(?:-[A-Za-z0-9]+)*", text)}
 
 
 def english_words() -> set[str]:
@@ -288,9 +288,9 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
                 expect(page.get_by_text("Formato GPT-2")).to_be_visible()
             if tab == "Gerar" and stage == "after":  # the run just trained, chosen: its facts
                 page.locator("#gen-model input").click()
-                page.get_by_role("option", name=re.compile("não treinado")).click()
+                page.get_by_role("option", name=re.compile("não treinado")).first.click()
                 page.locator("#gen-model input").click()
-                page.get_by_role("option", name=re.compile(re.escape(run))).click()
+                page.get_by_role("option", name=re.compile(re.escape(run) + r" \(")).click()
                 expect(page.locator("#gen-facts")).to_contain_text("treinado em 256 tokens (texto enviado)")
             if tab == "Comparar":
                 page.locator("#compare-btn").click()

@@ -244,7 +244,7 @@ def test_a_flood_of_trainings_from_one_address_locks_nobody_out(served, room):
     """79 POSTs to /train from random sessions, 100000 steps each, nobody reading the answers (the attack that
     filled Gradio's queue): the line takes this address's share, the rest are refused at once; a new visitor
     from the same address still generates and stops within seconds."""
-    form = ["python-reference", [], "", "tiny", "bpe", 300, "steps", 100000, 1, 8, 3e-3, 32, 1, False, False]
+    form = ["python-reference", [], "", "tiny", "bpe", 300, "steps", 100000, 1, 1, 8, 3e-3, 32, 1, False, False]
     with httpx.Client(base_url=served.url, timeout=30) as http:
         answers = [http.post("gradio_api/call/train", json={"data": form, "session_hash": uuid.uuid4().hex})
                    for _ in range(79)]
