@@ -330,9 +330,6 @@ MESSAGES = {
                      "the training loss kept falling: the model is memorising its training text.",
         "one_step_builtin_only": "One step by hand works on a built-in corpus: choose Machado de Assis or the "
                                  "Python Language Reference above.",
-        "os_read": "the model read …", "os_target": "true next token", "os_logit": "its logit",
-        "os_p": "its probability", "os_top": "the model's top guesses", "os_layer": "layer",
-        "os_grad": "gradient norm", "os_moved": "‖Δw‖ (how far it moved)", "os_relative": "‖Δw‖ / ‖w‖",
         "os_forward": "<b>1. Forward pass.</b> A batch of {batch} sequences × {tokens} tokens goes through the "
                       "model: out comes a score (logit) for each of the {vocab} tokens of the vocabulary, at every "
                       "position. A few positions of the first sequence:",
@@ -482,9 +479,6 @@ MESSAGES = {
                      "enquanto a de treino continuou caindo: o modelo está decorando o texto de treino.",
         "one_step_builtin_only": "O passo à mão funciona com um corpus embutido: escolha Machado de Assis ou a "
                                  "referência da linguagem Python acima.",
-        "os_read": "o modelo leu …", "os_target": "próximo token de verdade", "os_logit": "logit dele",
-        "os_p": "probabilidade dele", "os_top": "palpites do modelo", "os_layer": "camada",
-        "os_grad": "norma do gradiente", "os_moved": "‖Δw‖ (quanto andou)", "os_relative": "‖Δw‖ / ‖w‖",
         "os_forward": "<b>1. Passagem para a frente.</b> Um lote de {batch} sequências × {tokens} tokens passa pelo "
                       "modelo: sai uma pontuação (logit) para cada um dos {vocab} tokens do vocabulário, em cada "
                       "posição. Algumas posições da primeira sequência:",
@@ -526,6 +520,16 @@ TEACHING_PT = {  # teaching.TeachingError keys in Portuguese (English: the error
     "max_new_tokens": "O máximo de tokens novos deve ficar entre 1 e 4096; veio {value}.",
     "empty_text": "O texto está vazio: cole uma frase para medir.",
 }
+
+# The one-step panel's column names, each beside its translation
+for _key, _en, _pt in (("os_read", "the model read …", "o modelo leu …"),
+                       ("os_target", "true next token", "próximo token de verdade"),
+                       ("os_logit", "its logit", "logit dele"), ("os_p", "its probability", "probabilidade dele"),
+                       ("os_top", "the model's top guesses", "palpites do modelo"), ("os_layer", "layer", "camada"),
+                       ("os_grad", "gradient norm", "norma do gradiente"),
+                       ("os_moved", "‖Δw‖ (how far it moved)", "‖Δw‖ (quanto andou)"),
+                       ("os_relative", "‖Δw‖ / ‖w‖", "‖Δw‖ / ‖w‖")):
+    MESSAGES["en"][_key], MESSAGES["pt"][_key] = _en, _pt
 
 # A setting's bound (minigpt.arguments.Bound.words) in words; a choice's (OneOf) as "a | b".
 RULES = {
