@@ -18,7 +18,7 @@ from minigpt.one_step import StepByHand, first_step, training_step_by_hand
 from space.binding import bind
 from space.context import AppContext
 from space.job_inputs import TrainForm, check_choices, check_memory, checked_numbers
-from space.texts import T, app_error, fmt, fmt_int, msg, request_lang
+from space.texts import T, app_error, fmt, fmt_int, fmt_num, msg, request_lang
 
 MAX_BATCH = 16  # sequences in the panel's batch, whatever the form says
 
@@ -60,16 +60,14 @@ def _code(text: str) -> str:
 
 def step_html(step: StepByHand, lang: str) -> str:
     """The step as five numbered parts, numbers in the reader's format."""
-    def num(value, digits=4):
-        return fmt(value, lang, f",.{digits}f")
-
     def small(value):
         return fmt(value, lang, ".2e")
 
     positions = _table(
         [msg(lang, "os_read"), msg(lang, "os_target"), msg(lang, "os_logit"), msg(lang, "os_p"), msg(lang, "os_top")],
-        [[_code(p.context), _code(p.target), num(p.target_logit, 3), num(p.target_probability),
-          ", ".join(f"{_code(token)} {num(prob, 3)}" for token, prob in p.top)] for p in step.positions])
+        [[_code(p.context), _code(p.target), fmt_num(p.target_logit, lang, 3),
+          fmt_num(p.target_probability, lang, 4),
+          ", ".join(f"{_code(token)} {fmt_num(prob, lang, 3)}" for token, prob in p.top)] for p in step.positions])
     layers = _table(
         [msg(lang, "os_layer"), msg(lang, "os_grad"), msg(lang, "os_moved"), msg(lang, "os_relative")],
         [[_code(layer), small(step.grad_norms.get(layer, 0.0)), small(step.weight_changes[layer]),
@@ -77,11 +75,13 @@ def step_html(step: StepByHand, lang: str) -> str:
     parts = [
         (msg(lang, "os_forward", batch=fmt_int(step.batch_shape[0], lang), tokens=fmt_int(step.batch_shape[1], lang),
              vocab=fmt_int(step.vocab_size, lang)), positions),
-        (msg(lang, "os_loss", loss=num(step.loss), model_loss=num(step.model_loss), uniform=num(step.uniform_loss)),
+        (msg(lang, "os_loss", loss=fmt_num(step.loss, lang, 4), model_loss=fmt_num(step.model_loss, lang, 4),
+             uniform=fmt_num(step.uniform_loss, lang, 4)),
          ""),
-        (msg(lang, "os_backward", total=num(step.total_grad_norm, 3), clip=num(step.max_grad_norm, 1)), ""),
+        (msg(lang, "os_backward", total=fmt_num(step.total_grad_norm, lang, 3),
+             clip=fmt_num(step.max_grad_norm, lang, 1)), ""),
         (msg(lang, "os_update", lr=fmt(step.learning_rate, lang, "g")), layers),
-        (msg(lang, "os_after", loss=num(step.loss), after=num(step.loss_after)), ""),
+        (msg(lang, "os_after", loss=fmt_num(step.loss, lang, 4), after=fmt_num(step.loss_after, lang, 4)), ""),
     ]
     return '<div class="mg-one-step">' + "".join(f"<p>{text}</p>{table}" for text, table in parts) + "</div>"
 
