@@ -82,57 +82,6 @@ def train_on_upload(page, corpus: Path, steps: int) -> str:
     return status.inner_text()
 
 
-def test_portuguese_browser_sees_portuguese_tabs_and_generates_text(url, tmp_path):
-    expect = sync_api.expect
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = browser.new_context(locale="pt-BR", viewport={"width": 1400, "height": 1000})
-            page = context.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(url)
-            for tab in ("Treinar", "Gerar", "Comparar", "Probabilidades"):
-                expect(page.get_by_role("tab", name=tab, exact=True)).to_be_visible(timeout=60_000)
-            expect(page.get_by_role("button", name="Começar o treino")).to_be_visible()
-            expect(page.get_by_text("Nenhum treino ainda")).to_be_visible()
-            save(page, tmp_path, "pt_treinar.png")
-
-            page.get_by_role("tab", name="Gerar", exact=True).click()
-            prompt = page.locator("#gen-prompt textarea")
-            expect(prompt).to_be_visible()
-            expect(page.locator("#gen-model input")).to_have_value(re.compile("não treinado"))
-            prompt.fill("O modelo")
-            page.locator("#gen-strategy").get_by_text("amostragem").click()
-            page.get_by_role("button", name="Gerar", exact=True).click()
-            output = page.locator("#gen-output textarea")
-            expect(output).to_have_value(re.compile(r"^O modelo.{10,}", re.S),
-                                         timeout=60_000)
-            text, end = output.input_value(), time.time() + 60
-            while time.time() < end:  # the stream has ended when the text stops growing
-                page.wait_for_timeout(1500)
-                if output.input_value() == text:
-                    break
-                text = output.input_value()
-            assert text.startswith("O modelo") and len(text) > 30
-            assert save(page, tmp_path, "pt_gerar.png").stat().st_size > 10_000
-
-            page.get_by_role("tab", name="Comparar", exact=True).click()
-            page.locator("#compare-btn").click()
-            expect(page.get_by_text("Ainda não há modelo treinado").first).to_be_visible()
-            save(page, tmp_path, "pt_comparar.png")
-
-            page.get_by_role("tab", name="Probabilidades", exact=True).click()
-            page.locator("#probs-btn").click()
-            expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
-            page.locator("#surprise-btn").click()
-            expect(page.locator("text=Entropia cruzada >> visible=true").last).to_be_visible()
-            # the Machado sentence, in tokens (the spaces between them are the page's)
-            expect(page.locator("#surprise-out")).to_contain_text(re.compile(r"\s*".join("Engenho")))
-            save(page, tmp_path, "pt_probabilidades.png")
-        finally:
-            browser.close()
-
-
 def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(url, tmp_path):
     """Another visitor (a gradio_client) trains; the browser sees the sign-in button, that training's progress
     without its text, and its own place in line after pressing Start; Stop gives the place up."""
@@ -199,8 +148,7 @@ def test_a_students_run_survives_a_reload_and_is_theirs_alone(url, tmp_path):
 
 
 @pytest.mark.parametrize(("locale", "corpus", "prompt", "tabs", "term"), [
-    ("pt-BR", "Machado de Assis: dois romances (português, embutido)", "Era uma vez", ("Gerar", "Glossário"),
-     "Entropia cruzada"),
+    # the pt-BR page's corpus, prompt and glossary are checked in the Portuguese walk below
     ("en-US", "the Python Language Reference (English, built-in)", "The value of", ("Generate", "Glossary"),
      "Cross entropy"),
 ])
@@ -267,9 +215,27 @@ def english_on_page(page) -> set[str]:
     return shown & english_words()
 
 
-def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_path):
-    """Every tab of the pt-BR page, before and after a short training: no English word but the accepted terms; the
-    status line's numbers written the Portuguese way; the greedy strategy shows no sampling sliders."""
+def generate_in_browser(page, prompt: str) -> str:
+    """The Generate tab's button, with a sampling strategy; returns the text once the stream has ended."""
+    expect = sync_api.expect
+    page.locator("#gen-prompt textarea").fill(prompt)
+    page.locator("#gen-strategy").get_by_text("amostragem", exact=True).click()
+    page.get_by_role("button", name="Gerar", exact=True).click()
+    output = page.locator("#gen-output textarea")
+    expect(output).to_have_value(re.compile(rf"^{re.escape(prompt)}.{{10,}}", re.S), timeout=60_000)
+    text, end = output.input_value(), time.time() + 60
+    while time.time() < end:  # the stream has ended when the text stops growing
+        page.wait_for_timeout(1500)
+        if output.input_value() == text:
+            break
+        text = output.input_value()
+    return text
+
+
+def test_a_portuguese_student_walks_every_tab_before_and_after_a_training_and_sees_no_english(url, tmp_path):
+    """A pt-BR visitor: the built-in corpus is Machado's, the prompt and the glossary Portuguese; the untrained
+    model generates; every tab, before and after a short training, shows no English word but the accepted terms;
+    the status line's numbers are written the Portuguese way; the greedy strategy shows no sampling sliders."""
     corpus = tmp_path / "capitu.txt"
     corpus.write_text("\n\n".join(f"Capitu olhou para o mar pela {i}ª vez, e a tarde caiu." for i in range(80)))
     expect = sync_api.expect
@@ -283,6 +249,10 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
                 expect(page.get_by_text("tokens mantêm alguma chance")).to_be_visible()
                 page.locator("#surprise-btn").click()
                 expect(page.get_by_text("nats/token =")).to_be_visible()
+                expect(page.locator("text=Entropia cruzada >> visible=true").last).to_be_visible()
+                # the Machado sentence, in tokens (the spaces between them are the page's)
+                if stage == "before":
+                    expect(page.locator("#surprise-out")).to_contain_text(re.compile(r"\s*".join("Engenho")))
             if tab == "Treinar" and stage == "after":  # the finished runs' download and push
                 page.get_by_text("Modelos treinados: baixar ou compartilhar").click()
                 expect(page.get_by_text("Formato GPT-2")).to_be_visible()
@@ -294,19 +264,35 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
                 expect(page.locator("#gen-facts")).to_contain_text("treinado em 256 tokens (texto enviado)")
             if tab == "Comparar":
                 page.locator("#compare-btn").click()
+                if stage == "before":
+                    expect(page.get_by_text("Ainda não há modelo treinado").first).to_be_visible()
+            if tab == "Glossário":
+                expect(page.locator("#glossary")).to_contain_text("Entropia cruzada")
+                expect(page.locator("#glossary")).to_contain_text(re.compile("[Cc]heckpoint"))
             page.wait_for_timeout(500)
             found = english_on_page(page)
             if found:
                 leftovers[f"{stage}/{tab}"] = sorted(found)
+            if stage == "before":
+                save(page, tmp_path, f"pt_{tab.lower()}.png")
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = open_page(browser, url)
             expect(page.get_by_role("tab", name="Treinar", exact=True)).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Começar o treino")).to_be_visible()
+            expect(page.get_by_text("Nenhum treino ainda")).to_be_visible()
+            machado = "Machado de Assis: dois romances (português, embutido)"
+            expect(page.locator("#corpus-source").get_by_label(machado, exact=True)).to_be_checked()
             page.get_by_role("tab", name="Gerar", exact=True).click()
+            expect(page.locator("#gen-prompt textarea")).to_have_value("Era uma vez")
+            expect(page.locator("#gen-model input")).to_have_value(re.compile("não treinado"))
             for knob in ("temperature", "top-p", "seed"):  # the default strategy: top-p sampling
                 expect(page.locator(f"#gen-{knob}")).to_be_visible()
+            text = generate_in_browser(page, "O modelo")
+            assert text.startswith("O modelo") and len(text) > 30
+            assert save(page, tmp_path, "pt_gerar.png").stat().st_size > 10_000
             page.locator("#gen-strategy").get_by_text("gulosa (greedy)").click()
             for knob in ("temperature", "top-k", "top-p", "seed", "num-beams"):
                 expect(page.locator(f"#gen-{knob}")).to_be_hidden()
@@ -319,7 +305,7 @@ def test_a_portuguese_page_shows_no_english_before_or_after_a_training(url, tmp_
             run = re.search(r"salvo como (\S+)", shown).group(1)
             assert "taxa de aprendizado 0,003" in shown and "lote 4" in shown and "(embutido)" not in shown
             assert re.search(r"época \d+,\d\d", shown) and "256 tokens vistos" in shown, shown  # 4 x 4 x 16
-            save(page, tmp_path, "pt_sem_ingles.png")
+            save(page, tmp_path, "pt_treinado.png")
             look("after")
         finally:
             browser.close()
