@@ -117,36 +117,6 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
         follow(other, timeout=240)
 
 
-def test_a_students_run_survives_a_reload_and_is_theirs_alone(url, tmp_path):
-    """A student trains in the browser and reloads: the Train panel still shows their run and every model list
-    offers it (the visitor is the id their browser keeps, not the tab's session). Another browser is another
-    visitor."""
-    corpus = tmp_path / "minhas notas.txt"
-    corpus.write_text("\n\n".join(f"linha {i} de um texto pequeno da aluna" for i in range(80)))
-    expect = sync_api.expect
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = open_page(browser, url)
-            run = re.search(r"salvo como (\S+)", train_on_upload(page, corpus, steps=3)).group(1)
-            status = page.locator("#train-status")
-
-            page.reload()
-            expect(status).to_contain_text(f"Terminado: o modelo foi salvo como {run}", timeout=60_000)
-            page.get_by_role("tab", name="Gerar", exact=True).click()
-            expect(page.locator("#gen-model input")).to_have_value(re.compile(re.escape(run)))
-            save(page, tmp_path, "pt_recarregada.png")
-
-            stranger = open_page(browser, url)
-            expect(stranger.get_by_text("Nenhum treino ainda")).to_be_visible(timeout=60_000)
-            stranger.get_by_role("tab", name="Gerar", exact=True).click()
-            stranger.locator("#gen-model input").click()
-            expect(stranger.get_by_role("option").first).to_be_visible()
-            assert run not in " ".join(stranger.get_by_role("option").all_inner_texts())
-        finally:
-            browser.close()
-
-
 @pytest.mark.parametrize(("locale", "corpus", "prompt", "tabs", "term"), [
     # the pt-BR page's corpus, prompt and glossary are checked in the Portuguese walk below
     ("en-US", "the Python Language Reference (English, built-in)", "The value of", ("Generate", "Glossary"),
@@ -235,7 +205,8 @@ def generate_in_browser(page, prompt: str) -> str:
 def test_a_portuguese_student_walks_every_tab_before_and_after_a_training_and_sees_no_english(url, tmp_path):
     """A pt-BR visitor: the built-in corpus is Machado's, the prompt and the glossary Portuguese; the untrained
     model generates; every tab, before and after a short training, shows no English word but the accepted terms;
-    the status line's numbers are written the Portuguese way; the greedy strategy shows no sampling sliders."""
+    the status line's numbers are written the Portuguese way; the greedy strategy shows no sampling sliders. The
+    student's run survives a reload (Train panel and model lists) and is theirs alone."""
     corpus = tmp_path / "capitu.txt"
     corpus.write_text("\n\n".join(f"Capitu olhou para o mar pela {i}ª vez, e a tarde caiu." for i in range(80)))
     expect = sync_api.expect
@@ -307,6 +278,21 @@ def test_a_portuguese_student_walks_every_tab_before_and_after_a_training_and_se
             assert re.search(r"época \d+,\d\d", shown) and "256 tokens vistos" in shown, shown  # 4 x 4 x 16
             save(page, tmp_path, "pt_treinado.png")
             look("after")
+
+            # a reload keeps the student's run (the visitor is the id their browser keeps, not the tab's session)
+            page.reload()
+            expect(page.locator("#train-status")).to_contain_text(f"Terminado: o modelo foi salvo como {run}",
+                                                                  timeout=60_000)
+            page.get_by_role("tab", name="Gerar", exact=True).click()
+            expect(page.locator("#gen-model input")).to_have_value(re.compile(re.escape(run)))
+            save(page, tmp_path, "pt_recarregada.png")
+            # another browser is another visitor: the run is not theirs
+            stranger = open_page(browser, url)
+            expect(stranger.get_by_text("Nenhum treino ainda")).to_be_visible(timeout=60_000)
+            stranger.get_by_role("tab", name="Gerar", exact=True).click()
+            stranger.locator("#gen-model input").click()
+            expect(stranger.get_by_role("option").first).to_be_visible()
+            assert run not in " ".join(stranger.get_by_role("option").all_inner_texts())
         finally:
             browser.close()
     assert not leftovers, f"English on the Portuguese page: {leftovers}"

@@ -13,7 +13,7 @@ from minigpt.arguments import DataArguments, MiniGPTTrainingArguments, ModelArgu
 from minigpt.time_plan import TimePlan
 from minigpt.training import run_training
 
-BUDGET_MINUTES = 0.2
+BUDGET_MINUTES = 0.1
 
 
 def test_the_plan_warms_up_holds_and_decays_to_zero_at_the_planned_end():
