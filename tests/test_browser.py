@@ -240,7 +240,7 @@ def test_a_portuguese_student_walks_every_tab_before_and_after_a_training_and_se
             if tab == "Glossário":
                 expect(page.locator("#glossary")).to_contain_text("Entropia cruzada")
                 expect(page.locator("#glossary")).to_contain_text(re.compile("[Cc]heckpoint"))
-            page.wait_for_timeout(500)
+            page.wait_for_timeout(250)  # the tab's texts rendered
             found = english_on_page(page)
             if found:
                 leftovers[f"{stage}/{tab}"] = sorted(found)
