@@ -458,7 +458,7 @@ def test_killing_the_app_leaves_no_process_and_no_model(tmp_path, corpus, monkey
     with (tmp_path / "app.log").open("w") as log:
         app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_up_to(lambda: answering(app, url), timeout=240, every=0.5)
+        wait_up_to(lambda: answering(app, url), timeout=240, every=0.1)
         client = Client(url, verbose=False, analytics_enabled=False)
         client.predict(**short_run(corpus, max_steps=100000), api_name="/train")
         fork_server = next(p for p in psutil.Process(app.pid).children() if "forkserver" in " ".join(p.cmdline()))
