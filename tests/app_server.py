@@ -22,16 +22,12 @@ SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "owner/minigpt", "HF_TOKEN": "hf_ow
 
 
 @contextlib.contextmanager
-def started_context(root: Path, env: dict | None = None, own_temp: bool = False, **context_kwargs):
-    """Yield the AppContext that `python app.py` builds first (app.main), whose runs and temp files live under root
-    (own_temp: Gradio's files in the app's own temp folder, as `python app.py` has them); its start removes what a
-    killed app left. Closed after (the training stops, the app's temp folder goes). `env`: more environment
-    variables meanwhile."""
+def started_context(root: Path, env: dict | None = None, **context_kwargs):
+    """Yield the AppContext that `python app.py` builds first (app.main), whose runs and Gradio's files live under
+    root; its start removes what a killed app left. Closed after (the training stops, the app's temp folder goes).
+    `env`: more environment variables meanwhile."""
     with pytest.MonkeyPatch.context() as mp:
-        if own_temp:
-            mp.delenv("GRADIO_TEMP_DIR", raising=False)
-        else:
-            mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         mp.setenv("MINIGPT_APP_MODELS", "")
         for name, value in (env or {}).items():
             mp.setenv(name, value)
@@ -45,9 +41,9 @@ def started_context(root: Path, env: dict | None = None, own_temp: bool = False,
 
 
 @contextlib.contextmanager
-def launched_app(root: Path, env: dict | None = None, own_temp: bool = False, **context_kwargs):
+def launched_app(root: Path, env: dict | None = None, **context_kwargs):
     """Yield (AppContext, url) of a running app built by started_context (the same arguments); stop it after."""
-    with started_context(root, env, own_temp, **context_kwargs) as ctx:
+    with started_context(root, env, **context_kwargs) as ctx:
         demo = app.build_demo(ctx)
         try:
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
