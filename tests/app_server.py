@@ -22,28 +22,34 @@ SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "owner/minigpt", "HF_TOKEN": "hf_ow
 
 
 @contextlib.contextmanager
-def launched_app(root: Path, env: dict | None = None, own_temp: bool = False, **context_kwargs):
-    """Yield (AppContext, url) of a running app whose runs and temp files live under root (own_temp: Gradio's
-    files in the app's own temp folder, as `python app.py` has them); stop it after (the training stops, the
-    app's temp folder goes). `env`: more environment variables while it runs."""
+def started_context(root: Path, env: dict | None = None, **context_kwargs):
+    """Yield the AppContext that `python app.py` builds first (app.main), whose runs and Gradio's files live under
+    root; its start removes what a killed app left. Closed after (the training stops, the app's temp folder goes).
+    `env`: more environment variables meanwhile."""
     with pytest.MonkeyPatch.context() as mp:
-        if own_temp:
-            mp.delenv("GRADIO_TEMP_DIR", raising=False)
-        else:
-            mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
+        mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         mp.setenv("MINIGPT_APP_MODELS", "")
         for name, value in (env or {}).items():
             mp.setenv(name, value)
             if hasattr(gradio.oauth, name):  # gradio.oauth reads these when it is imported
                 mp.setattr(gradio.oauth, name, value)
         ctx = AppContext(runs_dir=root / "runs", **{"hf_token": "" if not env else None, **context_kwargs})
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+@contextlib.contextmanager
+def launched_app(root: Path, env: dict | None = None, **context_kwargs):
+    """Yield (AppContext, url) of a running app built by started_context (the same arguments); stop it after."""
+    with started_context(root, env, **context_kwargs) as ctx:
         demo = app.build_demo(ctx)
         try:
             _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(ctx))
             yield ctx, url
         finally:
             demo.close()
-            ctx.close()
 
 
 def signed_in_cookie(username: str, token: str, secret: str = SPACE_ENV["OAUTH_CLIENT_SECRET"]) -> str:

@@ -432,12 +432,11 @@ def test_a_pretrained_name_that_cannot_be_downloaded_gives_a_clear_message(tmp_p
         ctx.registry.get("pretrained/minigpt-tests/no-such-gpt2")
 
 
-def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
-    from space.context import AppContext
+def test_the_built_in_corpus_follows_the_visitors_language(served):
     from space.job_inputs import TrainForm, prepare_job
     from space.tab_train import corpus_for_visitor
 
-    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    ctx = served.ctx
     for lang, corpus in (("pt", "machado"), ("en", "python-reference")):
         assert corpus_for_visitor(SimpleNamespace(headers={"accept-language": lang})) == corpus
         job = prepare_job(ctx, lang, "visitor", TrainForm(**{**TINY, "corpus_source": corpus}))
@@ -446,15 +445,14 @@ def test_the_built_in_corpus_follows_the_visitors_language(tmp_path):
     assert job.arguments.data.builtin_corpus == "python-reference"
 
 
-def test_see_overfitting_trains_on_an_excerpt_and_the_panel_marks_the_turn(tmp_path):
+def test_see_overfitting_trains_on_an_excerpt_and_the_panel_marks_the_turn(served):
     from gradio import Error
 
-    from space.context import AppContext
     from space.job_inputs import OVERFIT_FORM, TrainForm, prepare_job
     from space.job_views import plot_frames
     from space.tab_train import overfit_values
 
-    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    ctx = served.ctx
     chosen = {**TINY, **dict(zip(OVERFIT_FORM, overfit_values(True))), "corpus_source": "machado", "overfit": True,
               "early_stopping": True}
     job = prepare_job(ctx, "pt", "visitor", TrainForm(**chosen))
@@ -481,28 +479,34 @@ def test_see_overfitting_trains_on_an_excerpt_and_the_panel_marks_the_turn(tmp_p
     assert "Overfitting" not in status_html(healthy, "en")
 
 
-def test_a_hub_dataset_is_capped_by_the_spaces_limit(tmp_path, monkeypatch):
-    from space.context import AppContext
+def space_limits(served, monkeypatch, **env):
+    """The module's app with the limits that these environment variables give (read as the app's start reads them)."""
+    from space.budget import Limits
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(served.ctx, "limits", Limits.from_env())
+    return served.ctx
+
+
+def test_a_hub_dataset_is_capped_by_the_spaces_limit(served, monkeypatch):
     from space.job_inputs import TrainForm, prepare_job
 
-    monkeypatch.setenv("MINIGPT_APP_MAX_HUB_MB", "12")
-    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    ctx = space_limits(served, monkeypatch, MINIGPT_APP_MAX_HUB_MB="12")
     job = prepare_job(ctx, "en", "visitor", TrainForm(**{**TINY, "corpus_source": "hub",
                                                           "hub_dataset": "someone/some-text"}))
     data = job.arguments.data
     assert (data.dataset_name, data.max_dataset_mb) == ("someone/some-text", 12.0)
 
 
-def test_minutes_are_the_visitors_default_unit_planned_within_the_spaces_limit(tmp_path, monkeypatch):
+def test_minutes_are_the_visitors_default_unit_planned_within_the_spaces_limit(served, monkeypatch):
     """A run in minutes is a planned budget (max_minutes: the schedule decays before it ends), at most
     MINIGPT_APP_MAX_MINUTES; over it, a message that says the limit."""
     import gradio as gr
 
-    from space.context import AppContext
     from space.job_inputs import TrainForm, prepare_job
 
-    monkeypatch.setenv("MINIGPT_APP_MAX_MINUTES", "3")
-    ctx = AppContext(runs_dir=tmp_path / "runs", hf_token="", pretrained=[])
+    ctx = space_limits(served, monkeypatch, MINIGPT_APP_MAX_MINUTES="3")
     assert TrainForm().length_unit == "minutes"
     job = prepare_job(ctx, "en", "visitor", TrainForm(**{**TINY, "length_unit": "minutes", "minutes": 2.5}))
     assert job.arguments.training["max_minutes"] == 2.5 and job.arguments.training["max_steps"] == -1
