@@ -1,6 +1,6 @@
 """The output folder never lies: runs are resumed only by their own command, eval-only keeps a run's records, the
 final save is atomic under kill -9, one process per folder, bad settings fail before any work, generation never
-fails part-way, the model card is true and its example runs, --push_to_hub pushes once."""
+fails part-way, the model card is true (its example runs: test_portability.py), --push_to_hub pushes once."""
 
 import hashlib
 import logging
@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 import torch
-from conftest import make_tiny_model, run_without_project
+from conftest import make_tiny_model
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
 from transformers import GenerationConfig
@@ -126,7 +126,9 @@ def test_eval_only_keeps_the_training_records(finished, tmp_path, capsys):
     assert results["corpus"] == f"other.txt ({size:,} bytes, blake2b {digest[:16]})" and results["eval_loss"] > 0
 
 
-def test_card_config_and_generation_config_are_true_and_the_example_runs(finished, tmp_path):
+def test_card_config_and_generation_config_are_true(finished):
+    """The card's example, run as written in a process that cannot import the project: test_portability.py's
+    test_the_card_example_runs_as_written_from_the_folder_that_holds_the_run."""
     _, out = finished
     card = ModelCard.load(out / "README.md")
     data = card.data
@@ -142,9 +144,7 @@ def test_card_config_and_generation_config_are_true_and_the_example_runs(finishe
     assert generation["max_new_tokens"] <= config["max_position_embeddings"] // 2
 
     example = card.text.split("```python\n")[-1].split("```")[0]
-    assert "from_pretrained('run'" in example
-    printed = run_without_project(example, out.parent)  # as written, from the folder that holds the model
-    assert printed.strip()
+    assert "from_pretrained('run'" in example  # the folder's own name
 
 
 class HubRecorder:
