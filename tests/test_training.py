@@ -1,9 +1,9 @@
 """The pre-training pipeline end to end: real corpora, real tokenizers, real (tiny) Trainer runs."""
 
 import json
+import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -41,6 +41,29 @@ def run_cli(*args) -> int:
         return train.main([str(a) for a in args])
     except SystemExit as exit:  # argparse's own errors (unknown flag, invalid choice)
         return exit.code
+
+
+def train_in_a_fork(*args) -> int:
+    """train.main(args) in a child forked from this process, its output dropped; returns the child's PID: a real
+    process to kill -9, without the seconds a cold start spends importing the Trainer. The child uses one torch
+    thread (OpenMP's thread pool does not survive a fork; DataLoader's workers do the same)."""
+    child = os.fork()
+    if child == 0:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the child ends with os._exit)
+            torch.set_num_threads(1)
+            run_cli(*args)
+        finally:
+            os._exit(0)
+    return child
+
+
+def is_running(pid: int) -> bool:
+    """Whether the child `pid` has not ended (it is not reaped: os.waitpid still reads its end)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
 
 
 def read_json(path: Path) -> dict:
@@ -191,35 +214,35 @@ def test_empty_validation_split_is_reported(tmp_path, capsys):
 
 
 def _train_command(corpus, out, max_steps=20):
-    return [sys.executable, str(ROOT / "train.py"), "--train_file", str(corpus), "--output_dir", str(out),
-            "--max_steps", str(max_steps), "--eval_steps", "10", "--save_steps", "5", "--save_total_limit", "2",
-            "--vocab_size", "300", "--eval_on_start", "false", *TINY]
+    return ["--train_file", corpus, "--output_dir", out, "--max_steps", max_steps, "--eval_steps", 10,
+            "--save_steps", 5, "--save_total_limit", 2, "--vocab_size", 300, "--eval_on_start", "false", *TINY]
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, caplog):
-    """One cold process, killed -9 after its checkpoint at step 10; the uninterrupted reference trains here
+    """One process, killed -9 after its checkpoint at step 10; the uninterrupted reference trains here
     meanwhile, and the same command run here resumes the killed one."""
     corpus = corpus_file(tmp_path)
     killed, reference = tmp_path / "killed", tmp_path / "reference"
-    process = subprocess.Popen(_train_command(corpus, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = train_in_a_fork(*_train_command(corpus, killed))
 
     def kill_after_step_10():
         deadline = time.time() + 300
-        while time.time() < deadline and not (killed / "checkpoint-10" / "trainer_state.json").exists():
+        while (time.time() < deadline and is_running(child)
+               and not (killed / "checkpoint-10" / "trainer_state.json").exists()):
             time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 10
+        os.kill(child, signal.SIGKILL)  # a real kill -9 mid-run, somewhere after step 10
 
     killer = threading.Thread(target=kill_after_step_10)
     killer.start()
     try:
-        assert run_cli(*_train_command(corpus, reference)[2:]) == 0
+        assert run_cli(*_train_command(corpus, reference)) == 0
     finally:
         killer.join()
-        process.wait()
+        os.waitpid(child, 0)
     assert not (killed / "model.safetensors").exists(), "the run was meant to die before the end"
 
     caplog.set_level("INFO", logger="minigpt")
-    assert run_cli(*_train_command(corpus, killed)[2:]) == 0
+    assert run_cli(*_train_command(corpus, killed)) == 0
     assert "Resuming from" in caplog.text
     final, expected = read_json(killed / "all_results.json"), read_json(reference / "all_results.json")
     assert final["eval_loss"] == pytest.approx(expected["eval_loss"], abs=2e-3)
