@@ -9,7 +9,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +19,7 @@ from conftest import make_tiny_model
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
 from transformers import GenerationConfig
-from test_training import TINY, corpus_file, read_json, run_cli
+from test_training import TINY, corpus_file, is_running, read_json, run_cli, train_in_a_fork
 
 import minigpt.training
 from minigpt.hub import NOT_SHARED, push_gpt2
@@ -28,7 +27,6 @@ from minigpt.loading import load_pretrained
 from minigpt.run_folder import OutputDirLock, staging_dir, swap_in
 from minigpt.training import sampling_generation_config
 
-ROOT = Path(__file__).resolve().parents[1]
 STEP_TOKENS = 8 * 32  # TINY: batch 8 x block 32
 
 
@@ -274,14 +272,13 @@ def test_kill_9_during_the_final_save_leaves_the_old_or_the_new_folder(finished,
     out = copy_of(source, tmp_path)
     args = command(corpus, out, "--overwrite_output_dir", max_steps=6)
     staging = tmp_path / ".run.saving"
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    child = train_in_a_fork(*args)
     deadline = time.time() + 300
-    while time.time() < deadline and not staging.exists() and process.poll() is None:
+    while time.time() < deadline and not staging.exists() and is_running(child):
         time.sleep(0.002)
     time.sleep(random.Random(os.getpid()).choice([0, 0.05, 0.2, 0.5]))
-    process.send_signal(signal.SIGKILL)  # somewhere in the final save: building the folder or swapping it in
-    process.wait()
+    os.kill(child, signal.SIGKILL)  # somewhere in the final save: building the folder or swapping it in
+    os.waitpid(child, 0)
     assert _consistent(out) in (10, 6)
 
     assert run_cli(*args) == 0, capsys.readouterr().err[-2000:]  # the same command finishes
