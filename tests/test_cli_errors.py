@@ -3,6 +3,7 @@ a diverging run stopped with its last finite checkpoint kept, a full disk said i
 finished" only for the same run (read-only folder included), and a quiet console."""
 
 import contextlib
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,7 @@ def small_disk(folder: Path, size: str):
     try:
         yield folder
     finally:
+        gc.collect()  # a finished run's objects in reference cycles may still hold files there (mapped weights)
         subprocess.run(["umount", str(folder)], check=True)
 
 
