@@ -46,13 +46,11 @@ def one_error_line(err: str) -> str:
     return errors[0]
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished 10-step run (checkpoints at 5 and 10), trained from scratch."""
-    root = tmp_path_factory.mktemp("finished")
-    corpus = corpus_file(root)
-    assert run_cli(*command(corpus, root / "run")) == 0
-    return corpus, root / "run"
+@pytest.fixture
+def finished(finished_run):
+    """A finished 10-step run (checkpoints at 5 and 10), trained from scratch: (corpus, folder). Copy it first."""
+    corpus, run, _ = finished_run
+    return corpus, run
 
 
 def copy_of(finished_run, tmp_path) -> Path:

@@ -150,10 +150,8 @@ def test_builtin_corpus_offline_with_no_corpus_flag(tmp_path, monkeypatch):
     assert "The" in (out / "samples.md").read_text()
 
 
-def test_eval_only_reports_loss_and_perplexity_of_a_saved_model(tmp_path, capsys):
-    model_dir = tmp_path / "model"
-    assert run_cli("--train_file", corpus_file(tmp_path), "--output_dir", model_dir, "--max_steps", 10,
-                   "--eval_steps", 10, "--save_steps", 10, "--vocab_size", 300, *TINY) == 0
+def test_eval_only_reports_loss_and_perplexity_of_a_saved_model(finished_run, tmp_path, capsys):
+    _, model_dir, _ = finished_run
     other = corpus_file(tmp_path, "other.txt", paragraphs=60)
     eval_dir = tmp_path / "eval"
     capsys.readouterr()
