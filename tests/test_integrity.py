@@ -19,6 +19,7 @@ from conftest import make_tiny_model
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
 from transformers import GenerationConfig
+from test_portability import card_example
 from test_training import TINY, corpus_file, is_running, read_json, run_cli, train_in_a_fork
 
 import minigpt.training
@@ -139,8 +140,7 @@ def test_card_config_and_generation_config_are_true(finished):
     assert config["use_cache"] is True
     assert generation["max_new_tokens"] <= config["max_position_embeddings"] // 2
 
-    example = card.text.split("```python\n")[-1].split("```")[0]
-    assert "from_pretrained('run'" in example  # the folder's own name
+    assert "from_pretrained('run'" in card_example(out)  # the folder's own name
 
 
 class HubRecorder:

@@ -91,6 +91,11 @@ def test_the_card_names_every_tested_version():
     assert all(version in readme and version in SUPPORTED_RANGE for version in TESTED_TRANSFORMERS)
 
 
+def card_example(folder: Path) -> str:
+    """The Python example of the folder's card (its last ```python block)."""
+    return ModelCard.load(folder / "README.md").text.split("```python\n")[-1].split("```")[0]
+
+
 def readme_blocks() -> list[str]:
     """README.md's ```python blocks that run here, in order: those whose first line is `# needs: ...` (the
     network, a running app) are left out."""
@@ -120,7 +125,7 @@ def pinned(folders, tmp_path_factory):
     root = tmp_path_factory.mktemp("pinned")
     elsewhere = root / "elsewhere"
     elsewhere.mkdir()
-    example = ModelCard.load(run / "README.md").text.split("```python\n")[-1].split("```")[0]
+    example = card_example(run)
     readme = "\n".join(readme_blocks()) + textwrap.dedent("""
         import minigpt
         print("ran from", minigpt.__file__)
@@ -222,8 +227,7 @@ def test_export_refuses_what_it_cannot_write_and_leaves_nothing(folders, tmp_pat
 
 def test_the_card_example_runs_as_written_from_the_folder_that_holds_the_run(folders, pinned):
     run, _ = folders
-    example = ModelCard.load(run / "README.md").text.split("```python\n")[-1].split("```")[0]
-    assert f"from_pretrained('{run.name}'" in example
+    assert f"from_pretrained('{run.name}'" in card_example(run)
     assert "Do you wish to run the custom code?" not in pinned["card"]
     assert pinned["card"].strip()  # it generated and printed, in a process that cannot import the project
 

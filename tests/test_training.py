@@ -53,7 +53,7 @@ def train_in_a_fork(*args) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
-            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the child ends with os._exit)
+            sys.stdout = sys.stderr = os.fdopen(devnull, "w")  # pytest's capture writes to its own files
             torch.set_num_threads(1)
             run_cli(*args)
         finally:
@@ -98,7 +98,6 @@ def test_end_to_end_on_a_written_corpus_loss_falls_and_the_folder_is_whole(tmp_p
     assert "license:" in card and "tags:" in card and "loss_plot.png" in card
     assert "trust_remote_code=True" in card and "| learning_rate | 0.001 |" in card
     assert "before training (step 0)" in card
-
 
 
 class _FirstWeights(TrainerCallback):
