@@ -74,3 +74,24 @@ def make_tiny_gpt2_folder(folder, text: str = "Era uma vez a Capitú, e a mãe; 
     GPT2LMHeadModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A finished 10-step run from scratch (checkpoints at 5 and 10: test_integrity.py's `command`), trained by
+    train.py in its own process with --disable_tqdm: (corpus, the folder, what the console showed). A fresh process
+    because the console is read as a person sees it: bars and log levels are process-wide, and runs in this process
+    change them. Shared by the tests of run identity, the console and eval-only; they copy the folder before
+    writing to it."""
+    import subprocess
+    import sys
+
+    from test_integrity import command
+    from test_training import ROOT, corpus_file
+
+    root = tmp_path_factory.mktemp("finished")
+    corpus = corpus_file(root)
+    shown = subprocess.run([sys.executable, "train.py", *map(str, command(corpus, root / "run")), "--disable_tqdm",
+                            "true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    return corpus, root / "run", shown.stdout + shown.stderr

@@ -1,6 +1,6 @@
 """The output folder never lies: runs are resumed only by their own command, eval-only keeps a run's records, the
 final save is atomic under kill -9, one process per folder, bad settings fail before any work, generation never
-fails part-way, the model card is true and its example runs, --push_to_hub pushes once."""
+fails part-way, the model card is true (its example runs: test_portability.py), --push_to_hub pushes once."""
 
 import hashlib
 import logging
@@ -9,18 +9,18 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 import torch
-from conftest import make_tiny_model, run_without_project
+from conftest import make_tiny_model
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import filter_repo_objects
 from transformers import GenerationConfig
-from test_training import TINY, corpus_file, read_json, run_cli
+from test_portability import card_example
+from test_training import TINY, corpus_file, is_running, read_json, run_cli, train_in_a_fork
 
 import minigpt.training
 from minigpt.hub import NOT_SHARED, push_gpt2
@@ -28,7 +28,6 @@ from minigpt.loading import load_pretrained
 from minigpt.run_folder import OutputDirLock, staging_dir, swap_in
 from minigpt.training import sampling_generation_config
 
-ROOT = Path(__file__).resolve().parents[1]
 STEP_TOKENS = 8 * 32  # TINY: batch 8 x block 32
 
 
@@ -48,13 +47,11 @@ def one_error_line(err: str) -> str:
     return errors[0]
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished 10-step run (checkpoints at 5 and 10), trained from scratch."""
-    root = tmp_path_factory.mktemp("finished")
-    corpus = corpus_file(root)
-    assert run_cli(*command(corpus, root / "run")) == 0
-    return corpus, root / "run"
+@pytest.fixture
+def finished(finished_run):
+    """A finished 10-step run (checkpoints at 5 and 10), trained from scratch: (corpus, folder). Copy it first."""
+    corpus, run, _ = finished_run
+    return corpus, run
 
 
 def copy_of(finished_run, tmp_path) -> Path:
@@ -126,7 +123,9 @@ def test_eval_only_keeps_the_training_records(finished, tmp_path, capsys):
     assert results["corpus"] == f"other.txt ({size:,} bytes, blake2b {digest[:16]})" and results["eval_loss"] > 0
 
 
-def test_card_config_and_generation_config_are_true_and_the_example_runs(finished, tmp_path):
+def test_card_config_and_generation_config_are_true(finished):
+    """The card's example, run as written in a process that cannot import the project: test_portability.py's
+    test_the_card_example_runs_as_written_from_the_folder_that_holds_the_run."""
     _, out = finished
     card = ModelCard.load(out / "README.md")
     data = card.data
@@ -141,10 +140,7 @@ def test_card_config_and_generation_config_are_true_and_the_example_runs(finishe
     assert config["use_cache"] is True
     assert generation["max_new_tokens"] <= config["max_position_embeddings"] // 2
 
-    example = card.text.split("```python\n")[-1].split("```")[0]
-    assert "from_pretrained('run'" in example
-    printed = run_without_project(example, out.parent)  # as written, from the folder that holds the model
-    assert printed.strip()
+    assert "from_pretrained('run'" in card_example(out)  # the folder's own name
 
 
 class HubRecorder:
@@ -274,14 +270,13 @@ def test_kill_9_during_the_final_save_leaves_the_old_or_the_new_folder(finished,
     out = copy_of(source, tmp_path)
     args = command(corpus, out, "--overwrite_output_dir", max_steps=6)
     staging = tmp_path / ".run.saving"
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    child = train_in_a_fork(*args)
     deadline = time.time() + 300
-    while time.time() < deadline and not staging.exists() and process.poll() is None:
+    while time.time() < deadline and not staging.exists() and is_running(child):
         time.sleep(0.002)
     time.sleep(random.Random(os.getpid()).choice([0, 0.05, 0.2, 0.5]))
-    process.send_signal(signal.SIGKILL)  # somewhere in the final save: building the folder or swapping it in
-    process.wait()
+    os.kill(child, signal.SIGKILL)  # somewhere in the final save: building the folder or swapping it in
+    os.waitpid(child, 0)
     assert _consistent(out) in (10, 6)
 
     assert run_cli(*args) == 0, capsys.readouterr().err[-2000:]  # the same command finishes

@@ -4,10 +4,7 @@ cannot import the project (as other people's code would); the README's Python sn
 another folder; the folder's card tells the truth about the data's rights and the model's shape."""
 
 import json
-import os
 import stat
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -94,12 +91,74 @@ def test_the_card_names_every_tested_version():
     assert all(version in readme and version in SUPPORTED_RANGE for version in TESTED_TRANSFORMERS)
 
 
-@pytest.mark.parametrize("version", [*STACKS, "pinned"])
-def test_the_run_and_its_gpt2_export_load_under(version, folders, expected, tmp_path):
+def card_example(folder: Path) -> str:
+    """The Python example of the folder's card (its last ```python block)."""
+    return ModelCard.load(folder / "README.md").text.split("```python\n")[-1].split("```")[0]
+
+
+def readme_blocks() -> list[str]:
+    """README.md's ```python blocks that run here, in order: those whose first line is `# needs: ...` (the
+    network, a running app) are left out."""
+    blocks = [b.split("```")[0] for b in (ROOT / "README.md").read_text().split("```python\n")[1:]]
+    run_blocks = [b for b in blocks if not b.startswith("# needs: ")]
+    assert len(run_blocks) >= 3 and len(blocks) - len(run_blocks) <= 2
+    return run_blocks
+
+
+MARK = "\n@@ part 7f3c9e: "  # what `pinned` prints before each part's output
+
+
+@pytest.fixture(scope="module")
+def pinned(folders, tmp_path_factory):
+    """One fresh process under the pinned transformers (a cold start costs seconds), in three parts, each printed
+    after a line MARK + its name: `card`, the run's card example as written, from the folder that holds the run, and
+    `check`, CHECK on both folders, both before the project can be imported (run_without_project checks it);
+    then `readme`, README.md's Python blocks as one script (they build on each other), run from a folder that is
+    not the project's, with the project put on the path and the tiny run where `python train.py` saves (the code
+    is the real one, linked). torch.compile is switched off (TORCHDYNAMO_DISABLE: the compiled path's results are
+    tests/test_speed_paths.py's). Returns {part: what it printed}."""
     run, export = folders
-    env = None if version == "pinned" else ensure_env(version)  # built by .ci/run; here only when missing
-    script = CHECK.format(run=str(run), export=str(export), prompt=PROMPT, new=NEW)
-    printed = run_without_project(script, tmp_path, first_on_path=env)
+    project = run.parents[1]
+    for name in ("minigpt", "configuration_minigpt.py", "modeling_minigpt.py"):
+        if not (project / name).exists():
+            (project / name).symlink_to(ROOT / name)
+    root = tmp_path_factory.mktemp("pinned")
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    example = card_example(run)
+    readme = "\n".join(readme_blocks()) + textwrap.dedent("""
+        import minigpt
+        print("ran from", minigpt.__file__)
+    """)
+    script = "\n".join([
+        "import os, sys",
+        'os.environ["TORCHDYNAMO_DISABLE"] = "1"',
+        f"os.chdir({str(run.parent)!r})",
+        f"print({MARK + 'card'!r})",
+        f"exec(compile({example!r}, 'card example', 'exec'), {{}})",
+        f"print({MARK + 'check'!r})",
+        f"exec(compile({CHECK.format(run=str(run), export=str(export), prompt=PROMPT, new=NEW)!r}, 'CHECK', 'exec'),"
+        " {})",
+        f"sys.path.insert(0, {str(project)!r})",
+        f"os.chdir({str(elsewhere)!r})",
+        f"print({MARK + 'readme'!r})",
+        f"exec(compile({readme!r}, 'README.md', 'exec'), {{}})",
+    ])
+    printed = run_without_project(script, root)
+    parts = dict(part.split("\n", 1) for part in printed.split(MARK)[1:])
+    assert list(parts) == ["card", "check", "readme"], printed[-3000:]
+    return parts
+
+
+@pytest.mark.parametrize("version", [*STACKS, "pinned"])
+def test_the_run_and_its_gpt2_export_load_under(version, folders, expected, tmp_path, request):
+    run, export = folders
+    if version == "pinned":
+        printed = request.getfixturevalue("pinned")["check"]
+    else:
+        env = ensure_env(version)  # built by .ci/run; here only when missing
+        script = CHECK.format(run=str(run), export=str(export), prompt=PROMPT, new=NEW)
+        printed = run_without_project(script, tmp_path, first_on_path=env)
     assert "Do you wish to run the custom code?" not in printed  # nothing waits for an answer
     result = json.loads(printed.strip().splitlines()[-1])
     assert result["transformers"] == (transformers.__version__ if version == "pinned" else version)
@@ -166,31 +225,15 @@ def test_export_refuses_what_it_cannot_write_and_leaves_nothing(folders, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no_biases"]  # no half-written or staging folder
 
 
-def test_readme_python_snippets_run_as_written_from_another_folder(folders, tmp_path):
-    """Every ```python block of README.md, in order, as one script (they build on each other), run from a folder
-    that is not the project's, with the tiny run where `python train.py` saves. A block whose first line is
-    `# needs: ...` (the network, a running app) is left out; torch.compile is switched off (TORCHDYNAMO_DISABLE: the
-    compiled path's results are tests/test_speed_paths.py's)."""
-    blocks = [b.split("```")[0] for b in (ROOT / "README.md").read_text().split("```python\n")[1:]]
-    run_blocks = [b for b in blocks if not b.startswith("# needs: ")]
-    assert len(run_blocks) >= 3 and len(blocks) - len(run_blocks) <= 2
-    assert "Era uma vez" in run_blocks[0]  # the default corpus is Portuguese
-
-    # A project folder whose runs/minigpt is the tiny run: the code is the real one, linked.
+def test_the_card_example_runs_as_written_from_the_folder_that_holds_the_run(folders, pinned):
     run, _ = folders
-    project = run.parents[1]
-    for name in ("minigpt", "configuration_minigpt.py", "modeling_minigpt.py"):
-        if not (project / name).exists():
-            (project / name).symlink_to(ROOT / name)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(project), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
-           "TORCHDYNAMO_DISABLE": "1"}
-    script = "\n".join(run_blocks) + textwrap.dedent("""
-        import minigpt
-        print("ran from", minigpt.__file__)
-    """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"ran from {project / 'minigpt' / '__init__.py'}" in done.stdout
+    assert f"from_pretrained('{run.name}'" in card_example(run)
+    assert "Do you wish to run the custom code?" not in pinned["card"]
+    assert pinned["card"].strip()  # it generated and printed, in a process that cannot import the project
+
+
+def test_readme_python_snippets_run_as_written_from_another_folder(folders, pinned):
+    """Every ```python block of README.md, in order, as one script, run from another folder (see `pinned`)."""
+    assert "Era uma vez" in readme_blocks()[0]  # the default corpus is Portuguese
+    run, _ = folders
+    assert f"ran from {run.parents[1] / 'minigpt' / '__init__.py'}" in pinned["readme"]
