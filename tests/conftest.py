@@ -36,10 +36,11 @@ def prompt():
     return torch.randint(2, VOCAB, (1, 6))
 
 
-def run_without_project(script: str, tmp_path, timeout: int = 300, first_on_path=None) -> str:
-    """Run Python code in a fresh process that cannot import the project (as a user's own code would), offline.
-    first_on_path: a folder of packages that come before the installed ones (another transformers version, see
-    tests/transformers_envs.py). Returns its stdout; fails the test with its stderr."""
+def start_without_project(script: str, folder, first_on_path=None):
+    """Start Python code in a fresh process that cannot import the project (as a user's own code would), offline,
+    in `folder`. first_on_path: a folder of packages that come before the installed ones (another transformers
+    version, see tests/transformers_envs.py). Several can run at once (each is mostly its imports);
+    `output_of` waits for one."""
     import os
     import subprocess
     import sys
@@ -47,16 +48,26 @@ def run_without_project(script: str, tmp_path, timeout: int = 300, first_on_path
     import site
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    env.update(HF_HOME=str(folder / "hf_home"), HF_HUB_OFFLINE="1")
     # -S skips the .pth files, so an editable install of this project (pip install -e .) is not seen either;
     # the installed libraries are put back on the path by hand.
     packages = ([str(first_on_path)] if first_on_path else []) + site.getsitepackages()
     guard = (f"import sys\nsys.path.extend({packages!r})\n"
              'import importlib.util\nassert importlib.util.find_spec("modeling_minigpt") is None\n')
-    done = subprocess.run([sys.executable, "-S", "-c", guard + script], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+    return subprocess.Popen([sys.executable, "-S", "-c", guard + script], cwd=folder, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def output_of(process, timeout: int = 300) -> str:
+    """The stdout of a process started by start_without_project, once it has ended; fails the test with its
+    stderr."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err[-3000:]
+    return out
 
 
 def make_tiny_gpt2_folder(folder, text: str = "Era uma vez a Capitú, e a mãe; a casa, o coração.\n\n" * 50):
@@ -77,21 +88,39 @@ def make_tiny_gpt2_folder(folder, text: str = "Era uma vez a Capitú, e a mãe; 
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory):
-    """A finished 10-step run from scratch (checkpoints at 5 and 10: test_integrity.py's `command`), trained by
-    train.py in its own process with --disable_tqdm: (corpus, the folder, what the console showed). A fresh process
-    because the console is read as a person sees it: bars and log levels are process-wide, and runs in this process
-    change them. Shared by the tests of run identity, the console and eval-only; they copy the folder before
-    writing to it."""
+def train_py_runs(tmp_path_factory):
+    """train.py in its own process, twice at once (each is mostly its imports): `finished`, a finished 10-step run
+    from scratch (checkpoints at 5 and 10: test_integrity.py's `command`) with --disable_tqdm, and `log_level_error`,
+    a 4-step run with --log_level error. Fresh processes because the console is read as a person sees it: bars and
+    log levels are process-wide, runs in this process change them, and what a process prints on import counts
+    too. Returns {name: (corpus, folder, exit code, what the console showed)}."""
     import subprocess
     import sys
 
     from test_integrity import command
     from test_training import ROOT, corpus_file
 
-    root = tmp_path_factory.mktemp("finished")
+    root = tmp_path_factory.mktemp("train_py")
     corpus = corpus_file(root)
-    shown = subprocess.run([sys.executable, "train.py", *map(str, command(corpus, root / "run")), "--disable_tqdm",
-                            "true"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert shown.returncode == 0, shown.stderr[-3000:]
-    return corpus, root / "run", shown.stdout + shown.stderr
+    flags = {"finished": (10, ["--disable_tqdm", "true"]), "log_level_error": (4, ["--log_level", "error"])}
+    folders = {name: root / name / "run" for name in flags}  # each folder is named `run`, as the tests expect
+    started = {name: subprocess.Popen([sys.executable, "train.py", *map(str, command(corpus, folders[name],
+                                                                                     max_steps=steps)), *extra],
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for name, (steps, extra) in flags.items()}
+    try:
+        shown = {name: process.communicate(timeout=300)[0] for name, process in started.items()}
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+    return {name: (corpus, folders[name], started[name].returncode, shown[name]) for name in started}
+
+
+@pytest.fixture(scope="session")
+def finished_run(train_py_runs):
+    """train_py_runs' finished run: (corpus, the folder, what the console showed). Shared by the tests of run
+    identity, the console and eval-only; they copy the folder before writing to it."""
+    corpus, folder, code, shown = train_py_runs["finished"]
+    assert code == 0, shown[-3000:]
+    return corpus, folder, shown

@@ -5,7 +5,6 @@ finished" only for the same run (read-only folder included), and a quiet console
 import contextlib
 import gc
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -173,13 +172,11 @@ def test_with_disable_tqdm_the_console_has_no_bar_and_one_compact_line_per_log(f
     assert sum("| eval loss " in line for line in lines) == 3  # before, at step 5, at step 10
 
 
-def test_log_level_error_prints_the_final_line_only(tmp_path):
-    """In a fresh process: what it prints on import counts too."""
-    shown = subprocess.run([sys.executable, "train.py", *map(str, command(corpus_file(tmp_path), tmp_path / "run",
-                                                                          max_steps=4)), "--log_level", "error"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert shown.returncode == 0, shown.stderr[-3000:]
-    printed = [line for line in (shown.stdout + shown.stderr).splitlines() if line.strip()]
+def test_log_level_error_prints_the_final_line_only(train_py_runs):
+    """In a fresh process (conftest's train_py_runs): what it prints on import counts too."""
+    _, _, code, shown = train_py_runs["log_level_error"]
+    assert code == 0, shown[-3000:]
+    printed = [line for line in shown.splitlines() if line.strip()]
     assert len(printed) == 1 and printed[0].startswith("done: ") and "model saved in" in printed[0], printed
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import run_without_project
+from conftest import output_of, start_without_project
 from huggingface_hub import ModelCard
 from test_training import corpus_file, run_cli
 from transformers import AutoTokenizer, pipeline
@@ -109,14 +109,40 @@ MARK = "\n@@ part 7f3c9e: "  # what `pinned` prints before each part's output
 
 
 @pytest.fixture(scope="module")
-def pinned(folders, tmp_path_factory):
+def fresh(folders, tmp_path_factory):
+    """The module's fresh processes, started at once (each is mostly its imports, so three take about the time of
+    two on two cores): CHECK under each other transformers version, and `pinned`. Returns {version: what it
+    printed}."""
+    run, export = folders
+    started = {}
+    for version in STACKS:
+        env = ensure_env(version)  # built by .ci/run; here only when missing
+        script = CHECK.format(run=str(run), export=str(export), prompt=PROMPT, new=NEW)
+        started[version] = start_without_project(script, tmp_path_factory.mktemp(version), first_on_path=env)
+    started["pinned"] = start_pinned(folders, tmp_path_factory)
+    try:
+        return {version: output_of(process) for version, process in started.items()}
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def pinned(fresh):
+    parts = dict(part.split("\n", 1) for part in fresh["pinned"].split(MARK)[1:])
+    assert list(parts) == ["card", "check", "readme"], fresh["pinned"][-3000:]
+    return parts
+
+
+def start_pinned(folders, tmp_path_factory):
     """One fresh process under the pinned transformers (a cold start costs seconds), in three parts, each printed
     after a line MARK + its name: `card`, the run's card example as written, from the folder that holds the run, and
     `check`, CHECK on both folders, both before the project can be imported (run_without_project checks it);
     then `readme`, README.md's Python blocks as one script (they build on each other), run from a folder that is
     not the project's, with the project put on the path and the tiny run where `python train.py` saves (the code
     is the real one, linked). torch.compile is switched off (TORCHDYNAMO_DISABLE: the compiled path's results are
-    tests/test_speed_paths.py's). Returns {part: what it printed}."""
+    tests/test_speed_paths.py's). The `pinned` fixture splits what it printed into {part: text}."""
     run, export = folders
     project = run.parents[1]
     for name in ("minigpt", "configuration_minigpt.py", "modeling_minigpt.py"):
@@ -144,21 +170,12 @@ def pinned(folders, tmp_path_factory):
         f"print({MARK + 'readme'!r})",
         f"exec(compile({readme!r}, 'README.md', 'exec'), {{}})",
     ])
-    printed = run_without_project(script, root)
-    parts = dict(part.split("\n", 1) for part in printed.split(MARK)[1:])
-    assert list(parts) == ["card", "check", "readme"], printed[-3000:]
-    return parts
+    return start_without_project(script, root)
 
 
 @pytest.mark.parametrize("version", [*STACKS, "pinned"])
-def test_the_run_and_its_gpt2_export_load_under(version, folders, expected, tmp_path, request):
-    run, export = folders
-    if version == "pinned":
-        printed = request.getfixturevalue("pinned")["check"]
-    else:
-        env = ensure_env(version)  # built by .ci/run; here only when missing
-        script = CHECK.format(run=str(run), export=str(export), prompt=PROMPT, new=NEW)
-        printed = run_without_project(script, tmp_path, first_on_path=env)
+def test_the_run_and_its_gpt2_export_load_under(version, expected, fresh, pinned):
+    printed = pinned["check"] if version == "pinned" else fresh[version]
     assert "Do you wish to run the custom code?" not in printed  # nothing waits for an answer
     result = json.loads(printed.strip().splitlines()[-1])
     assert result["transformers"] == (transformers.__version__ if version == "pinned" else version)
