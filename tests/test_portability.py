@@ -138,7 +138,7 @@ def pinned(fresh):
 def start_pinned(folders, tmp_path_factory):
     """One fresh process under the pinned transformers (a cold start costs seconds), in three parts, each printed
     after a line MARK + its name: `card`, the run's card example as written, from the folder that holds the run, and
-    `check`, CHECK on both folders, both before the project can be imported (run_without_project checks it);
+    `check`, CHECK on both folders, both before the project can be imported (start_without_project checks it);
     then `readme`, README.md's Python blocks as one script (they build on each other), run from a folder that is
     not the project's, with the project put on the path and the tiny run where `python train.py` saves (the code
     is the real one, linked). torch.compile is switched off (TORCHDYNAMO_DISABLE: the compiled path's results are
