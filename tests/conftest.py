@@ -40,7 +40,7 @@ def start_without_project(script: str, folder, first_on_path=None):
     """Start Python code in a fresh process that cannot import the project (as a user's own code would), offline,
     in `folder`. first_on_path: a folder of packages that come before the installed ones (another transformers
     version, see tests/transformers_envs.py). Several can run at once (each is mostly its imports);
-    `output_of` waits for one."""
+    `outputs_of` waits for them."""
     import os
     import subprocess
     import sys
@@ -58,16 +58,18 @@ def start_without_project(script: str, folder, first_on_path=None):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def output_of(process, timeout: int = 300) -> str:
-    """The stdout of a process started by start_without_project, once it has ended; fails the test with its
-    stderr."""
+def outputs_of(started: dict, timeout: int = 300) -> dict:
+    """What each of the processes started together printed ({name: stdout}; stderr too where it was sent there),
+    once all have ended; fails the test with the output of one that failed, and kills those still running."""
     try:
-        out, err = process.communicate(timeout=timeout)
+        done = {name: process.communicate(timeout=timeout) for name, process in started.items()}
     finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, err[-3000:]
-    return out
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+    for name, (out, err) in done.items():
+        assert started[name].returncode == 0, f"{name}: {(err or out)[-3000:]}"
+    return {name: out for name, (out, _) in done.items()}
 
 
 def make_tiny_gpt2_folder(folder, text: str = "Era uma vez a Capitú, e a mãe; a casa, o coração.\n\n" * 50):
@@ -108,12 +110,7 @@ def train_py_runs(tmp_path_factory):
                                                                                      max_steps=steps)), *extra],
                                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for name, (steps, extra) in flags.items()}
-    try:
-        shown = {name: process.communicate(timeout=300)[0] for name, process in started.items()}
-    finally:
-        for process in started.values():
-            if process.poll() is None:
-                process.kill()
+    shown = outputs_of(started)
     return {name: (corpus, folders[name], started[name].returncode, shown[name]) for name in started}
 
 

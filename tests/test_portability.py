@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
-from conftest import output_of, start_without_project
+from conftest import outputs_of, start_without_project
 from huggingface_hub import ModelCard
 from test_training import corpus_file, run_cli
 from transformers import AutoTokenizer, pipeline
@@ -120,12 +120,7 @@ def fresh(folders, tmp_path_factory):
         script = CHECK.format(run=str(run), export=str(export), prompt=PROMPT, new=NEW)
         started[version] = start_without_project(script, tmp_path_factory.mktemp(version), first_on_path=env)
     started["pinned"] = start_pinned(folders, tmp_path_factory)
-    try:
-        return {version: output_of(process) for version, process in started.items()}
-    finally:
-        for process in started.values():
-            if process.poll() is None:
-                process.kill()
+    return outputs_of(started)
 
 
 @pytest.fixture(scope="module")
