@@ -13,6 +13,7 @@
 `python train.py --help` lists every flag.
 """
 
+import gc
 import logging
 import sys
 
@@ -75,4 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # The Trainer runs gc.collect() when training starts: the half-million objects of the imports above live as
+    # long as this process, so they are frozen out of it (~0.25 s, and copy-on-write pages for dataloader workers).
+    gc.freeze()
     sys.exit(main())

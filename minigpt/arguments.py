@@ -280,8 +280,8 @@ class MiniGPTTrainingArguments(TrainingArguments):
     )
     optim: str = field(
         default="adamw_torch_fused",
-        metadata={"help": "'muon': torch.optim.Muon for the hidden weight matrices, AdamW for the rest "
-                          "(minigpt/optimizers.py); or any transformers optimizer name."},
+        metadata={"help": "'muon': Muon (torch.optim.Muon's update, in fp32 on a CPU) for the hidden weight matrices, "
+                          "AdamW for the rest (minigpt/optimizers.py); or any transformers optimizer name."},
     )
     muon_learning_rate: float | None = field(
         default=None, metadata={"help": "Muon's learning rate with --optim muon (default: --learning_rate)."}

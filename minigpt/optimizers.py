@@ -8,7 +8,14 @@ the LM head tied to them), LayerNorms and biases stay on AdamW.
 The Trainer drives one optimizer: `MuonWithAdamW` holds both and shows their parameter groups as its own, so the
 learning-rate scheduler scales both, and saves both states in the checkpoint's optimizer.pt, so resuming works.
 Selected with `--optim muon` (see minigpt.training.MiniGPTTrainingArguments).
+
+torch.optim.Muon runs its Newton-Schulz steps in bf16, which CPUs without bf16 arithmetic emulate: on this project's
+2-core CPU that made a Muon step of the 4 x 4 x 128 model cost 0.056 s against AdamW's 0.003 (the forward and
+backward pass: ~0.09 s). `Muon` below is torch.optim.Muon with the same update (its state, groups and
+defaults too), orthogonalised in fp32 on a CPU (0.020 s there) and in bf16 on a GPU, as torch does.
 """
+
+import math
 
 import torch
 from torch import nn
@@ -26,8 +33,56 @@ def hidden_matrix_names(model: nn.Module) -> list[str]:
     return [name for name, p in model.named_parameters() if p.ndim == 2 and id(p) not in excluded and p.requires_grad]
 
 
+def orthogonalise(update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """Muon's quintic Newton-Schulz iteration (Keller Jordan's, as in torch.optim.Muon): `update` with its singular
+    values pushed near 1, computed in `dtype`."""
+    a, b, c = coefficients
+    wide = update.size(0) <= update.size(1)
+    x = update.to(dtype) if wide else update.to(dtype).T  # iterate on the Gram matrix of the shorter side
+    x = x / x.norm().clamp(min=eps)  # spectral norm at most 1
+    for _ in range(steps):
+        gram = x @ x.T
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x if wide else x.T
+
+
+class Muon(torch.optim.Muon):
+    """torch.optim.Muon's update, orthogonalised in fp32 on a CPU (bf16 elsewhere, as torch does): see above."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                buffer = self.state[param].setdefault("momentum_buffer", torch.zeros_like(grad))
+                buffer.lerp_(grad, 1 - momentum)
+                update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
+                dtype = torch.float32 if param.device.type == "cpu" else torch.bfloat16
+                update = orthogonalise(update, group["ns_coefficients"], group["ns_steps"], group["eps"], dtype)
+                param.mul_(1 - lr * decay)
+                param.add_(update.to(param.dtype), alpha=-lr * lr_ratio(group["adjust_lr_fn"], *param.shape))
+        return loss
+
+
+def lr_ratio(adjust_lr_fn: str | None, rows: int, columns: int) -> float:
+    """torch.optim.Muon's learning-rate scale for a rows x columns matrix."""
+    if adjust_lr_fn == "match_rms_adamw":  # updates of the RMS AdamW's would have (Moonlight)
+        return 0.2 * math.sqrt(max(rows, columns))
+    if adjust_lr_fn in (None, "original"):
+        return math.sqrt(max(1, rows / columns))
+    return 1.0
+
+
 class MuonWithAdamW(torch.optim.Optimizer):
-    """torch.optim.Muon on `muon_params`, torch.optim.AdamW on `adamw_groups`, stepped together.
+    """Muon (above) on `muon_params`, torch.optim.AdamW on `adamw_groups`, stepped together.
 
     `param_groups` is the two optimizers' groups (AdamW's first, so the logged learning rate is AdamW's): a
     scheduler that scales each group's lr reaches both. Muon's lr is scaled per matrix as in the Moonlight paper
@@ -36,8 +91,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
     def __init__(self, muon_params, adamw_groups, lr: float, muon_lr: float, weight_decay: float,
                  betas=(0.9, 0.999), eps: float = 1e-8, momentum: float = 0.95):
-        self.muon = torch.optim.Muon(muon_params, lr=muon_lr, weight_decay=weight_decay, momentum=momentum,
-                                     adjust_lr_fn="match_rms_adamw")
+        self.muon = Muon(muon_params, lr=muon_lr, weight_decay=weight_decay, momentum=momentum,
+                         adjust_lr_fn="match_rms_adamw")
         self.adamw = torch.optim.AdamW(adamw_groups, lr=lr, betas=betas, eps=eps)
         groups = self.adamw.param_groups + self.muon.param_groups
         super().__init__([{"params": g["params"]} for g in groups], {})

@@ -13,6 +13,7 @@ A child that dies without "done" or "error" (killed by the kernel's OOM killer, 
 This module imports no gradio: the child loads only the training pipeline.
 """
 
+import gc
 import logging
 import os
 import resource
@@ -81,6 +82,9 @@ def train_in_child(arguments, events, stop, private_cache: str | None, on_space:
     from minigpt.monitoring import tokens_per_step
     from minigpt.training import run_training
 
+    # This process trains once and exits, so what it was forked with (the fork server's imports) is never garbage:
+    # frozen, it is left out of the gc.collect() the Trainer runs when training starts (~0.3 s a run).
+    gc.freeze()
     if private_cache:  # an uploaded text: its Arrow and token caches live (and die) with the run's upload folder
         datasets.config.HF_DATASETS_CACHE = Path(private_cache)
     try:

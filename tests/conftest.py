@@ -121,3 +121,27 @@ def finished_run(train_py_runs):
     corpus, folder, code, shown = train_py_runs["finished"]
     assert code == 0, shown[-3000:]
     return corpus, folder, shown
+
+
+def pytest_collection_finish(session):
+    """Freeze what the imports and the collection made (libraries, test modules: ~600k objects that live as long as
+    the session), so that the gc.collect() the Trainer runs at the start of each of the tests' trainings walks only
+    what the tests made since (0.4 s a training before, 13 s in all)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionstart(session):
+    """The tests start ~25 Python processes that import the project (train.py runs, ranks, the app, the notebooks'
+    kernels). Where PYTHONDONTWRITEBYTECODE is set, as on this project's machines, none of them keeps the modules it
+    compiles, so each compiles the project again (~0.3 s of CPU): compiled once here, they read the .pyc files."""
+    import compileall
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("minigpt", "space"):
+        compileall.compile_dir(root / folder, quiet=1)
+    for file in root.glob("*.py"):
+        compileall.compile_file(file, quiet=1)

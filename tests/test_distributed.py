@@ -38,8 +38,10 @@ mixed_precision: 'no'
 
 # Two ranks forked per case, with the variables torchrun sets; prints {case: [exit codes]} as JSON.
 FORKED_RANKS = textwrap.dedent("""
-    import json, os, signal, sys, time
+    import gc, json, os, signal, sys, time
     import train
+
+    gc.freeze()  # as `python train.py` does
 
     folder, cases = sys.argv[1], json.loads(sys.argv[2])
 

@@ -42,6 +42,33 @@ def test_muon_gets_the_hidden_matrices_and_adamw_the_rest():
                                                                    "model.embed_positions.weight"}
 
 
+def test_muon_is_torchs_update_orthogonalised_in_fp32_on_a_cpu():
+    """The same algorithm as torch.optim.Muon (bit for bit in bf16), in fp32 on a CPU: closer to the exact
+    orthogonalisation than torch's bf16, with torch's state (a checkpoint of either resumes in the other)."""
+    from torch.optim._muon import _zeropower_via_newtonschulz  # torch's own, to compare with
+
+    from minigpt.optimizers import Muon, orthogonalise
+
+    torch.manual_seed(0)
+    grad = torch.randn(96, 32)
+    coefficients, steps, eps = (3.4445, -4.7750, 2.0315), 5, 1e-7
+    assert torch.equal(orthogonalise(grad, coefficients, steps, eps, torch.bfloat16),
+                       _zeropower_via_newtonschulz(grad, coefficients, steps, eps))
+    ours, theirs = torch.nn.Parameter(torch.randn(96, 32)), torch.nn.Parameter(torch.randn(96, 32))
+    with torch.no_grad():
+        theirs.copy_(ours)
+    mine, torchs = (cls([p], lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+                    for cls, p in ((Muon, ours), (torch.optim.Muon, theirs)))
+    exact = orthogonalise(grad.lerp(0.05 * grad, 0.95), coefficients, steps, eps, torch.float64)
+    expected = ours.detach().double() * (1 - 0.02 * 0.1) - 0.02 * 0.2 * 96 ** 0.5 * exact
+    for param, optimizer in ((ours, mine), (theirs, torchs)):
+        param.grad = grad.clone()
+        optimizer.step()
+    assert (ours.double() - expected).abs().max() < 1e-5 < (theirs.double() - expected).abs().max()
+    assert torch.allclose(ours, theirs, atol=5e-3)  # the same update, up to torch's bf16
+    assert torch.equal(mine.state[ours]["momentum_buffer"], torchs.state[theirs]["momentum_buffer"])
+
+
 def test_warmup_stable_decay_schedule_scales_both_optimizers():
     optimizer = MuonWithAdamW.for_model(make_tiny_model(), lr=1e-3, muon_lr=1e-2, weight_decay=0.1)
     scheduler = get_scheduler("warmup_stable_decay", optimizer, num_warmup_steps=10, num_training_steps=100,
