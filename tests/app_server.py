@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio.oauth
 import pytest
+from gradio_client import Client
 from itsdangerous import TimestampSigner
 
 import app
@@ -50,6 +51,12 @@ def launched_app(root: Path, env: dict | None = None, **context_kwargs):
             yield ctx, url
         finally:
             demo.close()
+
+
+def local_client(url: str, **kwargs) -> Client:
+    """A gradio_client for one of the tests' own servers (plain http on 127.0.0.1). ssl_verify=False: otherwise each
+    of its requests (a predict makes two or three) builds an SSL context from the CA bundle, ~30 ms of CPU each."""
+    return Client(url, verbose=False, analytics_enabled=False, ssl_verify=False, **kwargs)
 
 
 def signed_in_cookie(username: str, token: str, secret: str = SPACE_ENV["OAUTH_CLIENT_SECRET"]) -> str:

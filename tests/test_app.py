@@ -18,7 +18,7 @@ import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app_server import follow, launched_app, wait_for  # noqa: E402
+from app_server import follow, launched_app, local_client, wait_for  # noqa: E402
 from conftest import make_tiny_gpt2_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -45,8 +45,7 @@ def served(tmp_path_factory):
 
 
 def client(served, **headers) -> Client:
-    return Client(served.url, verbose=False, download_files=str(served.root / "downloads"), headers=headers or None,
-                  analytics_enabled=False)
+    return local_client(served.url, download_files=str(served.root / "downloads"), headers=headers or None)
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +277,8 @@ def test_uploads_are_checked_copied_inside_the_app_and_trained_on(served, api, t
     large.write_bytes(b"word " * 14_000)
     with pytest.raises(ValueError, match="exceeds the maximum file size"):
         api.predict(**{**TINY, "corpus_source": "upload", "files": [handle_file(str(large))]}, api_name="/train")
-    answer = httpx.post(served.url + "gradio_api/upload", files={"files": ("large.txt", large.read_bytes())})
+    answer = httpx.post(served.url + "gradio_api/upload", files={"files": ("large.txt", large.read_bytes())},
+                        verify=False)
     assert answer.status_code == 413 and "maximum allowed size" in answer.text
 
     words = "the model reads a text and learns to predict the next token of the text".split()

@@ -19,8 +19,8 @@ if CHROMIUM is None:
     pytest.skip("no chromium executable (apt-get install chromium; .ci/run does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-from app_server import SPACE_ENV, follow, launched_app  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
+from app_server import SPACE_ENV, follow, launched_app, local_client  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 
 SHOTS = Path("/tmp/minigpt_screenshots")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -87,7 +87,7 @@ def test_a_portuguese_visitor_signs_in_and_waits_in_line_behind_another_visitor(
     without its text, and its own place in line after pressing Start; Stop gives the place up."""
     corpus = tmp_path / "notes.txt"
     corpus.write_text("\n\n".join(f"line {i} of a small private text" for i in range(80)))
-    other = Client(url, verbose=False, analytics_enabled=False)
+    other = local_client(url)
     other.predict("upload", [handle_file(str(corpus))], "", "tiny", "char", 300, "steps", 5000, 1, 1, 4, 3e-3, 16, 1,
                   api_name="/train")
     expect = sync_api.expect

@@ -28,7 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio.http_server  # noqa: E402
 import huggingface_hub  # noqa: E402
-from app_server import SPACE_ENV, follow, launched_app, signed_in_cookie, started_context  # noqa: E402
+from app_server import SPACE_ENV, follow, launched_app, local_client, signed_in_cookie, started_context  # noqa: E402
 from app_server import wait_for as wait_up_to  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -76,8 +76,7 @@ def served(tmp_path_factory):
 
 
 def visitor(served, **headers) -> Client:
-    return Client(served.url, verbose=False, download_files=str(served.root / "downloads"), headers=headers or None,
-                  analytics_enabled=False)
+    return local_client(served.url, download_files=str(served.root / "downloads"), headers=headers or None)
 
 
 def short_run(corpus, **overrides) -> dict:
@@ -201,7 +200,8 @@ def test_the_largest_form_settings_are_refused_before_any_memory_is_allocated(se
 def test_a_40_mb_prompt_is_refused_before_tokenizing(served):
     """Sent from another process (the server's memory is this process's): refused at the door, memory unchanged;
     a 100 kB prompt gets through the door and is refused by length, in words, before any tokenizer sees it."""
-    code = ("import sys, time\nfrom gradio_client import Client\nc = Client(sys.argv[1], verbose=False)\n"
+    code = ("import sys, time\nfrom gradio_client import Client\n"
+            "c = Client(sys.argv[1], verbose=False, ssl_verify=False)\n"
             "start = time.perf_counter()\ntry:\n    c.predict('word ' * (8 * 2**20), api_name='/generate')\n"
             "except Exception as error:\n    print(time.perf_counter() - start, str(error).splitlines()[0])\n")
     rss = psutil.Process().memory_info().rss
@@ -256,7 +256,7 @@ def test_a_flood_of_trainings_from_one_address_locks_nobody_out(served, room):
     filled Gradio's queue): the line takes this address's share, the rest are refused at once; a new visitor
     from the same address still generates and stops within seconds."""
     form = ["python-reference", [], "", "tiny", "bpe", 300, "steps", 100000, 1, 1, 8, 3e-3, 32, 1, False, False]
-    with httpx.Client(base_url=served.url, timeout=30) as http:
+    with httpx.Client(base_url=served.url, timeout=30, verify=False) as http:
         answers = [http.post("gradio_api/call/train", json={"data": form, "session_hash": uuid.uuid4().hex})
                    for _ in range(79)]
         assert {a.status_code for a in answers} <= {200, 429}  # never Gradio's "Queue is full" (503)
@@ -266,10 +266,12 @@ def test_a_flood_of_trainings_from_one_address_locks_nobody_out(served, room):
         assert "another visitor" in newcomer.submit(api_name="/stop").result(timeout=60)
         assert state_of(newcomer)["line"]["training"] is True
         assert len(served.ctx.line.active()) <= 2  # this address's share of the line
-        # a refused training was told why, in the answer nobody read
-        event = next(a.json()["event_id"] for a in reversed(answers) if a.status_code == 200)
-        reply = http.get(f"gradio_api/call/train/{event}").text
-        assert "event: error" in reply and "network address already has 2 trainings" in reply
+        # the refused trainings were told why, in the answers nobody read (read here: once every POST has been
+        # through /train, no late one can take a place that the clean-up below frees)
+        replies = [http.get(f"gradio_api/call/train/{a.json()['event_id']}").text for a in answers
+                   if a.status_code == 200]
+        refused = [r for r in replies if "event: error" in r and "network address already has 2 trainings" in r]
+        assert refused and len(replies) - len(refused) <= 2, replies[:3]
     for job in served.ctx.line.active():
         if not served.ctx.line.leave(job):
             job.request_stop()
@@ -281,7 +283,7 @@ def test_uploads_are_bounded_where_they_enter(served):
     """40 uploads of 2.5 times the limit (the attack: 9.9 MB against 5 MB), then 40 under it: refused as they
     enter, at most the app's upload room on disk; uploads no training takes are deleted by the janitor."""
     folder = Path(get_upload_folder())
-    with httpx.Client(base_url=served.url, timeout=30) as http:
+    with httpx.Client(base_url=served.url, timeout=30, verify=False) as http:
         big = b"x" * int(0.5 * 2**20)
         refused = [http.post("gradio_api/upload", files={"files": (f"big{i}.txt", big)}) for i in range(40)]
         assert {r.status_code for r in refused} == {413} and "at most 0.2 MB" in refused[0].text
@@ -368,9 +370,8 @@ def test_pushes_use_the_visitors_own_login_never_the_owners_token(tmp_path, monk
     monkeypatch.setattr(huggingface_hub, "HfApi", HubRecorder)
     HubRecorder.calls = []
     with launched_app(tmp_path, env=SPACE_ENV) as (ctx, url):
-        anonymous = Client(url, verbose=False, analytics_enabled=False)
-        alice = Client(url, verbose=False, analytics_enabled=False,
-                       headers={"Cookie": signed_in_cookie("alice", "hf_alice_oauth")})
+        anonymous = local_client(url)
+        alice = local_client(url, headers={"Cookie": signed_in_cookie("alice", "hf_alice_oauth")})
         assert visible_models(alice) == {*UNTRAINED_KEYS, "run/alice-run"}
         with pytest.raises(AppError, match="unknown model"):
             anonymous.predict("run/alice-run", "alice/minigpt", api_name="/push_to_hub")
@@ -381,8 +382,7 @@ def test_pushes_use_the_visitors_own_login_never_the_owners_token(tmp_path, monk
         assert HubRecorder.calls == []
 
         # signed in, but the login carries no token: refused, and nothing falls back to the owner's HF_TOKEN
-        tokenless = Client(url, verbose=False, analytics_enabled=False,
-                           headers={"Cookie": signed_in_cookie("alice", "")})
+        tokenless = local_client(url, headers={"Cookie": signed_in_cookie("alice", "")})
         with pytest.raises(AppError, match="Sign in with Hugging Face"):
             tokenless.predict("run/alice-run", "minigpt", api_name="/push_to_hub")
         assert HubRecorder.calls == []
@@ -459,7 +459,7 @@ def test_killing_the_app_leaves_no_process_and_no_model(tmp_path, corpus, monkey
         app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_up_to(lambda: answering(app, url), timeout=240, every=0.1)
-        client = Client(url, verbose=False, analytics_enabled=False)
+        client = local_client(url)
         client.predict(**short_run(corpus, max_steps=100000), api_name="/train")
         fork_server = next(p for p in psutil.Process(app.pid).children() if "forkserver" in " ".join(p.cmdline()))
         wait_for(fork_server.children)  # the training process, busy preparing its data (or already training)
@@ -484,7 +484,7 @@ def test_killing_the_app_leaves_no_process_and_no_model(tmp_path, corpus, monkey
 def answering(process, url: str) -> bool:
     assert process is None or process.poll() is None, f"the app at {url} ended"
     try:
-        return httpx.get(url + "gradio_api/info", timeout=5).status_code == 200
+        return httpx.get(url + "gradio_api/info", timeout=5, verify=False).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -505,7 +505,8 @@ def test_sigterm_is_a_clean_shutdown_that_leaves_no_temp_folder(tmp_path, corpus
     def visit_then_terminate():
         try:
             wait_up_to(lambda: answering(None, url), timeout=120)
-            uploads.append(httpx.post(url + "gradio_api/upload", files={"files": ("notes.txt", corpus.read_bytes())}))
+            uploads.append(httpx.post(url + "gradio_api/upload", files={"files": ("notes.txt", corpus.read_bytes())},
+                                      verify=False))
             app_temp.extend(tmp_path.glob("minigpt-app-*"))
         finally:
             os.kill(os.getpid(), signal.SIGTERM)
