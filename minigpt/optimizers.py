@@ -98,13 +98,8 @@ class MuonWithAdamW(torch.optim.Optimizer):
         super().__init__([{"params": g["params"]} for g in groups], {})
         self.param_groups = groups  # the very dicts the two optimizers read their lr from
 
-    @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self.adamw.step()
+        loss = self.adamw.step(closure)  # the closure, if any, is evaluated once, by AdamW
         self.muon.step()
         return loss
 

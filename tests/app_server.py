@@ -72,13 +72,15 @@ def signed_in_cookie(username: str, token: str, secret: str = SPACE_ENV["OAUTH_C
 
 
 def wait_for(condition, timeout: float = 120.0, every: float = 0.25):
-    """Poll `condition` until it returns something truthy (returned), or fail the test after `timeout` seconds."""
-    end = time.time() + timeout
+    """Poll `condition` until it returns something truthy (returned), or fail the test after `timeout` seconds.
+    The pause between polls grows from 10 ms to `every`: what comes soon is seen soon, a long wait polls seldom."""
+    end, pause = time.time() + timeout, min(0.01, every)
     while time.time() < end:
         value = condition()
         if value:
             return value
-        time.sleep(every)
+        time.sleep(pause)
+        pause = min(every, pause * 1.5)
     raise AssertionError("timed out")
 
 
