@@ -59,6 +59,11 @@ def local_client(url: str, **kwargs) -> Client:
     return Client(url, verbose=False, analytics_enabled=False, ssl_verify=False, **kwargs)
 
 
+def served_client(served, **headers) -> Client:
+    """A visitor of the module's app (`served`: its url and root), with these request headers."""
+    return local_client(served.url, download_files=str(served.root / "downloads"), headers=headers or None)
+
+
 def signed_in_cookie(username: str, token: str, secret: str = SPACE_ENV["OAUTH_CLIENT_SECRET"]) -> str:
     """The session cookie that Sign in with Hugging Face leaves after a login (signed as gradio.oauth signs it):
     a test visitor 'logged in' without any call to huggingface.co."""

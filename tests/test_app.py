@@ -18,9 +18,10 @@ import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from app_server import follow, launched_app, local_client, wait_for  # noqa: E402
+from app_server import follow, launched_app, wait_for  # noqa: E402
+from app_server import served_client as client  # noqa: E402
 from conftest import make_tiny_gpt2_folder  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from space.job_views import status_html  # noqa: E402
@@ -42,10 +43,6 @@ def served(tmp_path_factory):
     tiny_gpt2 = make_tiny_gpt2_folder(root / "tiny-gpt2")  # stands in for a Hub GPT-2, offline
     with launched_app(root, max_upload_mb=0.05, pretrained=[str(tiny_gpt2)]) as (ctx, url):
         yield SimpleNamespace(url=url, ctx=ctx, root=root)
-
-
-def client(served, **headers) -> Client:
-    return local_client(served.url, download_files=str(served.root / "downloads"), headers=headers or None)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from minigpt.run_folder import OutputDirLock
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 10  # checkpoints at 5 (where a rank is killed) and 10
-RUN = ["--max_steps", STEPS, "--eval_steps", STEPS, "--save_steps", STEPS // 2, "--vocab_size", 300, "--disable_tqdm", "true"]
+RUN = ["--max_steps", STEPS, "--eval_steps", STEPS, "--save_steps", STEPS // 2, "--vocab_size", 300,
+       "--disable_tqdm", "true"]
 TIMEOUT = 240
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 ACCELERATE_CONFIG = """\
@@ -131,7 +132,8 @@ def runs(tmp_path_factory):
         {"name": "killed", "port": free_port(), "argvs": [training(corpus, killed, 8)] * 2,
          # killed once checkpoint-5 is whole: both ranks' random state and the main process's state file
          "lock": str(root / ".killed.lock"),
-         "kill_at": [str(killed / f"checkpoint-{STEPS // 2}" / name) for name in ("rng_state_1.pth", "trainer_state.json")]},
+         "kill_at": [str(killed / f"checkpoint-{STEPS // 2}" / name)
+                     for name in ("rng_state_1.pth", "trainer_state.json")]},
         {"name": "resumed", "port": free_port(), "argvs": [training(corpus, killed, 8)] * 2},
         {"name": "again", "port": free_port(), "argvs": [training(corpus, killed, 8)] * 2},
         {"name": "refused", "port": free_port(), "argvs": [training(corpus, root / "held", 8)] * 2},

@@ -29,9 +29,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio.http_server  # noqa: E402
 import huggingface_hub  # noqa: E402
 from app_server import SPACE_ENV, follow, launched_app, local_client, signed_in_cookie, started_context  # noqa: E402
+from app_server import served_client as visitor  # noqa: E402
 from app_server import wait_for as wait_up_to  # noqa: E402
 from gradio.utils import get_upload_folder  # noqa: E402
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from minigpt.hub import HubError, push_folder  # noqa: E402
@@ -73,10 +74,6 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("space")
     with launched_app(root, env=LIMITS) as (ctx, url):
         yield SimpleNamespace(url=url, ctx=ctx, root=root)
-
-
-def visitor(served, **headers) -> Client:
-    return local_client(served.url, download_files=str(served.root / "downloads"), headers=headers or None)
 
 
 def short_run(corpus, **overrides) -> dict:
